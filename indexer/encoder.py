@@ -1,0 +1,139 @@
+"""The embedding model: timm's ViT and its own eval transform, giving L2-normalised GAP vectors."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .images import BACKGROUND
+from .weights import MODEL_NAME, WeightsInfo, build_model
+
+__all__ = ["Encoder", "TimmEncoder", "load_encoder", "resolve_device", "METRIC"]
+
+METRIC = "cosine"  # inner product of L2-normalised vectors
+
+
+class Encoder(Protocol):
+    """What the pipeline and the search need of a model; tests may pass a small fake."""
+
+    model_name: str
+    dim: int
+    weights: WeightsInfo
+    draft_size: int | None  # JPEG reduced-decode target (None: full decode)
+
+    def preprocess(self, image): ...  # RGB PIL image -> CHW float tensor or array
+
+    def encode(self, batch) -> np.ndarray: ...  # stacked preprocess outputs -> (n, dim) float32
+
+    def preprocess_config(self) -> dict: ...
+
+
+@dataclass
+class TimmEncoder:
+    model: object
+    transform: object
+    data_config: dict
+    weights: WeightsInfo
+    device: str
+    precision: str  # "fp32", "bf16" or "fp16"
+    exact: bool
+    model_name: str = MODEL_NAME
+    dim: int = 512
+
+    @property
+    def draft_size(self) -> int | None:
+        # Decode JPEGs at no less than twice the resize target: parity holds, decode is far cheaper.
+        return None if self.exact else 2 * _resize_target(self.data_config)
+
+    def preprocess(self, image):
+        return self.transform(image)
+
+    def encode(self, batch) -> np.ndarray:
+        import torch
+
+        batch = batch.to(self.device, non_blocking=True)
+        with torch.inference_mode(), self._autocast():
+            features = self.model.forward_features(batch)
+            pooled = self.model.forward_head(features, pre_logits=True)
+        vectors = torch.nn.functional.normalize(pooled.float(), dim=1)
+        return vectors.cpu().numpy().astype(np.float32, copy=False)
+
+    def _autocast(self):
+        import torch
+
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.split(":")[0], dtype=dtype)
+
+    def preprocess_config(self) -> dict:
+        """What must match for two embeddings to be comparable (the mode is not part of it)."""
+        config = {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()}
+        config.update(exif_transpose=True, alpha_background=list(BACKGROUND), high_bit="scaled")
+        return config
+
+
+def _resize_target(data_config: dict) -> int:
+    return int(data_config["input_size"][-1] / data_config["crop_pct"])
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from .errors import ConfigError
+
+        raise ConfigError("--device cuda was asked for, but no CUDA GPU is available")
+    return device
+
+
+def _default_precision(device: str, exact: bool) -> str:
+    if exact:
+        return "fp32"
+    if device.startswith("cuda"):
+        return "fp16"
+    return "bf16" if _cpu_has_native_bf16() else "fp32"
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def load_encoder(
+    weights: str | None = None,
+    *,
+    device: str = "auto",
+    exact: bool = False,
+    precision: str | None = None,
+) -> TimmEncoder:
+    """Build the encoder. `weights`: file path, "random", or None for the pretrained download."""
+    import timm.data
+    import torch
+
+    device = resolve_device(device)
+    model, info = build_model(weights)
+    model.to(device)
+    data_config = timm.data.resolve_model_data_config(model)
+    transform = timm.data.create_transform(**data_config, is_training=False)
+    if device == "cpu":
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+    return TimmEncoder(
+        model=model,
+        transform=transform,
+        data_config=dict(data_config),
+        weights=info,
+        device=device,
+        precision=precision or _default_precision(device, exact),
+        exact=exact,
+        dim=model.num_features,
+    )

@@ -1,0 +1,54 @@
+"""The exception tree: callers catch VitsearchError; the CLI maps each kind to an exit code."""
+
+from __future__ import annotations
+
+__all__ = [
+    "VitsearchError",
+    "ConfigError",
+    "WeightsUnavailableError",
+    "StoreMismatchError",
+    "StoreInUseError",
+    "StoreError",
+    "ImageLoadError",
+]
+
+
+class VitsearchError(Exception):
+    """Base class of every error vitsearch raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(VitsearchError):
+    """A usage or configuration problem the user fixes with a flag or a file."""
+
+    exit_code = 2
+
+
+class WeightsUnavailableError(ConfigError):
+    """No model weights could be had (offline with an empty cache, unreadable file)."""
+
+
+class StoreMismatchError(ConfigError):
+    """The store was built with another model, preprocessing or weights."""
+
+
+class StoreInUseError(VitsearchError):
+    """Another process holds the store for writing."""
+
+    def __init__(self, message: str, pid: int | None = None):
+        super().__init__(message)
+        self.pid = pid
+
+
+class StoreError(VitsearchError):
+    """The store is missing or unusable."""
+
+
+class ImageLoadError(VitsearchError):
+    """One file could not be turned into an image; `reason` is a short category."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail

@@ -1,0 +1,225 @@
+"""Safe image loading: a format allow-list, bomb checks, EXIF orientation and correct RGB."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageLoadError
+
+__all__ = [
+    "ALLOWED_FORMATS",
+    "IMAGE_EXTENSIONS",
+    "MAX_PIXELS",
+    "ImageInfo",
+    "LoadedImage",
+    "load_image",
+    "read_image_bytes",
+    "to_rgb",
+]
+
+# Decoders we trust; everything else (EPS, PDF, JPEG 2000, ...) is refused before decoding.
+# The JPEG opener also yields MPO, the multi-picture JPEG many phones write.
+# AVIF and HEIF count when their plugin is present (pillow-heif registers HEIF).
+_BASE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF")
+_OPTIONAL_FORMATS = ("AVIF", "HEIF")
+
+IMAGE_EXTENSIONS = frozenset(
+    ".jpg .jpeg .jpe .jfif .png .webp .gif .bmp .dib .tif .tiff .avif .heic .heif".split()
+)
+
+MAX_PIXELS = 180_000_000  # ~180 MP: well above any camera, far below a decompression bomb
+MAX_ASPECT = 100  # 100000x1 and friends are bombs or junk, not photos
+MAX_FILE_BYTES = 1 << 30
+BACKGROUND = (255, 255, 255)  # fixed background for transparent pixels
+
+_EXIF_ORIENTATION = 0x0112
+_EXIF_IFD = 0x8769
+_EXIF_DATETIME_ORIGINAL = 0x9003
+_EXIF_DATETIME = 0x0132
+_EXIF_MAKE = 0x010F
+_EXIF_MODEL = 0x0110
+
+
+def _allowed_formats() -> tuple[str, ...]:
+    Image.init()
+    return _BASE_FORMATS + tuple(f for f in _OPTIONAL_FORMATS if f in Image.OPEN)
+
+
+ALLOWED_FORMATS = _allowed_formats()
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What we record about an image: its upright size, format and EXIF facts."""
+
+    width: int
+    height: int
+    format: str
+    captured_at: datetime | None = None
+    camera: str | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    image: Image.Image  # RGB, upright
+    info: ImageInfo
+
+
+def read_image_bytes(path: str) -> bytes:
+    """Read a whole file, refusing absurd sizes; errors become ImageLoadError."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError as e:
+        raise ImageLoadError("vanished", f"file disappeared before it was read ({e.strerror})")
+    except OSError as e:
+        raise ImageLoadError("unreadable", f"cannot read file: {e.strerror or e}")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageLoadError("too_large", f"file is larger than {MAX_FILE_BYTES >> 20} MiB")
+    return data
+
+
+def load_image(data: bytes, *, draft_size: int | None = None) -> LoadedImage:
+    """Decode `data` into an upright RGB image.
+
+    `draft_size` lets JPEGs decode at a reduced scale whose sides stay >= draft_size
+    (the DCT does the downscaling); None decodes at full size.
+    """
+    if not data:
+        raise ImageLoadError("empty", "file is empty (0 bytes)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bomb and EXIF warnings: we check and record ourselves
+        img = _open(data)
+        width, height = img.size
+        _check_dimensions(width, height)
+        fmt = img.format or "UNKNOWN"
+        if draft_size and fmt in ("JPEG", "MPO"):
+            img.draft(img.mode if img.mode != "YCbCr" else "RGB", (draft_size, draft_size))
+        _decode(img)
+        notes: list[str] = []
+        captured_at, camera, upright, swapped = _read_exif(img, notes)
+        if swapped:
+            width, height = height, width
+        rgb = to_rgb(upright)
+    info = ImageInfo(width, height, fmt, captured_at, camera, tuple(notes))
+    return LoadedImage(rgb, info)
+
+
+def _open(data: bytes) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError as e:
+        raise ImageLoadError("too_large", str(e))
+    except UnidentifiedImageError:
+        allowed = ", ".join(ALLOWED_FORMATS)
+        raise ImageLoadError("unidentified", f"not an image in an allowed format ({allowed})")
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageLoadError("corrupt", f"unreadable header: {e}")
+
+
+def _check_dimensions(width: int, height: int) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageLoadError("degenerate", f"image declares {width}x{height} pixels")
+    if width * height > MAX_PIXELS:
+        raise ImageLoadError(
+            "too_large", f"{width}x{height} pixels exceeds the {MAX_PIXELS // 1_000_000} MP limit"
+        )
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageLoadError("degenerate", f"{width}x{height} is not a plausible image shape")
+
+
+def _decode(img: Image.Image) -> None:
+    try:
+        img.load()  # frame 0 only for GIF/WebP animations
+    except Image.DecompressionBombError as e:
+        raise ImageLoadError("too_large", str(e))
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        message = str(e)
+        reason = "truncated" if "truncat" in message.lower() or isinstance(e, EOFError) else "corrupt"
+        raise ImageLoadError(reason, f"decoding failed: {message}")
+
+
+def _read_exif(img: Image.Image, notes: list[str]):
+    """Return (capture time, camera, upright image, axes swapped); bad EXIF is noted, not fatal."""
+    try:
+        exif = img.getexif()
+    except Exception as e:  # noqa: BLE001 - EXIF parsers raise anything on junk
+        notes.append(f"exif unreadable: {e}")
+        return None, None, img, False
+    captured_at = camera = None
+    try:
+        sub = exif.get_ifd(_EXIF_IFD)
+        captured_at = _parse_exif_time(sub.get(_EXIF_DATETIME_ORIGINAL) or exif.get(_EXIF_DATETIME))
+        camera = _camera_name(_clean_text(exif.get(_EXIF_MAKE)), _clean_text(exif.get(_EXIF_MODEL)))
+    except Exception as e:  # noqa: BLE001
+        notes.append(f"exif fields unreadable: {e}")
+    orientation = exif.get(_EXIF_ORIENTATION, 1)
+    if orientation not in range(2, 9):
+        return captured_at, camera, img, False
+    try:
+        return captured_at, camera, ImageOps.exif_transpose(img), orientation >= 5
+    except Exception as e:  # noqa: BLE001
+        notes.append(f"exif orientation not applied: {e}")
+        return captured_at, camera, img, False
+
+
+def _camera_name(make: str | None, model: str | None) -> str | None:
+    if make and model and not model.lower().startswith(make.lower()):
+        return f"{make} {model}"
+    return model or make
+
+
+def _parse_exif_time(value) -> datetime | None:
+    text = _clean_text(value)
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+
+
+def _clean_text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    text = str(value).replace("\x00", "").strip()
+    return text[:200] or None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB: alpha on a fixed background, 16-bit scaled."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return Image.fromarray(_to_uint8(np.asarray(img), mode), "L").convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        mode == "P" and "transparency" in img.info
+    )
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
+    """Scale 16-bit, 32-bit or float samples into 0..255 without clipping to white."""
+    values = values.astype(np.float64)
+    top = values.max(initial=0.0)
+    if mode == "F":
+        scale = 255.0 if top <= 1.0 else 1.0  # float images are 0..1 or already 0..255
+    elif top <= 65535.0:
+        scale = 255.0 / 65535.0  # 16-bit samples, whatever Pillow calls the mode
+    else:
+        scale = 255.0 / top
+    return np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)

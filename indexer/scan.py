@@ -1,0 +1,104 @@
+"""Folder scanning: several roots, recursive, loop-safe, never leaving the roots."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from .errors import ConfigError
+from .images import IMAGE_EXTENSIONS
+
+__all__ = ["ScannedFile", "scan_folders", "normalize_roots", "is_within"]
+
+
+@dataclass(frozen=True)
+class ScannedFile:
+    path: str  # absolute, as reached under its root (symlinks inside the root kept in the name)
+    root: str
+    size: int
+    mtime_ns: int
+
+
+def normalize_roots(roots: Iterable[str]) -> list[str]:
+    """Absolute, existing directories, with roots nested inside another root dropped."""
+    result: list[str] = []
+    for root in roots:
+        absolute = os.path.abspath(os.path.expanduser(str(root)))
+        if not os.path.isdir(absolute):
+            raise ConfigError(f"not a folder: {root}")
+        result.append(absolute)
+    unique = sorted(set(result))
+    return [r for r in unique if not any(r != o and is_within(r, o) for o in unique)]
+
+
+def is_within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def scan_folders(
+    roots: Iterable[str],
+    *,
+    exclude: Iterable[str] = (),
+    include_hidden: bool = False,
+) -> Iterator[ScannedFile]:
+    """Yield image files under `roots` (by extension), sorted per folder for stable order.
+
+    Symlinks are followed only when their target lies inside one of the roots, and each real
+    directory is entered once, so loops terminate and nothing outside the roots is reached.
+    `exclude` globs match a file's or folder's name or its path relative to its root.
+    """
+    roots = normalize_roots(roots)
+    real_roots = [os.path.realpath(r) for r in roots]
+    patterns = list(exclude)
+    seen_dirs: set[tuple[int, int]] = set()
+    for root in roots:
+        yield from _walk(root, real_roots, patterns, include_hidden, seen_dirs)
+
+
+def _walk(root, real_roots, patterns, include_hidden, seen_dirs) -> Iterator[ScannedFile]:
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen_dirs:
+                continue
+            seen_dirs.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue  # unreadable or vanished folder: nothing to index there
+        subfolders = []
+        for entry in entries:
+            if not include_hidden and entry.name.startswith("."):
+                continue
+            relative = os.path.relpath(entry.path, root)
+            if _excluded(entry.name, relative, patterns):
+                continue
+            if entry.is_symlink() and not _target_inside(entry.path, real_roots):
+                continue
+            try:
+                if entry.is_dir():
+                    subfolders.append(entry.path)
+                elif entry.is_file() and _has_image_extension(entry.name):
+                    st = entry.stat()
+                    yield ScannedFile(entry.path, root, st.st_size, st.st_mtime_ns)
+            except OSError:
+                continue
+        stack.extend(reversed(subfolders))
+
+
+def _has_image_extension(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _excluded(name: str, relative: str, patterns: list[str]) -> bool:
+    relative = relative.replace(os.sep, "/")
+    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(relative, p) for p in patterns)
+
+
+def _target_inside(path: str, real_roots: list[str]) -> bool:
+    target = os.path.realpath(path)
+    return any(is_within(target, r) for r in real_roots)

@@ -1,0 +1,352 @@
+"""The store's DuckDB side: schema, manifest, and short transactions that log vector changes.
+
+DuckDB is the source of truth (metadata and embeddings). Connections are held only for the
+span of one read or one transaction so that read-only processes can open the file between
+the writer's batches; a conflicting open is retried for a while.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import StoreError, StoreMismatchError
+from .faults import fault_point
+
+__all__ = ["Store", "RowState", "SCHEMA_VERSION", "DB_NAME", "default_store_dir"]
+
+SCHEMA_VERSION = 1
+DB_NAME = "metadata.duckdb"
+LOCK_RETRY_SECONDS = 60.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS manifest (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    id BIGINT PRIMARY KEY,
+    path VARCHAR NOT NULL UNIQUE,
+    path_bytes BLOB,                -- the raw name when it is not valid UTF-8
+    root VARCHAR NOT NULL,
+    size BIGINT NOT NULL,
+    mtime_ns BIGINT NOT NULL,
+    content_hash VARCHAR,
+    width INTEGER,
+    height INTEGER,
+    format VARCHAR,
+    captured_at TIMESTAMP,
+    camera VARCHAR,
+    indexed_at TIMESTAMP NOT NULL,
+    status VARCHAR NOT NULL,        -- 'ok' or 'failed'
+    error VARCHAR,                  -- failure reason category
+    error_detail VARCHAR,
+    warnings VARCHAR,
+    embedding FLOAT[{dim}]
+);
+CREATE TABLE IF NOT EXISTS vector_log (generation BIGINT NOT NULL, id BIGINT NOT NULL);
+"""
+
+# Manifest keys that must match for embeddings to be comparable.
+IDENTITY_KEYS = ("model_name", "preprocess", "dim", "metric", "weights_fingerprint")
+
+
+def default_store_dir() -> Path:
+    """VITSEARCH_STORE, else data/store of a source checkout, else the user's data folder."""
+    env = os.environ.get("VITSEARCH_STORE")
+    if env:
+        return Path(env).expanduser()
+    checkout_data = Path(__file__).resolve().parent.parent / "data"
+    if checkout_data.is_dir():
+        return checkout_data / "store"
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(base) / "vitsearch" / "store"
+
+
+@dataclass(frozen=True)
+class RowState:
+    """What sync needs to know of a stored row."""
+
+    id: int
+    path: str
+    root: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    status: str
+    error: str | None
+
+
+def encode_path(path: str) -> tuple[str, bytes | None]:
+    """A UTF-8 key for any file name, plus the raw bytes when the name is not UTF-8."""
+    try:
+        path.encode("utf-8")
+        return path, None
+    except UnicodeEncodeError:
+        raw = os.fsencode(path)
+        return raw.decode("utf-8", "backslashreplace"), raw
+
+
+class Store:
+    """A store directory: metadata.duckdb, vectors.faiss and writer.lock."""
+
+    def __init__(self, directory: str | os.PathLike, *, read_only: bool = True):
+        self.dir = Path(directory).expanduser().absolute()
+        self.db_path = self.dir / DB_NAME
+        self.read_only = read_only
+
+    def exists(self) -> bool:
+        return self.db_path.is_file()
+
+    def require(self) -> None:
+        if not self.exists():
+            raise StoreError(f"no store at {self.dir}: build one with `vitsearch index FOLDER --store {self.dir}`")
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator:
+        """A short-lived connection; waits while another process holds the file."""
+        import duckdb
+
+        if self.read_only:
+            self.require()
+        deadline = time.monotonic() + LOCK_RETRY_SECONDS
+        delay = 0.01
+        while True:
+            try:
+                con = duckdb.connect(str(self.db_path), read_only=self.read_only)
+                break
+            except duckdb.IOException as e:
+                if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                    raise StoreError(f"cannot open {self.db_path}: {e}") from e
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    # ---- manifest ----
+
+    def manifest(self) -> dict:
+        if not self.exists():
+            return {}
+        with self.connect() as con:
+            return _read_manifest(con)
+
+    def initialize(self, identity: dict) -> dict:
+        """Create the schema and manifest if new; refuse an incompatible existing store."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with self.connect() as con:
+            con.execute(_SCHEMA.format(dim=int(identity["dim"])))
+            stored = _read_manifest(con)
+            if not stored:
+                fresh = dict(identity, schema_version=SCHEMA_VERSION, generation=0, log_floor=0, next_id=1,
+                             created_at=time.strftime("%Y-%m-%d %H:%M:%S"))
+                _write_manifest(con, fresh)
+                return fresh
+        check_compatible(stored, identity, self.dir)
+        return stored
+
+    def set_manifest(self, **values) -> None:
+        with self.connect() as con:
+            _write_manifest(con, values)
+
+    # ---- reads ----
+
+    def rows(self) -> dict[str, RowState]:
+        with self.connect() as con:
+            result = con.execute(
+                "SELECT id, path, root, size, mtime_ns, content_hash, status, error FROM images"
+            ).fetchall()
+        return {r[1]: RowState(*r) for r in result}
+
+    def live_ids(self) -> np.ndarray:
+        with self.connect() as con:
+            ids = con.execute(
+                "SELECT id FROM images WHERE status = 'ok' AND embedding IS NOT NULL ORDER BY id"
+            ).fetchnumpy()["id"]
+        return np.asarray(ids, dtype=np.int64)
+
+    def embeddings(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of live rows, all of them or those in `ids`."""
+        query = "SELECT id, embedding FROM images WHERE status = 'ok' AND embedding IS NOT NULL"
+        with self.connect() as con:
+            if ids is None:
+                result = con.execute(query + " ORDER BY id").fetchnumpy()
+            else:
+                con.register("wanted", {"id": np.asarray(ids, dtype=np.int64)})
+                result = con.execute(query + " AND id IN (SELECT id FROM wanted) ORDER BY id").fetchnumpy()
+        found = np.asarray(result["id"], dtype=np.int64)
+        vectors = np.stack(result["embedding"]).astype(np.float32) if len(found) else np.zeros((0, 0), np.float32)
+        return found, vectors
+
+    def changed_since(self, generation: int) -> np.ndarray:
+        with self.connect() as con:
+            ids = con.execute(
+                "SELECT DISTINCT id FROM vector_log WHERE generation > ?", [generation]
+            ).fetchnumpy()["id"]
+        return np.asarray(ids, dtype=np.int64)
+
+    # ---- writes ----
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator["Transaction"]:
+        """One atomic batch of writes; vector changes bump the generation and are logged."""
+        with self.connect() as con:
+            manifest = _read_manifest(con)
+            tx = Transaction(con, int(manifest["next_id"]))
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield tx
+                if tx.vector_changes:
+                    generation = int(manifest["generation"]) + 1
+                    con.executemany(
+                        "INSERT INTO vector_log VALUES (?, ?)",
+                        [(generation, i) for i in sorted(tx.vector_changes)],
+                    )
+                    _write_manifest(con, {"generation": generation})
+                _write_manifest(con, {"next_id": tx.next_id})
+                fault_point("before_commit")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        fault_point("after_commit")
+
+    def truncate_log(self, generation: int) -> None:
+        """Forget vector changes the saved FAISS file already holds."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            con.execute("DELETE FROM vector_log WHERE generation <= ?", [generation])
+            _write_manifest(con, {"log_floor": generation})
+            con.execute("COMMIT")
+
+
+class Transaction:
+    """Row writes inside Store.transaction(); ids whose vector changed are collected."""
+
+    def __init__(self, con, next_id: int):
+        self.con = con
+        self.next_id = next_id
+        self.vector_changes: set[int] = set()
+
+    def _new_id(self) -> int:
+        new_id = self.next_id
+        self.next_id += 1
+        return new_id
+
+    def write_image(self, row_id: int | None, path: str, root: str, size: int, mtime_ns: int,
+                    content_hash: str, info, vector: np.ndarray) -> int:
+        """Insert or replace a row with a fresh embedding."""
+        return self._upsert(row_id, path, root, size, mtime_ns, content_hash, {
+            "width": info.width, "height": info.height, "format": info.format,
+            "captured_at": info.captured_at, "camera": info.camera, "status": "ok",
+            "error": None, "error_detail": None, "warnings": "; ".join(info.warnings) or None,
+            "embedding": vector.astype(np.float32),
+        })
+
+    def write_failure(self, row_id: int | None, path: str, root: str, size: int, mtime_ns: int,
+                      content_hash: str | None, reason: str, detail: str) -> int:
+        return self._upsert(row_id, path, root, size, mtime_ns, content_hash, {
+            "width": None, "height": None, "format": None, "captured_at": None, "camera": None,
+            "status": "failed", "error": reason, "error_detail": detail[:1000], "warnings": None,
+            "embedding": None,
+        })
+
+    def _upsert(self, row_id, path, root, size, mtime_ns, content_hash, fields: dict) -> int:
+        name, raw = encode_path(path)
+        values = {"path": name, "path_bytes": raw, "root": root, "size": size,
+                  "mtime_ns": mtime_ns, "content_hash": content_hash, **fields}
+        if row_id is None:
+            row_id = self._new_id()
+            self.con.execute(
+                f"INSERT INTO images (id, indexed_at, {', '.join(values)}) "
+                f"VALUES (?, current_localtimestamp(), {', '.join('?' * len(values))})",
+                (row_id, *values.values()),
+            )
+        else:
+            assignments = ", ".join(f"{column} = ?" for column in values)
+            self.con.execute(
+                f"UPDATE images SET indexed_at = current_localtimestamp(), {assignments} WHERE id = ?",
+                (*values.values(), row_id),
+            )
+        self.vector_changes.add(row_id)
+        return row_id
+
+    def touch(self, row_id: int, size: int, mtime_ns: int) -> None:
+        """Same content, new stat: nothing to embed."""
+        self.con.execute("UPDATE images SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, row_id))
+
+    def move(self, row_id: int, path: str, root: str, size: int, mtime_ns: int) -> None:
+        """A renamed or moved file keeps its id and embedding."""
+        name, raw = encode_path(path)
+        self.con.execute(
+            "UPDATE images SET path = ?, path_bytes = ?, root = ?, size = ?, mtime_ns = ? WHERE id = ?",
+            (name, raw, root, size, mtime_ns, row_id),
+        )
+
+    def copy(self, source_id: int, row_id: int | None, path: str, root: str, size: int,
+             mtime_ns: int) -> int:
+        """A file with the same bytes as an indexed one: reuse its embedding and metadata."""
+        if row_id is not None:
+            self.delete([row_id])
+        new_id = self._new_id()
+        name, raw = encode_path(path)
+        self.con.execute(
+            "INSERT INTO images SELECT ? AS id, ? AS path, ? AS path_bytes, ? AS root, ? AS size, "
+            "? AS mtime_ns, content_hash, width, height, format, captured_at, camera, "
+            "current_localtimestamp() AS indexed_at, status, error, error_detail, warnings, embedding "
+            "FROM images WHERE id = ?",
+            (new_id, name, raw, root, size, mtime_ns, source_id),
+        )
+        self.vector_changes.add(new_id)
+        return new_id
+
+    def delete(self, ids) -> None:
+        ids = [int(i) for i in ids]
+        if ids:
+            self.con.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in ids])
+            self.vector_changes.update(ids)
+
+
+def _read_manifest(con) -> dict:
+    try:
+        rows = con.execute("SELECT key, value FROM manifest").fetchall()
+    except Exception:  # noqa: BLE001 - a brand-new file has no table yet
+        return {}
+    return {k: json.loads(v) for k, v in rows}
+
+
+def _write_manifest(con, values: dict) -> None:
+    con.executemany(
+        "INSERT OR REPLACE INTO manifest VALUES (?, ?)",
+        [(k, json.dumps(v, sort_keys=True)) for k, v in values.items()],
+    )
+
+
+def check_compatible(stored: dict, wanted: dict, directory) -> None:
+    """Refuse to mix embeddings from another model, preprocessing or weights."""
+    if int(stored.get("schema_version", 0)) > SCHEMA_VERSION:
+        raise StoreMismatchError(
+            f"store {directory} has schema version {stored['schema_version']}, newer than this "
+            f"vitsearch understands ({SCHEMA_VERSION}); upgrade vitsearch"
+        )
+    for key in IDENTITY_KEYS:
+        if key in wanted and stored.get(key) != wanted[key]:
+            what = "weights" if key == "weights_fingerprint" else key
+            raise StoreMismatchError(
+                f"store {directory} was built with a different {what} "
+                f"(store: {_short(stored.get(key), stored, key)}; now: {_short(wanted[key], wanted, key)}). "
+                f"Embeddings would not be comparable: index into a new store with --store NEW_DIR, "
+                f"or delete {directory} and re-index"
+            )
+
+
+def _short(value, manifest: dict, key: str) -> str:
+    if key == "weights_fingerprint":
+        return str(manifest.get("weights_source", value))
+    return json.dumps(value)[:120]
