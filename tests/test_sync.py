@@ -1,0 +1,303 @@
+"""The store and incremental sync, on real DuckDB files and FAISS indexes (fake encoder)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from indexer import StoreInUseError, StoreMismatchError, build_index
+from indexer.lock import WriterLock
+from indexer.store import Store
+from indexer.vectors import FAISS_NAME, open_vector_index
+from search import ImageIndex, store_info
+from tests.conftest import FakeEncoder, write_scenes
+
+
+def stored(store_dir) -> dict[str, tuple]:
+    """path -> (id, status, error, embedding) for every row."""
+    with Store(store_dir).connect() as con:
+        rows = con.execute("SELECT path, id, status, error, embedding FROM images").fetchall()
+    return {r[0]: (r[1], r[2], r[3], None if r[4] is None else np.asarray(r[4])) for r in rows}
+
+
+def assert_consistent(store_dir) -> None:
+    """Invariant 1: FAISS ids are exactly the live rows with embeddings, vector for vector."""
+    db = Store(store_dir)
+    vectors = open_vector_index(db, db.manifest())
+    live_ids, embeddings = db.embeddings()
+    assert np.array_equal(vectors.ids(), live_ids)
+    for row_id, embedding in zip(live_ids, embeddings):
+        assert np.allclose(vectors.index.reconstruct(int(row_id)), embedding)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    write_scenes(folder, range(6))
+    return folder
+
+
+def index(folder, store, encoder, **kw):
+    return build_index([folder], store, encoder=encoder, batch_size=4, **kw)
+
+
+def test_round_trip_keeps_ids_and_vectors(photos, tmp_path, fake_encoder):
+    store = tmp_path / "store"
+    report = index(photos, store, fake_encoder)
+    assert (report.added, report.failed, report.embedded) == (6, 0, 6)
+    before = stored(store)
+    assert_consistent(store)
+    reopened = ImageIndex.open(store, encoder=fake_encoder)
+    assert len(reopened) == 6
+    for path, (row_id, _, _, embedding) in before.items():
+        assert reopened.search(embedding, k=1)[0].id == row_id
+    assert stored(store).keys() == before.keys()
+
+
+def test_noop_reindex_embeds_nothing(photos, tmp_path, fake_encoder):
+    store = tmp_path / "store"
+    index(photos, store, fake_encoder)
+    calls = fake_encoder.calls
+    report = index(photos, store, fake_encoder)
+    assert fake_encoder.calls == calls
+    assert report.summary() | {"seconds": 0, "images_per_s": 0} == {
+        "added": 0, "updated": 0, "unchanged": 6, "moved": 0, "removed": 0, "failed": 0,
+        "seconds": 0, "images_per_s": 0,
+    }
+
+
+def test_modify_delete_rename_copy(photos, tmp_path, fake_encoder):
+    store = tmp_path / "store"
+    index(photos, store, fake_encoder)
+    before = stored(store)
+    modified, deleted, renamed, copied = (str(photos / f"scene-00{i}.jpg") for i in range(4))
+    write_scenes(photos / "tmp", [99])
+    os.replace(photos / "tmp" / "scene-099.jpg", modified)
+    os.rmdir(photos / "tmp")
+    os.remove(deleted)
+    os.makedirs(photos / "sub")
+    new_name = str(photos / "sub" / "renamed.jpg")
+    os.rename(renamed, new_name)
+    copy_name = str(photos / "copy.jpg")
+    shutil.copy(copied, copy_name)
+    touched = str(photos / "scene-004.jpg")
+    os.utime(touched, ns=(1, 1))
+
+    calls = fake_encoder.calls
+    report = index(photos, store, fake_encoder)
+    after = stored(store)
+
+    assert (report.added, report.updated, report.moved, report.removed, report.failed) == (1, 1, 1, 1, 0)
+    assert report.unchanged == 3  # touched, copied's source, scene-005
+    assert fake_encoder.calls - calls == 1, "only the modified file goes through the model"
+    assert deleted not in after and renamed not in after
+    assert after[new_name][0] == before[renamed][0], "a renamed file keeps its id"
+    assert np.array_equal(after[new_name][3], before[renamed][3]), "and its embedding"
+    assert np.array_equal(after[copy_name][3], before[copied][3])
+    assert after[copy_name][0] != before[copied][0]
+    assert not np.allclose(after[modified][3], before[modified][3])
+    assert_consistent(store)
+    hits = ImageIndex.open(store, encoder=fake_encoder).search(after[copied][3], k=2)
+    assert {h.path for h in hits} == {copied, copy_name}
+
+
+def test_swap_by_rename_over_existing_file(photos, tmp_path, fake_encoder):
+    store = tmp_path / "store"
+    index(photos, store, fake_encoder)
+    before = stored(store)
+    a, b = str(photos / "scene-000.jpg"), str(photos / "scene-001.jpg")
+    os.replace(b, a)  # b's content now lives at a; b is gone
+    report = index(photos, store, fake_encoder)
+    after = stored(store)
+    assert b not in after
+    assert np.array_equal(after[a][3], before[b][3])
+    assert report.moved == 1
+    assert_consistent(store)
+
+
+def test_hostile_files_are_recorded_and_absent_from_faiss(photos, tmp_path, fake_encoder):
+    (photos / "empty.jpg").write_bytes(b"")
+    (photos / "text.png").write_text("not an image")
+    good = (photos / "scene-000.jpg").read_bytes()
+    (photos / "cut.jpg").write_bytes(good[: len(good) // 2])
+    store = tmp_path / "store"
+    report = index(photos, store, fake_encoder)
+    assert report.failed == 3 and report.added == 6
+    assert {f.reason for f in report.failures} == {"empty", "unidentified", "truncated"}
+    info = store_info(store)
+    assert info["images"] == info["vectors"] == 6
+    assert info["failed"] == 3 and sum(info["failures"].values()) == 3
+    assert_consistent(store)
+    again = index(photos, store, fake_encoder)
+    assert again.failed == 0 and again.unchanged == 9, "known-bad files are not retried unchanged"
+
+
+def test_one_bad_image_in_a_batch_keeps_neighbours_right(photos, tmp_path, fake_encoder, monkeypatch):
+    original = fake_encoder.preprocess
+    target = (photos / "scene-002.jpg").read_bytes()
+
+    def preprocess(image):
+        vector = original(image)
+        if np.allclose(vector, original(_decode(target))):
+            raise RuntimeError("boom inside preprocessing")
+        return vector
+
+    monkeypatch.setattr(fake_encoder, "preprocess", preprocess)
+    store = tmp_path / "store"
+    report = index(photos, store, fake_encoder)
+    assert report.failed == 1 and report.failures[0].path.endswith("scene-002.jpg")
+    searcher = ImageIndex.open(store, encoder=FakeEncoder())
+    for path in sorted(photos.glob("*.jpg")):
+        if path.name != "scene-002.jpg":
+            assert searcher.search(str(path), k=1)[0].path == str(path)
+
+
+def _decode(data: bytes):
+    from indexer.images import load_image
+
+    return load_image(data, draft_size=64).image
+
+
+def test_nan_embedding_is_rejected(photos, tmp_path, fake_encoder, monkeypatch):
+    original = fake_encoder.encode
+
+    def encode(batch):
+        vectors = original(batch)
+        vectors[0] = np.nan
+        return vectors
+
+    monkeypatch.setattr(fake_encoder, "encode", encode)
+    store = tmp_path / "store"
+    report = index(photos, store, fake_encoder)
+    assert {f.reason for f in report.failures} == {"bad_embedding"}
+    assert report.failed == 2  # the first of each batch of 4
+    assert_consistent(store)
+
+
+def test_file_vanishing_between_scan_and_read_is_picked_up_next_run(photos, tmp_path, fake_encoder, monkeypatch):
+    import indexer.pipeline as pipeline
+    from indexer.errors import ImageLoadError
+
+    real_read = pipeline.read_image_bytes
+
+    def flaky(path):
+        if path.endswith("scene-003.jpg"):
+            raise ImageLoadError("vanished", "file disappeared before it was read")
+        return real_read(path)
+
+    monkeypatch.setattr(pipeline, "read_image_bytes", flaky)
+    store = tmp_path / "store"
+    assert index(photos, store, fake_encoder).failed == 1
+    monkeypatch.setattr(pipeline, "read_image_bytes", real_read)
+    report = index(photos, store, fake_encoder)
+    assert report.updated == 1 and report.failed == 0
+    assert stored(store)[str(photos / "scene-003.jpg")][1] == "ok"
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "corrupt", "garbage", "older-copy"])
+def test_damaged_faiss_file_is_rebuilt_from_duckdb(photos, tmp_path, fake_encoder, damage):
+    store = tmp_path / "store"
+    index(photos, store, fake_encoder)
+    faiss_file = store / FAISS_NAME
+    old = faiss_file.read_bytes()
+    write_scenes(photos, range(6, 9))
+    index(photos, store, fake_encoder)
+    data = faiss_file.read_bytes()
+    if damage == "delete":
+        faiss_file.unlink()
+    elif damage == "truncate":
+        faiss_file.write_bytes(data[: len(data) // 2])
+    elif damage == "corrupt":
+        faiss_file.write_bytes(data[:-100] + bytes(100))
+    elif damage == "garbage":
+        faiss_file.write_bytes(b"\x00" * 5000)
+    else:
+        faiss_file.write_bytes(old)
+    searcher = ImageIndex.open(store, encoder=fake_encoder)
+    assert len(searcher) == 9, "never served empty in silence"
+    assert searcher.vectors.repair
+    assert store_info(store)["vectors"] == 9
+    report = index(photos, store, fake_encoder)
+    assert report.repair and report.unchanged == 9
+    assert_consistent(store)
+    assert ImageIndex.open(store, encoder=fake_encoder).vectors.repair is None
+
+
+def test_failed_faiss_write_keeps_old_file_and_is_caught_up(photos, tmp_path, fake_encoder, monkeypatch):
+    """A disk-full during the FAISS save: loud error, old file intact, next open catches up."""
+    import indexer.pipeline as pipeline
+
+    store = tmp_path / "store"
+    index(photos, store, fake_encoder)
+    saved = (store / FAISS_NAME).read_bytes()
+    write_scenes(photos, range(6, 8))
+    os.remove(photos / "scene-000.jpg")
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pipeline, "save_vector_index", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        index(photos, store, fake_encoder)
+    assert (store / FAISS_NAME).read_bytes() == saved
+    db = Store(store)
+    vectors = open_vector_index(db, db.manifest())
+    assert vectors.repair.startswith("caught up")
+    assert np.array_equal(vectors.ids(), db.live_ids()) and vectors.count == 7
+    monkeypatch.undo()
+    report = index(photos, store, fake_encoder)
+    assert report.unchanged == 7 and report.repair.startswith("caught up")
+    assert_consistent(store)
+
+
+def test_other_model_or_weights_is_refused(photos, tmp_path, fake_encoder):
+    store = tmp_path / "store"
+    index(photos, store, fake_encoder)
+    with pytest.raises(StoreMismatchError, match="different weights"):
+        index(photos, store, FakeEncoder(salt="other"))
+    other_model = FakeEncoder()
+    other_model.model_name = "another-model"
+    with pytest.raises(StoreMismatchError, match="model_name.*new store"):
+        index(photos, store, other_model)
+
+
+def test_second_writer_is_told_who_holds_the_store(photos, tmp_path, fake_encoder):
+    store = tmp_path / "store"
+    index(photos, store, fake_encoder)
+    with WriterLock(store / "writer.lock"):
+        with pytest.raises(StoreInUseError) as caught:
+            index(photos, store, fake_encoder)
+        assert caught.value.pid == os.getpid()
+        assert f"process {os.getpid()}" in str(caught.value)
+        reader = ImageIndex.open(store, encoder=fake_encoder)  # readers keep working
+        assert len(reader.search(str(photos / "scene-001.jpg"), k=3)) == 3
+    index(photos, store, fake_encoder)  # released: writable again
+
+
+def test_leftover_temporary_files_are_cleaned(photos, tmp_path, fake_encoder):
+    store = tmp_path / "store"
+    index(photos, store, fake_encoder)
+    leftover = store / f"{FAISS_NAME}.tmp-12345"
+    leftover.write_bytes(b"half a save")
+    index(photos, store, fake_encoder)
+    assert not leftover.exists()
+
+
+def test_awkward_names_are_stored_and_found(tmp_path, fake_encoder):
+    folder = tmp_path / "weird"
+    paths = write_scenes(folder, range(3))
+    names = ["quote'\"s.jpg", "semi;colon; DROP TABLE images;.jpg", "new\nline.jpg"]
+    for path, name in zip(paths, names):
+        os.rename(path, folder / name)
+    raw = os.path.join(os.fsencode(folder), b"latin1-\xe9.jpg")
+    write_scenes(tmp_path / "x", [7])
+    os.rename(tmp_path / "x" / "scene-007.jpg", raw)
+    store = tmp_path / "store"
+    report = index(folder, store, fake_encoder)
+    assert report.added == 4 and report.failed == 0
+    assert index(folder, store, fake_encoder).unchanged == 4
+    hits = ImageIndex.open(store, encoder=fake_encoder).search(str(folder / names[1]), k=1)
+    assert hits[0].path == str(folder / names[1]) and not hits[0].stale
