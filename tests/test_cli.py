@@ -1,0 +1,155 @@
+"""The real `vitsearch` command end to end, with the real architecture and random weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from indexer.lock import WriterLock
+from indexer.store import Store
+from tests.conftest import REPO, run_cli, write_scenes
+from tests.hostile import make_hostile_folder
+
+SUMMARY_KEYS = ["added", "updated", "unchanged", "moved", "removed", "failed", "seconds", "images_per_s"]
+INFO_KEYS = {"images", "vectors", "failed", "failures", "model", "weights", "index_type", "dim"}
+
+
+def test_help_is_light_no_heavy_imports():
+    code = (
+        "import sys\nfrom ui.cli import main\n"
+        "for argv in (['--help'], ['index', '--help'], ['search', '--help']):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        "heavy = [m for m in ('torch', 'timm', 'faiss', 'duckdb', 'gradio', 'numpy') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert "HEAVY []" in result.stdout, result.stdout + result.stderr
+    assert "--weights" in result.stdout and "--exclude" in result.stdout
+
+
+def test_imports_flow_one_way():
+    code = "import sys, indexer, indexer.pipeline, indexer.vectors\nprint(sorted(m for m in ('search', 'ui') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stderr
+    code = "import sys, search\nprint('ui' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_hostile_folder_indexes_with_exit_zero(tmp_path):
+    folder = tmp_path / "hostile"
+    valid, invalid = make_hostile_folder(folder)
+    store = tmp_path / "store"
+    result = run_cli("index", folder, "--store", store, "--weights", "random", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert list(summary) == SUMMARY_KEYS
+    assert summary["added"] == len(valid) and summary["failed"] == len(invalid)
+    for name in invalid:
+        assert f"skipping {folder / name}" in result.stderr
+
+    with Store(store).connect() as con:
+        rows = {os.path.relpath(p, folder): (s, e, v) for p, s, e, v in
+                con.execute("SELECT path, status, error, embedding FROM images").fetchall()}
+    assert {n for n, (s, _, _) in rows.items() if s == "ok"} == valid
+    for name, reason in invalid.items():
+        status, error, vector = rows[name]
+        assert status == "failed" and vector is None
+        assert reason is None or error == reason, (name, error)
+    assert not any("secret" in n or n.endswith((".html", ".svg")) for n in rows)
+
+    info = json.loads(run_cli("info", "--store", store, "--json").stdout)
+    assert INFO_KEYS <= set(info)
+    assert info["images"] == info["vectors"] == len(valid)
+    assert info["failed"] == len(invalid) and info["weights"] == "random:seed=0" and info["dim"] == 512
+
+    upright = np.asarray(rows["orientation-1.jpg"][2])
+    for orientation in range(2, 9):
+        other = np.asarray(rows[f"orientation-{orientation}.jpg"][2])
+        assert float(upright @ other) >= 0.999, orientation
+
+    again = json.loads(run_cli("index", folder, "--store", store, "--json").stdout)
+    assert again["added"] == again["updated"] == again["failed"] == 0
+    assert again["unchanged"] == len(valid) + len(invalid)
+
+
+def test_search_and_export(tmp_path):
+    folder = tmp_path / "photos"
+    paths = write_scenes(folder, range(5))
+    store = tmp_path / "store"
+    assert run_cli("index", folder, "--store", store, "--weights", "random").returncode == 0
+
+    text = run_cli("search", paths[2], "--store", store, "-k", "3")
+    lines = text.stdout.splitlines()
+    assert text.returncode == 0 and len(lines) == 3
+    score, path = lines[0].split("\t")
+    assert path == str(paths[2]) and float(score) > 0.999
+
+    hits = [json.loads(line) for line in run_cli("search", "id:1", "--store", store, "--json", "-k", "2").stdout.splitlines()]
+    assert [h["rank"] for h in hits] == [1, 2] and hits[0]["id"] == 1
+    assert {"query", "rank", "score", "path", "id"} <= set(hits[0])
+
+    out = tmp_path / "out" / "vectors.parquet"
+    assert run_cli("export", "--store", store, out).returncode == 0
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out).to_pylist()
+    assert len(table) == 5
+    assert {"path", "embedding", "width", "height", "size", "mtime", "format"} <= set(table[0])
+    by_path = {r["path"]: r for r in table}
+    assert len(by_path[str(paths[0])]["embedding"]) == 512
+    assert by_path[str(paths[0])]["width"] == 320
+
+
+def test_offline_without_weights_exits_2_with_the_fix(tmp_path):
+    write_scenes(tmp_path / "photos", range(2))
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-cache")}
+    result = run_cli("index", tmp_path / "photos", "--store", tmp_path / "store", env=env)
+    assert result.returncode == 2
+    assert "--weights FILE" in result.stderr and "--weights random" in result.stderr
+    assert result.stderr.startswith("Error:")
+
+
+def test_second_writer_exits_nonzero_naming_the_holder(tmp_path):
+    write_scenes(tmp_path / "photos", range(2))
+    store = tmp_path / "store"
+    assert run_cli("index", tmp_path / "photos", "--store", store, "--weights", "random").returncode == 0
+    with WriterLock(store / "writer.lock"):
+        result = run_cli("index", tmp_path / "photos", "--store", store)
+        assert result.returncode == 1
+        assert f"in use by process {os.getpid()}" in result.stderr
+        info = run_cli("info", "--store", store, "--json")
+        assert info.returncode == 0 and json.loads(info.stdout)["images"] == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["index", "/definitely/not/here", "--weights", "random"], "not a folder"),
+        (["info"], "no store at"),
+    ],
+)
+def test_usage_and_configuration_errors_exit_2_or_1(tmp_path, args, message):
+    result = run_cli(*args, "--store", tmp_path / "none")
+    assert result.returncode in (1, 2) and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_other_weights_against_a_store_are_refused(tmp_path):
+    import torch
+
+    write_scenes(tmp_path / "photos", range(2))
+    store = tmp_path / "store"
+    assert run_cli("index", tmp_path / "photos", "--store", store, "--weights", "random").returncode == 0
+    from indexer.weights import build_model
+
+    model, _ = build_model("random")
+    state = {k: v + 0.01 for k, v in model.state_dict().items()}
+    torch.save(state, tmp_path / "other.pth")
+    result = run_cli("index", tmp_path / "photos", "--store", store, "--weights", tmp_path / "other.pth")
+    assert result.returncode == 2 and "different weights" in result.stderr and "--store NEW_DIR" in result.stderr
