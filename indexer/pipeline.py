@@ -20,7 +20,10 @@ from .lock import WriterLock
 from .plan import plan_sync
 from .scan import ScannedFile, normalize_roots, scan_folders
 from .store import RowState, Store, default_store_dir
-from .vectors import clean_leftovers, open_vector_index, refresh_vector_index, save_vector_index
+from .vectors import (
+    clean_leftovers, needs_new_layout, open_vector_index, rebuild, refresh_vector_index,
+    save_vector_index,
+)
 from .weights import RANDOM
 
 __all__ = ["build_index", "IndexReport", "FileFailure", "encoder_identity", "weights_from_manifest"]
@@ -124,7 +127,10 @@ def build_index(
         run.read_all(plan.to_read, workers or min(4, os.cpu_count() or 1), progress)
         run.remove_missing()
         fault_point("before_faiss")
-        vectors = refresh_vector_index(db, vectors, db.manifest())
+        manifest = db.manifest()
+        vectors = refresh_vector_index(db, vectors, manifest)
+        if needs_new_layout(vectors, manifest):
+            vectors = rebuild(db, manifest)
         save_vector_index(db, vectors)
         db.truncate_log(vectors.generation)
     report.seconds = round(time.perf_counter() - started, 3)

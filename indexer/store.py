@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,16 @@ __all__ = ["Store", "RowState", "SCHEMA_VERSION", "DB_NAME", "default_store_dir"
 SCHEMA_VERSION = 1
 DB_NAME = "metadata.duckdb"
 LOCK_RETRY_SECONDS = 60.0
+
+# DuckDB refuses a read-only and a read-write connection to one file inside one process, so
+# connections to a store are taken one at a time per process (they are short).
+_PROCESS_LOCKS: dict[str, threading.RLock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+def _process_lock(path: Path) -> threading.RLock:
+    with _PROCESS_LOCKS_GUARD:
+        return _PROCESS_LOCKS.setdefault(str(path), threading.RLock())
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -49,6 +60,9 @@ CREATE TABLE IF NOT EXISTS images (
     embedding FLOAT[{dim}]
 );
 CREATE TABLE IF NOT EXISTS vector_log (generation BIGINT NOT NULL, id BIGINT NOT NULL);
+-- the user's duplicate decisions: ('not_duplicate', a, b) with a < b, or ('keep', id, NULL)
+CREATE TABLE IF NOT EXISTS decisions (kind VARCHAR NOT NULL, a BIGINT NOT NULL, b BIGINT,
+                                      decided_at TIMESTAMP NOT NULL);
 """
 
 # Manifest keys that must match for embeddings to be comparable.
@@ -113,21 +127,22 @@ class Store:
 
         if self.read_only:
             self.require()
-        deadline = time.monotonic() + LOCK_RETRY_SECONDS
-        delay = 0.01
-        while True:
+        with _process_lock(self.db_path):
+            deadline = time.monotonic() + LOCK_RETRY_SECONDS
+            delay = 0.01
+            while True:
+                try:
+                    con = duckdb.connect(str(self.db_path), read_only=self.read_only)
+                    break
+                except duckdb.IOException as e:  # another process holds the file
+                    if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                        raise StoreError(f"cannot open {self.db_path}: {e}") from e
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.2)
             try:
-                con = duckdb.connect(str(self.db_path), read_only=self.read_only)
-                break
-            except duckdb.IOException as e:
-                if "lock" not in str(e).lower() or time.monotonic() > deadline:
-                    raise StoreError(f"cannot open {self.db_path}: {e}") from e
-                time.sleep(delay)
-                delay = min(delay * 2, 0.2)
-        try:
-            yield con
-        finally:
-            con.close()
+                yield con
+            finally:
+                con.close()
 
     # ---- manifest ----
 
@@ -182,6 +197,7 @@ class Store:
                 result = con.execute(query + " AND id IN (SELECT id FROM wanted) ORDER BY id").fetchnumpy()
         found = np.asarray(result["id"], dtype=np.int64)
         vectors = np.stack(result["embedding"]).astype(np.float32) if len(found) else np.zeros((0, 0), np.float32)
+        # an empty result has no width: callers reshape with the manifest's dim
         return found, vectors
 
     def changed_since(self, generation: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The FAISS index file: derived from DuckDB, saved atomically, checked and repaired on open.
 
-File layout: magic, header length, a JSON header (generation, count, crc32, index type), then
+File layout: magic, header length, a JSON header (generation, count, crc32, index choice), then
 the serialized FAISS index. The header's generation says which committed DuckDB state it holds;
 DuckDB's vector_log lists the ids changed since, so a file that is behind is caught up.
 """
@@ -11,45 +11,46 @@ import json
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .ann import (
+    DEFAULT_MEMORY_BUDGET, FLAT_MAX, IndexChoice, build_ann, choose_index_type, index_ids,
+    set_search_depth,
+)
 from .faults import fault_point
 from .store import Store
 
 __all__ = [
     "VectorIndex", "open_vector_index", "refresh_vector_index", "save_vector_index",
-    "clean_leftovers", "FAISS_NAME",
+    "rebuild", "needs_new_layout", "clean_leftovers", "FAISS_NAME",
 ]
 
 FAISS_NAME = "vectors.faiss"
-_MAGIC = b"VITSRCH1"
-INDEX_TYPE = "flat-ip"
+_MAGIC = b"VITSRCH2"
+RETRAIN_GROWTH = 4  # an IVF trained on n vectors is rebuilt once the collection passes 4n
 
 
 @dataclass
 class VectorIndex:
-    index: object  # faiss.IndexIDMap2 over an inner-product index
+    index: object  # ids are DuckDB ids; inner product on unit vectors = cosine
     generation: int
-    index_type: str
+    choice: IndexChoice
+    trained_on: int = 0  # collection size when the layout was chosen
     repair: str | None = None  # what open_vector_index had to do, for the report
 
     @property
     def count(self) -> int:
         return int(self.index.ntotal)
 
+    @property
+    def index_type(self) -> str:
+        return self.choice.index_type
+
     def ids(self) -> np.ndarray:
-        import faiss
-
-        return np.sort(faiss.vector_to_array(self.index.id_map).astype(np.int64))
-
-
-def new_flat_index(dim: int):
-    import faiss
-
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        return np.sort(index_ids(self.index))
 
 
 def save_vector_index(store: Store, vectors: VectorIndex) -> None:
@@ -61,7 +62,8 @@ def save_vector_index(store: Store, vectors: VectorIndex) -> None:
         "generation": vectors.generation,
         "count": vectors.count,
         "crc32": zlib.crc32(payload),
-        "index_type": vectors.index_type,
+        "choice": asdict(vectors.choice),
+        "trained_on": vectors.trained_on,
     }).encode()
     final = store.dir / FAISS_NAME
     temporary = store.dir / f"{FAISS_NAME}.tmp-{os.getpid()}"
@@ -77,18 +79,19 @@ def save_vector_index(store: Store, vectors: VectorIndex) -> None:
     _fsync_dir(store.dir)
 
 
-def load_vector_file(path: Path) -> tuple[object, dict]:
+def load_vector_file(path: Path) -> VectorIndex:
     """Read and verify one index file; ValueError says what is wrong with it."""
     import faiss
 
     data = path.read_bytes()
     if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 4:
-        raise ValueError("not a vitsearch index file")
+        raise ValueError("not a vitsearch index file of this version")
     (length,) = struct.unpack_from("<I", data, len(_MAGIC))
     start = len(_MAGIC) + 4
     try:
         header = json.loads(data[start:start + length])
-    except ValueError as e:
+        choice = IndexChoice(**header["choice"])
+    except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"damaged header: {e}") from e
     payload = np.frombuffer(data, dtype=np.uint8, offset=start + length)
     if zlib.crc32(payload) != header.get("crc32"):
@@ -96,7 +99,8 @@ def load_vector_file(path: Path) -> tuple[object, dict]:
     index = faiss.deserialize_index(payload)
     if index.ntotal != header.get("count"):
         raise ValueError("vector count does not match its header")
-    return index, header
+    set_search_depth(index, choice.params)
+    return VectorIndex(index, int(header["generation"]), choice, int(header.get("trained_on", 0)))
 
 
 def open_vector_index(store: Store, manifest: dict) -> VectorIndex:
@@ -105,8 +109,7 @@ def open_vector_index(store: Store, manifest: dict) -> VectorIndex:
     vectors, problem = None, None
     if path.exists():
         try:
-            index, header = load_vector_file(path)
-            vectors = VectorIndex(index, int(header["generation"]), header.get("index_type", INDEX_TYPE))
+            vectors = load_vector_file(path)
         except (OSError, ValueError, RuntimeError) as e:
             problem = f"index file unusable ({e})"
     elif int(manifest.get("generation", 0)):
@@ -122,7 +125,7 @@ def refresh_vector_index(store: Store, vectors: VectorIndex | None, manifest: di
     if vectors is not None and vectors.generation != generation:
         if int(manifest.get("log_floor", 0)) <= vectors.generation < generation:
             repair = repair or f"caught up from generation {vectors.generation} to {generation}"
-            _catch_up(store, vectors, generation)
+            _catch_up(store, vectors)
             vectors.generation = generation
         else:
             repair = f"rebuilt: index is at generation {vectors.generation}, store at {generation}"
@@ -131,20 +134,36 @@ def refresh_vector_index(store: Store, vectors: VectorIndex | None, manifest: di
         repair = "rebuilt: index ids did not match the store"
         vectors = None
     if vectors is None:
-        vectors = rebuild(store, int(manifest["dim"]), generation)
+        vectors = rebuild(store, manifest)
     vectors.repair = repair
     return vectors
 
 
-def rebuild(store: Store, dim: int, generation: int) -> VectorIndex:
-    index = new_flat_index(dim)
+def rebuild(store: Store, manifest: dict, index_type: str | None = None) -> VectorIndex:
+    """A fresh index of every live embedding, of the preferred (or chosen) type."""
     ids, embeddings = store.embeddings()
-    if len(ids):
-        index.add_with_ids(embeddings, ids)
-    return VectorIndex(index, generation, INDEX_TYPE)
+    preferred = index_type or manifest.get("index_type", "auto")
+    budget = int(manifest.get("memory_budget", DEFAULT_MEMORY_BUDGET))
+    if preferred == "auto":
+        preferred = choose_index_type(len(ids), int(manifest["dim"]), budget)
+    embeddings = embeddings.reshape(len(ids), int(manifest["dim"]))
+    index, choice = build_ann(ids, embeddings, preferred)
+    return VectorIndex(index, int(manifest.get("generation", 0)), choice, len(ids))
 
 
-def _catch_up(store: Store, vectors: VectorIndex, generation: int) -> None:
+def needs_new_layout(vectors: VectorIndex, manifest: dict) -> bool:
+    """Whether an auto-chosen layout no longer suits the collection's size."""
+    if manifest.get("index_type", "auto") != "auto":
+        return False
+    n = vectors.count
+    budget = int(manifest.get("memory_budget", DEFAULT_MEMORY_BUDGET))
+    wanted = choose_index_type(n, int(manifest["dim"]), budget)
+    if vectors.index_type == "flat":
+        return wanted != "flat" and n > FLAT_MAX
+    return wanted != vectors.index_type or n > RETRAIN_GROWTH * max(vectors.trained_on, 1)
+
+
+def _catch_up(store: Store, vectors: VectorIndex) -> None:
     changed = store.changed_since(vectors.generation)
     if len(changed):
         vectors.index.remove_ids(changed)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -11,19 +13,25 @@ from pathlib import Path
 import numpy as np
 
 from indexer.errors import ConfigError, ImageLoadError, StoreMismatchError
-from indexer.images import load_image, read_image_bytes
+from indexer.images import load_image, read_image_bytes, to_rgb
 from indexer.pipeline import weights_from_manifest
+from indexer.scan import is_within
 from indexer.store import Store, default_store_dir, encode_path
-from indexer.vectors import open_vector_index
+from indexer.vectors import open_vector_index, refresh_vector_index
 
-__all__ = ["ImageIndex", "Hit"]
+from .filters import matching_ids
+
+__all__ = ["ImageIndex", "Hit", "to_records", "to_dataframe"]
+
+EXACT_SUBSET_MAX = 20_000  # filtered sets up to this size are searched exactly, by brute force
+ENCODE_BATCH = 16
 
 
 @dataclass(frozen=True)
 class Hit:
     id: int
     path: str
-    score: float  # cosine similarity
+    score: float  # cosine similarity, computed from the stored embedding
     width: int | None
     height: int | None
     format: str | None
@@ -37,8 +45,23 @@ class Hit:
         return asdict(self)
 
 
+def to_records(hits: Iterable[Hit]) -> list[dict]:
+    return [hit.to_record() for hit in hits]
+
+
+def to_dataframe(hits: Iterable[Hit]):
+    """Hits as a pandas DataFrame (pandas comes with gradio)."""
+    import pandas as pd
+
+    return pd.DataFrame(to_records(hits), columns=list(Hit.__dataclass_fields__))
+
+
 class ImageIndex:
-    """A read-only view of a store: its vectors in memory and its model loaded on demand."""
+    """A read-only view of a store: its vectors in memory, its model loaded on demand.
+
+    `ImageIndex.open(store)` takes the model, weights and preprocessing from the store.
+    Thread-safe for searches; `refresh()` picks up what an indexer committed since.
+    """
 
     def __init__(self, store: Store, manifest: dict, vectors, *, device: str = "auto", encoder=None):
         self.store, self.manifest, self.vectors = store, manifest, vectors
@@ -55,6 +78,15 @@ class ImageIndex:
     def __len__(self) -> int:
         return self.vectors.count
 
+    def refresh(self) -> bool:
+        """Catch up with the store's latest commit; True when something changed."""
+        manifest = self.store.manifest()
+        if manifest.get("generation") == self.manifest.get("generation"):
+            return False
+        self.vectors = refresh_vector_index(self.store, self.vectors, manifest)
+        self.manifest = manifest
+        return True
+
     @property
     def encoder(self):
         """The store's own model and preprocessing, loaded on first use."""
@@ -69,37 +101,60 @@ class ImageIndex:
             self._encoder = encoder
         return self._encoder
 
+    # ---- queries ----
+
+    def search(self, query, k: int = 10, where: str | None = None,
+               min_score: float | None = None) -> list[Hit]:
+        """The k images most like `query`: a file path, an indexed path or id, a PIL image,
+        bytes, an HxWx3 uint8 array, or a vector."""
+        return self.search_many([query], k=k, where=where, min_score=min_score)[0]
+
+    def search_many(self, queries: Sequence, k: int = 10, where: str | None = None,
+                    min_score: float | None = None) -> list[list[Hit]]:
+        """Like search() for each query; images go through the model in batches."""
+        vectors = self.embed_many(queries)
+        allowed = None
+        if where is not None:
+            with self.store.connect() as con:
+                allowed = matching_ids(con, where)
+        candidates = self._candidates(vectors, int(k), allowed)
+        return [self._hits(ids, vector, int(k), min_score) for ids, vector in zip(candidates, vectors)]
+
     def embed(self, query) -> np.ndarray:
-        """A query (path, id, PIL image, bytes, HxWx3 array or vector) as a unit vector."""
+        return self.embed_many([query])[0]
+
+    def embed_many(self, queries: Sequence) -> np.ndarray:
+        """Unit vectors for queries; stored embeddings are reused for indexed, unchanged files."""
+        dim = int(self.manifest["dim"])
+        result = np.zeros((len(queries), dim), np.float32)
+        to_encode: list[tuple[int, object]] = []
+        for position, query in enumerate(queries):
+            vector = self._known_vector(query)
+            if vector is not None:
+                result[position] = vector
+            else:
+                to_encode.append((position, self._to_image(query)))
+        for start in range(0, len(to_encode), ENCODE_BATCH):
+            chunk = to_encode[start:start + ENCODE_BATCH]
+            import torch
+
+            batch = torch.stack([torch.as_tensor(self.encoder.preprocess(image)) for _, image in chunk])
+            for (position, _), vector in zip(chunk, self.encoder.encode(batch)):
+                result[position] = vector
+        return result
+
+    def _known_vector(self, query) -> np.ndarray | None:
         if isinstance(query, np.ndarray) and query.ndim == 1:
+            if query.shape[0] != self.manifest["dim"]:
+                raise ConfigError(f"query vector has {query.shape[0]} dims, the store has {self.manifest['dim']}")
             vector = query.astype(np.float32)
-            if vector.shape[0] != self.manifest["dim"]:
-                raise ConfigError(f"query vector has {vector.shape[0]} dims, the store has {self.manifest['dim']}")
             return vector / max(float(np.linalg.norm(vector)), 1e-12)
-        stored = self._stored_vector(query)
-        if stored is not None:
-            return stored
-        image = self._to_image(query)
-        batch = self.encoder.preprocess(image)
-        import torch
-
-        return self.encoder.encode(torch.as_tensor(batch).unsqueeze(0))[0]
-
-    def search(self, query, k: int = 10) -> list[Hit]:
-        vector = self.embed(query)
-        k = min(int(k), len(self))
-        if k <= 0:
-            return []
-        scores, ids = self.vectors.index.search(vector[None, :], k)
-        return self._hits(ids[0], scores[0])
-
-    def _stored_vector(self, query) -> np.ndarray | None:
         if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
             sql, param = "id = ?", int(query)
         elif isinstance(query, (str, Path)):
-            sql, param = "path = ?", encode_path(os.path.abspath(query))[0]
             if not os.path.exists(query):
                 raise ConfigError(f"no such file: {query}")
+            sql, param = "path = ?", encode_path(os.path.abspath(query))[0]
         else:
             return None
         with self.store.connect() as con:
@@ -119,8 +174,6 @@ class ImageIndex:
         from PIL import Image
 
         if isinstance(query, Image.Image):
-            from indexer.images import to_rgb
-
             return to_rgb(query)
         if isinstance(query, np.ndarray):
             if query.ndim != 3 or query.shape[2] != 3:
@@ -139,26 +192,67 @@ class ImageIndex:
         except ImageLoadError as e:
             raise ConfigError(f"query image unusable: {e}") from e
 
-    def _hits(self, ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
-        wanted = [(int(i), float(s)) for i, s in zip(ids, scores) if i >= 0]
-        if not wanted:
+    # ---- vector search ----
+
+    def _candidates(self, vectors: np.ndarray, k: int, allowed: np.ndarray | None) -> list[np.ndarray]:
+        """Candidate ids per query: exact where the index or the filtered set allows it, else ANN
+        with headroom for exact re-ranking."""
+        exact_index = self.vectors.index_type == "flat"
+        fetch = k if exact_index else max(2 * k, k + 10)
+        if (allowed is not None and len(allowed) == 0) or k <= 0 or len(self) == 0:
+            return [np.zeros(0, np.int64) for _ in vectors]
+        if allowed is not None and not exact_index and len(allowed) <= EXACT_SUBSET_MAX:
+            return self._brute_force(vectors, allowed, k)
+        params = self._search_params(allowed)
+        _, ids = self.vectors.index.search(vectors, min(fetch, len(self)), params=params)
+        return [row[row >= 0] for row in ids]
+
+    def _search_params(self, allowed: np.ndarray | None):
+        if allowed is None:
+            return None
+        import faiss
+
+        selector = faiss.IDSelectorBatch(allowed)
+        if self.vectors.index_type == "flat":
+            return faiss.SearchParameters(sel=selector)
+        nprobe = int(self.vectors.choice.params.get("nprobe", 1))
+        nlist = faiss.extract_index_ivf(self.vectors.index).nlist
+        selectivity = len(allowed) / max(len(self), 1)
+        # A filter thins every list: probe more of them so that k allowed vectors are reached.
+        scaled = min(nlist, math.ceil(nprobe / max(selectivity, 1e-6)))
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=scaled)
+        params._selector = selector  # keep it alive as long as the parameters
+        return params
+
+    def _brute_force(self, vectors: np.ndarray, allowed: np.ndarray, k: int) -> list[np.ndarray]:
+        ids, embeddings = self.store.embeddings(allowed)
+        scores = vectors @ embeddings.T
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return [ids[row] for row in top]
+
+    def _hits(self, ids: np.ndarray, vector: np.ndarray, k: int, min_score: float | None) -> list[Hit]:
+        """Rows for candidate ids, scored exactly against their stored embeddings, best first."""
+        if not len(ids):
             return []
         with self.store.connect() as con:
-            con.register("wanted", {"id": np.array([i for i, _ in wanted], dtype=np.int64)})
+            con.register("wanted", {"id": np.asarray(ids, dtype=np.int64)})
             rows = con.execute(
                 "SELECT id, path, width, height, format, size, make_timestamp(mtime_ns // 1000), "
-                "captured_at, camera, mtime_ns, path_bytes FROM images WHERE id IN (SELECT id FROM wanted)"
+                "captured_at, camera, mtime_ns, path_bytes, root, embedding FROM images "
+                "WHERE status = 'ok' AND id IN (SELECT id FROM wanted)"
             ).fetchall()
-        by_id = {r[0]: r for r in rows}
-        hits = []
-        for row_id, score in wanted:
-            r = by_id.get(row_id)
-            if r is None:
-                continue  # removed since the vectors were loaded
+        scored = []
+        for r in rows:
+            if not is_within(r[1], r[11]):
+                continue  # never a path outside the indexed roots
+            score = float(np.dot(np.asarray(r[12], np.float32), vector))
+            if min_score is not None and score < min_score:
+                continue
             disk_path = os.fsdecode(r[10]) if r[10] else r[1]
             stale = not _unchanged(disk_path, r[5], r[9])
-            hits.append(Hit(row_id, r[1], score, r[2], r[3], r[4], r[5], r[6], r[7], r[8], stale))
-        return hits
+            scored.append(Hit(r[0], r[1], score, r[2], r[3], r[4], r[5], r[6], r[7], r[8], stale))
+        scored.sort(key=lambda h: (-h.score, h.id))
+        return scored[:k]
 
 
 def _unchanged(path: str, size: int, mtime_ns: int) -> bool:

@@ -32,6 +32,8 @@ def store_info(store: str | os.PathLike | None = None) -> dict:
         "model": manifest["model_name"],
         "weights": manifest["weights_source"],
         "index_type": vectors.index_type,
+        "index_recall_at_10": vectors.choice.recall,
+        "index_params": vectors.choice.params,
         "dim": manifest["dim"],
         "metric": manifest["metric"],
         "store": str(db.dir),

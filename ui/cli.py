@@ -67,10 +67,37 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("queries", nargs="+", metavar="QUERY", help="an image file, a folder, or id:N")
     _store_flag(search)
     search.add_argument("-k", type=_positive_int, default=10, metavar="N")
+    search.add_argument("--where", metavar="SQL",
+                        help="boolean SQL over the metadata, e.g. \"width >= 1024 AND path LIKE '%%/2023/%%'\" "
+                             "(columns: id, path, root, folder, name, size, mtime, width, height, format, "
+                             "captured_at, camera, content_hash, indexed_at)")
+    search.add_argument("--min-score", type=float, metavar="S", help="drop hits below this cosine")
     output = search.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="one JSON object per hit")
     output.add_argument("--paths-only", action="store_true")
     search.set_defaults(handler=_search)
+
+    dupes = commands.add_parser("dupes", help="groups of identical, near-duplicate and similar images")
+    _store_flag(dupes)
+    dupes.add_argument("--tier", action="append", choices=["identical", "near", "similar"],
+                       help="only these tiers (repeatable; default: all)")
+    dupes.add_argument("--near", type=float, metavar="S", help="near-duplicate threshold (default 0.95)")
+    dupes.add_argument("--similar", type=float, metavar="S", help="similar threshold (default 0.85)")
+    dupes.add_argument("--json", action="store_true", help="one JSON object per group")
+    dupes.add_argument("--histogram", action="store_true",
+                       help="print the distribution of nearest-neighbour scores, to choose thresholds")
+    dupes.add_argument("--not-duplicates", nargs="+", type=int, metavar="ID",
+                       help="record that these images are not duplicates of one another")
+    dupes.add_argument("--keep", type=int, metavar="ID", help="record this image as the one to keep")
+    dupes.set_defaults(handler=_dupes)
+
+    reindex = commands.add_parser("reindex", help="rebuild the vector index from the stored embeddings")
+    _store_flag(reindex)
+    reindex.add_argument("--index-type", default="auto",
+                         choices=["auto", "flat", "ivf-flat", "ivf-sq8", "ivf-pq"])
+    reindex.add_argument("--memory-budget", type=_size, metavar="SIZE",
+                         help="memory the index may use, e.g. 512M or 2G (default 1G)")
+    reindex.set_defaults(handler=_reindex)
 
     demo = commands.add_parser("demo", help="index generated sample images under data/ and search them")
     _store_flag(demo)
@@ -81,6 +108,16 @@ def _parser() -> argparse.ArgumentParser:
 def _store_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="DIR",
                         help="store directory (default: $VITSEARCH_STORE, else data/store)")
+
+
+def _size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    try:
+        if text[-1:].upper() in units:
+            return int(float(text[:-1]) * units[text[-1].upper()])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 512M, 2G)") from None
 
 
 def _positive_int(text: str) -> int:
@@ -137,8 +174,12 @@ def _search(args) -> int:
     from search import ImageIndex
 
     index = ImageIndex.open(args.store)
-    for query in _expand_queries(args.queries):
-        hits = index.search(int(query[3:]) if query.startswith("id:") else query, k=args.k)
+    queries = _expand_queries(args.queries)
+    parsed = [_parse_query(q) for q in queries]
+    results = index.search_many(parsed, k=args.k, where=args.where, min_score=args.min_score)
+    for query, hits in zip(queries, results):
+        if not args.json and not args.paths_only and len(queries) > 1:
+            print(f"# {shown(query)}")
         for rank, hit in enumerate(hits, 1):
             if args.json:
                 record = {"query": query, "rank": rank, **hit.to_record()}
@@ -147,6 +188,71 @@ def _search(args) -> int:
                 print(shown(hit.path))
             else:
                 print(f"{hit.score:.4f}\t{shown(hit.path)}{'  [stale]' if hit.stale else ''}")
+    return EXIT_OK
+
+
+def _parse_query(query: str):
+    if query.startswith("id:"):
+        try:
+            return int(query[3:])
+        except ValueError:
+            from indexer.errors import ConfigError
+
+            raise ConfigError(f"not an id: {query!r} (write id:42)") from None
+    return query
+
+
+def _dupes(args) -> int:
+    from search import ImageIndex
+    from search.dupes import (
+        NEAR_DEFAULT, SIMILAR_DEFAULT, TIERS, find_duplicates, nearest_neighbour_scores,
+        record_keeper, record_not_duplicates,
+    )
+
+    index = ImageIndex.open(args.store)
+    if args.not_duplicates or args.keep is not None:
+        if args.not_duplicates:
+            record_not_duplicates(index.store, args.not_duplicates)
+        if args.keep is not None:
+            record_keeper(index.store, args.keep)
+        print("decision recorded", file=sys.stderr)
+        return EXIT_OK
+    if args.histogram:
+        _print_histogram(nearest_neighbour_scores(index))
+        return EXIT_OK
+    groups = find_duplicates(index, near=args.near or NEAR_DEFAULT, similar=args.similar or SIMILAR_DEFAULT,
+                             tiers=tuple(args.tier or TIERS))
+    for group in groups:
+        if args.json:
+            print(json.dumps(group.to_record()))
+        else:
+            members = "  ".join(
+                f"{'*' if i == group.keeper else ''}{shown(p)} ({s:.3f})"
+                for i, p, s in zip(group.ids, group.paths, group.scores)
+            )
+            print(f"{group.tier}\t{members}")
+    print(f"{len(groups)} groups (* = keeper)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _print_histogram(scores) -> None:
+    import numpy as np
+
+    counts, edges = np.histogram(scores, bins=20, range=(0.0, 1.0))
+    top = max(int(counts.max()), 1) if len(counts) else 1
+    print("nearest-neighbour score distribution (each image's best match):")
+    for count, low, high in zip(counts, edges[:-1], edges[1:]):
+        print(f"{low:.2f}-{high:.2f}\t{count}\t{'#' * int(40 * count / top)}")
+
+
+def _reindex(args) -> int:
+    from indexer.reindex import reindex
+
+    vectors = reindex(args.store, index_type=args.index_type, memory_budget=args.memory_budget)
+    choice = vectors.choice
+    print(f"rebuilt {vectors.count} vectors as {choice.index_type} {choice.params or ''} "
+          f"(recall@10 {choice.recall if choice.recall is not None else 'exact'}, "
+          f"{choice.build_seconds}s)", file=sys.stderr)
     return EXIT_OK
 
 

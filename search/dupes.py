@@ -1,0 +1,216 @@
+"""Duplicate groups in tiers (identical bytes, near-duplicates, similar) from a chunked k-NN
+self-join over the index and connected components, so memory stays bounded by k per image."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from indexer.store import Store
+
+from .index import ImageIndex
+
+__all__ = [
+    "DuplicateGroup", "find_duplicates", "nearest_neighbour_scores", "record_not_duplicates",
+    "record_keeper", "TIERS", "NEAR_DEFAULT", "SIMILAR_DEFAULT",
+]
+
+TIERS = ("identical", "near", "similar")
+NEAR_DEFAULT = 0.95
+SIMILAR_DEFAULT = 0.85
+NEIGHBOURS = 16
+CHUNK = 4096
+DUPES_NPROBE_MAX = 16  # duplicates sit in the same or the next list: no need to probe deeper
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    tier: str
+    ids: tuple[int, ...]
+    paths: tuple[str, ...]
+    scores: tuple[float, ...]  # each member's best similarity to another member
+    keeper: int  # the user's choice, else the suggestion
+    keeper_decided: bool
+
+    def to_record(self) -> dict:
+        return asdict(self)
+
+
+def find_duplicates(index: ImageIndex, *, near: float = NEAR_DEFAULT, similar: float = SIMILAR_DEFAULT,
+                    tiers: tuple[str, ...] = TIERS) -> list[DuplicateGroup]:
+    """Groups of each requested tier, honouring the user's recorded decisions."""
+    similar = min(similar, near)
+    rows = _rows(index.store)
+    not_duplicates, keepers = _decisions(index.store)
+    groups: list[DuplicateGroup] = []
+    if "identical" in tiers:
+        by_hash: dict[str, list[int]] = {}
+        for row_id, (_, content_hash, _) in rows.items():
+            by_hash.setdefault(content_hash, []).append(row_id)
+        for members in by_hash.values():
+            if len(members) > 1:
+                groups.append(_group("identical", sorted(members), {m: 1.0 for m in members}, rows, keepers))
+    if {"near", "similar"} & set(tiers):
+        a, b, scores = _edges(index, similar, not_duplicates)
+        near_components = _components(a, b, scores >= near)
+        if "near" in tiers:
+            groups += _tier_groups("near", near_components, a, b, scores, rows, keepers, skip_identical=True)
+        if "similar" in tiers:
+            similar_components = _components(a, b, scores >= similar)
+            known = {tuple(c) for c in near_components}
+            fresh = [c for c in similar_components if tuple(c) not in known]
+            groups += _tier_groups("similar", fresh, a, b, scores, rows, keepers, skip_identical=False)
+    return groups
+
+
+def nearest_neighbour_scores(index: ImageIndex) -> np.ndarray:
+    """Each image's best similarity to another image: the distribution thresholds cut."""
+    best = []
+    for ids, vectors in _chunks(index.store):
+        scores, found = _search(index, vectors, 2)
+        own = found == ids[:, None]
+        best.append(np.where(own[:, 0], scores[:, 1], scores[:, 0]))
+    return np.concatenate(best) if best else np.zeros(0, np.float32)
+
+
+def record_not_duplicates(store: Store, ids: list[int]) -> None:
+    """The user says these images are not duplicates of one another: later runs keep them apart."""
+    pairs = [(min(a, b), max(a, b)) for i, a in enumerate(ids) for b in ids[i + 1:] if a != b]
+    _write_decisions(Store(store.dir, read_only=False), [("not_duplicate", a, b) for a, b in pairs])
+
+
+def record_keeper(store: Store, keeper: int) -> None:
+    """The user keeps this image in whatever group it lands in."""
+    _write_decisions(Store(store.dir, read_only=False), [("keep", keeper, None)])
+
+
+# ---- internals ----
+
+def _rows(store: Store) -> dict[int, tuple]:
+    """id -> (path, content_hash, keeper sort key) of live images."""
+    with store.connect() as con:
+        result = con.execute(
+            "SELECT id, path, content_hash, coalesce(width * height, 0), size, "
+            "(captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT "
+            "FROM images WHERE status = 'ok' AND embedding IS NOT NULL"
+        ).fetchall()
+    return {r[0]: (r[1], r[2], (r[3], r[4], r[5], -r[0])) for r in result}
+
+
+def _decisions(store: Store) -> tuple[set[tuple[int, int]], set[int]]:
+    with store.connect() as con:
+        rows = con.execute("SELECT kind, a, b FROM decisions").fetchall()
+    not_duplicates = {(a, b) for kind, a, b in rows if kind == "not_duplicate"}
+    keepers = {a for kind, a, _ in rows if kind == "keep"}
+    return not_duplicates, keepers
+
+
+def _write_decisions(store: Store, rows: list[tuple]) -> None:
+    with store.connect() as con:
+        con.executemany(
+            "INSERT INTO decisions SELECT $1, $2, $3, current_localtimestamp() "
+            "WHERE NOT EXISTS (SELECT 1 FROM decisions WHERE kind = $1 AND a = $2 AND b IS NOT DISTINCT FROM $3)",
+            rows,
+        )
+
+
+def _chunks(store: Store) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """All live (ids, embeddings) in id order, CHUNK rows at a time (keyset pagination)."""
+    last = -1
+    while True:
+        with store.connect() as con:
+            result = con.execute(
+                "SELECT id, embedding FROM images WHERE status = 'ok' AND embedding IS NOT NULL "
+                "AND id > ? ORDER BY id LIMIT ?", [last, CHUNK]
+            ).fetchnumpy()
+        ids = np.asarray(result["id"], np.int64)
+        if not len(ids):
+            return
+        yield ids, np.stack(result["embedding"]).astype(np.float32)
+        last = int(ids[-1])
+
+
+def _search(index: ImageIndex, vectors: np.ndarray, k: int):
+    params = None
+    if index.vectors.index_type != "flat":
+        import faiss
+
+        nprobe = min(int(index.vectors.choice.params.get("nprobe", 1)), DUPES_NPROBE_MAX)
+        params = faiss.SearchParametersIVF(nprobe=nprobe)
+    return index.vectors.index.search(vectors, min(k, len(index)), params=params)
+
+
+def _edges(index: ImageIndex, threshold: float, not_duplicates: set[tuple[int, int]]):
+    """Pairs (a < b) of neighbours scoring >= threshold, minus the user's 'not duplicates'."""
+    parts_a, parts_b, parts_s = [], [], []
+    for ids, vectors in _chunks(index.store):
+        scores, found = _search(index, vectors, NEIGHBOURS)
+        a = np.repeat(ids, found.shape[1])
+        b, s = found.ravel(), scores.ravel()
+        keep = (b >= 0) & (a != b) & (s >= threshold)
+        a, b, s = a[keep], b[keep], s[keep]
+        parts_a.append(np.minimum(a, b))
+        parts_b.append(np.maximum(a, b))
+        parts_s.append(s)
+    if not parts_a:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    a, b, s = np.concatenate(parts_a), np.concatenate(parts_b), np.concatenate(parts_s)
+    order = np.lexsort((-s, b, a))
+    a, b, s = a[order], b[order], s[order]
+    first = np.ones(len(a), bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    a, b, s = a[first], b[first], s[first]
+    if not_duplicates:
+        vetoed = np.array([(int(x), int(y)) not in not_duplicates for x, y in zip(a, b)], bool)
+        a, b, s = a[vetoed], b[vetoed], s[vetoed]
+    return a, b, s
+
+
+def _components(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> list[list[int]]:
+    """Connected components (size >= 2) of the edges a[mask]-b[mask], by label propagation."""
+    a, b = a[mask], b[mask]
+    if not len(a):
+        return []
+    nodes, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+    ea, eb = inverse[: len(a)], inverse[len(a):]
+    labels = np.arange(len(nodes))
+    while True:
+        smaller = np.minimum(labels[ea], labels[eb])
+        updated = labels.copy()
+        np.minimum.at(updated, ea, smaller)
+        np.minimum.at(updated, eb, smaller)
+        updated = updated[updated]  # pointer jumping: follow labels to their roots
+        if np.array_equal(updated, labels):
+            break
+        labels = updated
+    groups: dict[int, list[int]] = {}
+    for node, label in zip(nodes.tolist(), labels.tolist()):
+        groups.setdefault(label, []).append(node)
+    return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+
+
+def _tier_groups(tier, components, a, b, scores, rows, keepers, *, skip_identical):
+    best: dict[int, float] = {}
+    for x, y, s in zip(a.tolist(), b.tolist(), scores.tolist()):
+        best[x] = max(best.get(x, -1.0), s)
+        best[y] = max(best.get(y, -1.0), s)
+    groups = []
+    for members in components:
+        members = [m for m in members if m in rows]
+        if len(members) < 2:
+            continue
+        if skip_identical and len({rows[m][1] for m in members}) == 1:
+            continue  # already reported as identical bytes
+        groups.append(_group(tier, members, best, rows, keepers))
+    return groups
+
+
+def _group(tier, members, best, rows, keepers) -> DuplicateGroup:
+    decided = [m for m in members if m in keepers]
+    keeper = decided[0] if decided else max(members, key=lambda m: rows[m][2])
+    return DuplicateGroup(
+        tier, tuple(members), tuple(rows[m][0] for m in members),
+        tuple(round(float(best.get(m, 1.0)), 6) for m in members), keeper, bool(decided),
+    )

@@ -1,0 +1,66 @@
+"""Benchmark: re-indexing N unchanged files (default 10k) must take seconds, not minutes.
+
+    python tests/bench/noop_reindex.py [--files 10000] [--workdir DIR]
+
+Builds a store with a cheap fake encoder (the model plays no part in a no-op), then times the
+no-op re-index through build_index, and, separately, loading the real model (random weights),
+which `vitsearch index` adds at start-up. Prints one JSON line per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from indexer import build_index  # noqa: E402
+from tests.conftest import FakeEncoder  # noqa: E402
+
+
+def write_tiny_images(folder: Path, count: int) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        sub = folder / f"{i // 1000:03d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(sub / f"img-{i:06d}.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--workdir")
+    args = parser.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="vitsearch-noop-"))
+    folder, store = work / "images", work / "store"
+    if not folder.exists():
+        write_tiny_images(folder, args.files)
+    started = time.perf_counter()
+    first = build_index([folder], store, encoder=FakeEncoder(), batch_size=256)
+    print(json.dumps({"figure": "first_index_fake_encoder_s", "files": args.files,
+                      "value": round(time.perf_counter() - started, 2), "added": first.added}))
+    for attempt in range(3):
+        encoder = FakeEncoder()
+        started = time.perf_counter()
+        report = build_index([folder], store, encoder=encoder)
+        seconds = time.perf_counter() - started
+        assert encoder.calls == 0 and report.unchanged == args.files
+        print(json.dumps({"figure": "noop_reindex_s", "files": args.files, "attempt": attempt,
+                          "value": round(seconds, 2)}))
+    from indexer.encoder import load_encoder
+
+    started = time.perf_counter()
+    load_encoder("random", device="cpu")
+    print(json.dumps({"figure": "model_load_random_weights_s", "value": round(time.perf_counter() - started, 2)}))
+
+
+if __name__ == "__main__":
+    main()
