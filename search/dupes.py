@@ -54,11 +54,11 @@ def find_duplicates(index: ImageIndex, *, near: float = NEAR_DEFAULT, similar: f
                 groups.append(_group("identical", sorted(members), {m: 1.0 for m in members}, rows, keepers))
     if {"near", "similar"} & set(tiers):
         a, b, scores = _edges(index, similar, not_duplicates)
-        near_components = _components(a, b, scores >= near)
+        near_components = _components(a, b, scores >= near, scores, not_duplicates)
         if "near" in tiers:
             groups += _tier_groups("near", near_components, a, b, scores, rows, keepers, skip_identical=True)
         if "similar" in tiers:
-            similar_components = _components(a, b, scores >= similar)
+            similar_components = _components(a, b, scores >= similar, scores, not_duplicates)
             known = {tuple(c) for c in near_components}
             fresh = [c for c in similar_components if tuple(c) not in known]
             groups += _tier_groups("similar", fresh, a, b, scores, rows, keepers, skip_identical=False)
@@ -168,9 +168,12 @@ def _edges(index: ImageIndex, threshold: float, not_duplicates: set[tuple[int, i
     return a, b, s
 
 
-def _components(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> list[list[int]]:
-    """Connected components (size >= 2) of the edges a[mask]-b[mask], by label propagation."""
+def _components(a: np.ndarray, b: np.ndarray, mask: np.ndarray, scores: np.ndarray | None = None,
+                cannot_link: set[tuple[int, int]] = frozenset()) -> list[list[int]]:
+    """Connected components (size >= 2) of the edges a[mask]-b[mask]. A component holding a
+    'not duplicates' pair is re-clustered so that the pair never shares a group."""
     a, b = a[mask], b[mask]
+    weights = scores[mask] if scores is not None else np.ones(len(a), np.float32)
     if not len(a):
         return []
     nodes, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
@@ -188,7 +191,39 @@ def _components(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> list[list[int
     groups: dict[int, list[int]] = {}
     for node, label in zip(nodes.tolist(), labels.tolist()):
         groups.setdefault(label, []).append(node)
-    return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+    result = []
+    for members in groups.values():
+        member_set = set(members)
+        if cannot_link and any(x in member_set and y in member_set for x, y in cannot_link):
+            inside = np.isin(a, members)
+            result += _split_with_vetoes(a[inside], b[inside], weights[inside], cannot_link)
+        elif len(members) > 1:
+            result.append(sorted(members))
+    return sorted(result, key=lambda g: g[0])
+
+
+def _split_with_vetoes(a, b, weights, cannot_link) -> list[list[int]]:
+    """Single linkage from the strongest edge down, refusing merges that join a vetoed pair."""
+    parent: dict[int, int] = {}
+    members: dict[int, set[int]] = {}
+
+    def root(x: int) -> int:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for index in np.argsort(-weights, kind="stable"):
+        ra, rb = root(int(a[index])), root(int(b[index]))
+        if ra == rb:
+            continue
+        group_a, group_b = members.get(ra, {ra}), members.get(rb, {rb})
+        if any((min(x, y), max(x, y)) in cannot_link for x in group_a for y in group_b):
+            continue
+        parent[rb] = ra
+        members[ra] = group_a | group_b
+        members.pop(rb, None)
+    return [sorted(g) for r, g in members.items() if root(r) == r and len(g) > 1]
 
 
 def _tier_groups(tier, components, a, b, scores, rows, keepers, *, skip_identical):

@@ -238,7 +238,8 @@ def _dupes(args) -> int:
 def _print_histogram(scores) -> None:
     import numpy as np
 
-    counts, edges = np.histogram(scores, bins=20, range=(0.0, 1.0))
+    # Rounding puts exact copies a hair above 1; anything below 0 lands in the first bin.
+    counts, edges = np.histogram(np.clip(scores, 0.0, 1.0), bins=20, range=(0.0, 1.0))
     top = max(int(counts.max()), 1) if len(counts) else 1
     print("nearest-neighbour score distribution (each image's best match):")
     for count, low, high in zip(counts, edges[:-1], edges[1:]):
