@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .connections import connection
 from .errors import StoreError, StoreMismatchError
 from .faults import fault_point
 
@@ -25,17 +25,6 @@ __all__ = ["Store", "RowState", "SCHEMA_VERSION", "DB_NAME", "default_store_dir"
 
 SCHEMA_VERSION = 1
 DB_NAME = "metadata.duckdb"
-LOCK_RETRY_SECONDS = 60.0
-
-# DuckDB refuses a read-only and a read-write connection to one file inside one process, so
-# connections to a store are taken one at a time per process (they are short).
-_PROCESS_LOCKS: dict[str, threading.RLock] = {}
-_PROCESS_LOCKS_GUARD = threading.Lock()
-
-
-def _process_lock(path: Path) -> threading.RLock:
-    with _PROCESS_LOCKS_GUARD:
-        return _PROCESS_LOCKS.setdefault(str(path), threading.RLock())
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -122,27 +111,11 @@ class Store:
 
     @contextlib.contextmanager
     def connect(self) -> Iterator:
-        """A short-lived connection; waits while another process holds the file."""
-        import duckdb
-
+        """A connection for one read or one transaction (see indexer.connections)."""
         if self.read_only:
             self.require()
-        with _process_lock(self.db_path):
-            deadline = time.monotonic() + LOCK_RETRY_SECONDS
-            delay = 0.01
-            while True:
-                try:
-                    con = duckdb.connect(str(self.db_path), read_only=self.read_only)
-                    break
-                except duckdb.IOException as e:  # another process holds the file
-                    if "lock" not in str(e).lower() or time.monotonic() > deadline:
-                        raise StoreError(f"cannot open {self.db_path}: {e}") from e
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.2)
-            try:
-                yield con
-            finally:
-                con.close()
+        with connection(self.db_path, read_only=self.read_only) as con:
+            yield con
 
     # ---- manifest ----
 

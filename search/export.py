@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from indexer.connections import close_lease
 from indexer.store import Store, default_store_dir
 
 __all__ = ["export_parquet", "EXPORT_COLUMNS"]
@@ -23,6 +24,7 @@ def export_parquet(out: str | os.PathLike, store: str | os.PathLike | None = Non
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     literal = str(temporary).replace("'", "''")  # COPY takes no parameters; quote by doubling
+    close_lease(str(db.db_path))  # a fresh connection: filters switch file access off on theirs
     with db.connect() as con:
         con.execute(
             f"COPY (SELECT {EXPORT_COLUMNS} FROM images WHERE status = 'ok' ORDER BY id) "

@@ -23,7 +23,7 @@ from .filters import matching_ids
 
 __all__ = ["ImageIndex", "Hit", "to_records", "to_dataframe"]
 
-EXACT_SUBSET_MAX = 20_000  # filtered sets up to this size are searched exactly, by brute force
+SMALL_SUBSET = 20_000  # filtered sets up to this size: every list is scanned (exact candidates)
 ENCODE_BATCH = 16
 
 
@@ -195,40 +195,32 @@ class ImageIndex:
     # ---- vector search ----
 
     def _candidates(self, vectors: np.ndarray, k: int, allowed: np.ndarray | None) -> list[np.ndarray]:
-        """Candidate ids per query: exact where the index or the filtered set allows it, else ANN
-        with headroom for exact re-ranking."""
-        exact_index = self.vectors.index_type == "flat"
-        fetch = k if exact_index else max(2 * k, k + 10)
+        """Candidate ids per query. Flat indexes are exact; IVF ones fetch extra candidates for
+        exact re-ranking, and a filter is pushed into FAISS as an id selector."""
         if (allowed is not None and len(allowed) == 0) or k <= 0 or len(self) == 0:
             return [np.zeros(0, np.int64) for _ in vectors]
-        if allowed is not None and not exact_index and len(allowed) <= EXACT_SUBSET_MAX:
-            return self._brute_force(vectors, allowed, k)
-        params = self._search_params(allowed)
+        exact_index = self.vectors.index_type == "flat"
+        fetch = k if exact_index else max(4 * k, 50)
+        params = None if allowed is None else self._filter_params(allowed)
         _, ids = self.vectors.index.search(vectors, min(fetch, len(self)), params=params)
         return [row[row >= 0] for row in ids]
 
-    def _search_params(self, allowed: np.ndarray | None):
-        if allowed is None:
-            return None
+    def _filter_params(self, allowed: np.ndarray):
         import faiss
 
         selector = faiss.IDSelectorBatch(allowed)
         if self.vectors.index_type == "flat":
-            return faiss.SearchParameters(sel=selector)
-        nprobe = int(self.vectors.choice.params.get("nprobe", 1))
-        nlist = faiss.extract_index_ivf(self.vectors.index).nlist
-        selectivity = len(allowed) / max(len(self), 1)
-        # A filter thins every list: probe more of them so that k allowed vectors are reached.
-        scaled = min(nlist, math.ceil(nprobe / max(selectivity, 1e-6)))
-        params = faiss.SearchParametersIVF(sel=selector, nprobe=scaled)
+            params = faiss.SearchParameters(sel=selector)
+        else:
+            nprobe = int(self.vectors.choice.params.get("nprobe", 1))
+            nlist = faiss.extract_index_ivf(self.vectors.index).nlist
+            selectivity = len(allowed) / max(len(self), 1)
+            # A filter thins every list: probe more of them so that enough allowed vectors are
+            # reached; a small allowed set is cheap to scan entirely, which makes it exact.
+            scaled = nlist if len(allowed) <= SMALL_SUBSET else math.ceil(nprobe / max(selectivity, 1e-6))
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=min(nlist, scaled))
         params._selector = selector  # keep it alive as long as the parameters
         return params
-
-    def _brute_force(self, vectors: np.ndarray, allowed: np.ndarray, k: int) -> list[np.ndarray]:
-        ids, embeddings = self.store.embeddings(allowed)
-        scores = vectors @ embeddings.T
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return [ids[row] for row in top]
 
     def _hits(self, ids: np.ndarray, vector: np.ndarray, k: int, min_score: float | None) -> list[Hit]:
         """Rows for candidate ids, scored exactly against their stored embeddings, best first."""
