@@ -23,6 +23,8 @@ from .errors import StoreError
 __all__ = ["connection", "close_lease"]
 
 LOCK_RETRY_SECONDS = 60.0
+# DuckDB would cache up to 80% of RAM while scanning embeddings; a store never needs that.
+MEMORY_LIMIT = os.environ.get("VITSEARCH_DUCKDB_MEMORY", "1GB")
 LEASE_SECONDS = 1.0
 WRITER_WAIT_SECONDS = 5.0
 WAITING_SUFFIX = ".writer-waiting"
@@ -103,7 +105,7 @@ def _open(path: str, *, read_only: bool):
     try:
         while True:
             try:
-                return duckdb.connect(path, read_only=read_only)
+                return duckdb.connect(path, read_only=read_only, config={"memory_limit": MEMORY_LIMIT})
             except duckdb.IOException as e:  # another process holds the file
                 if "lock" not in str(e).lower() or time.monotonic() > deadline:
                     raise StoreError(f"cannot open {path}: {e}") from e

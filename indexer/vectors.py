@@ -83,17 +83,17 @@ def load_vector_file(path: Path) -> VectorIndex:
     """Read and verify one index file; ValueError says what is wrong with it."""
     import faiss
 
-    data = path.read_bytes()
-    if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 4:
+    data = np.memmap(path, dtype=np.uint8, mode="r")  # mapped, not copied: one index in memory
+    if len(data) < len(_MAGIC) + 4 or bytes(data[:len(_MAGIC)]) != _MAGIC:
         raise ValueError("not a vitsearch index file of this version")
-    (length,) = struct.unpack_from("<I", data, len(_MAGIC))
+    (length,) = struct.unpack_from("<I", bytes(data[len(_MAGIC):len(_MAGIC) + 4]))
     start = len(_MAGIC) + 4
     try:
-        header = json.loads(data[start:start + length])
+        header = json.loads(bytes(data[start:start + length]))
         choice = IndexChoice(**header["choice"])
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"damaged header: {e}") from e
-    payload = np.frombuffer(data, dtype=np.uint8, offset=start + length)
+    payload = data[start + length:]
     if zlib.crc32(payload) != header.get("crc32"):
         raise ValueError("checksum mismatch (truncated or corrupted)")
     index = faiss.deserialize_index(payload)

@@ -166,8 +166,8 @@ class ImageIndex:
                 raise ConfigError(f"no indexed image has id {query}")
             return None
         embedding, size, mtime_ns, path = row
-        if not _unchanged(path, size, mtime_ns):
-            return None  # edited since indexing: embed what is on disk now
+        if isinstance(query, (str, Path)) and not _unchanged(path, size, mtime_ns):
+            return None  # the file was edited since indexing: embed what is on disk now
         return np.asarray(embedding, dtype=np.float32)
 
     def _to_image(self, query):
@@ -226,12 +226,12 @@ class ImageIndex:
         """Rows for candidate ids, scored exactly against their stored embeddings, best first."""
         if not len(ids):
             return []
-        with self.store.connect() as con:
-            con.register("wanted", {"id": np.asarray(ids, dtype=np.int64)})
+        id_list = ", ".join(str(int(i)) for i in ids)  # integers only: safe to inline, and a
+        with self.store.connect() as con:               # literal list lets DuckDB use its key index
             rows = con.execute(
                 "SELECT id, path, width, height, format, size, make_timestamp(mtime_ns // 1000), "
                 "captured_at, camera, mtime_ns, path_bytes, root, embedding FROM images "
-                "WHERE status = 'ok' AND id IN (SELECT id FROM wanted)"
+                f"WHERE status = 'ok' AND id IN ({id_list})"
             ).fetchall()
         scored = []
         for r in rows:

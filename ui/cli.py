@@ -99,6 +99,15 @@ def _parser() -> argparse.ArgumentParser:
                          help="memory the index may use, e.g. 512M or 2G (default 1G)")
     reindex.set_defaults(handler=_reindex)
 
+    serve = commands.add_parser("serve", help="the web page: search by image, review duplicates")
+    _store_flag(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--auth", metavar="USER:PASS", help="require this login (needed off loopback)")
+    serve.add_argument("--insecure-no-auth", action="store_true",
+                       help="allow a non-loopback --host without --auth")
+    serve.set_defaults(handler=_serve)
+
     demo = commands.add_parser("demo", help="index generated sample images under data/ and search them")
     _store_flag(demo)
     demo.set_defaults(handler=_demo)
@@ -269,6 +278,13 @@ def _expand_queries(queries: list[str]) -> list[str]:
         else:
             expanded.append(query)
     return expanded
+
+
+def _serve(args) -> int:
+    from .serve import serve
+
+    serve(args.store, host=args.host, port=args.port, auth=args.auth, insecure_no_auth=args.insecure_no_auth)
+    return EXIT_OK
 
 
 def _demo(args) -> int:

@@ -31,7 +31,7 @@ from indexer.encoder import load_encoder  # noqa: E402
 from indexer.pipeline import encoder_identity  # noqa: E402
 from indexer.reindex import reindex  # noqa: E402
 from indexer.store import Store  # noqa: E402
-from tests.bench.synthetic import clustered_unit_vectors  # noqa: E402
+from tests.bench.synthetic import clustered_unit_vectors, plant_near_duplicates  # noqa: E402
 
 
 def emit(**figure) -> None:
@@ -81,6 +81,7 @@ def bench_size(n: int, work: Path, encoder, queries: int) -> None:
     from search import ImageIndex
 
     vectors = clustered_unit_vectors(n, seed=n)
+    planted = plant_near_duplicates(vectors)  # 1% of images get a near-duplicate (cosine ~0.99)
     store_dir = work / f"store-{n}"
     started = time.perf_counter()
     if not (store_dir / "metadata.duckdb").exists():
@@ -121,17 +122,17 @@ def bench_size(n: int, work: Path, encoder, queries: int) -> None:
         emit(figure="filtered_search_latency_ms", n=n, selectivity=label, where=where,
              p50=round(float(np.percentile(times, 50)), 1), p99=round(float(np.percentile(times, 99)), 1))
     del vectors
-    dupes_child(store_dir, n)
+    dupes_child(store_dir, n, len(planted))
     end_to_end(index, n)
 
 
-def dupes_child(store_dir: Path, n: int) -> None:
+def dupes_child(store_dir: Path, n: int, planted: int) -> None:
     code = (
         "import sys, time, json, resource; sys.path.insert(0, sys.argv[2])\n"
         "from search import ImageIndex\nfrom search.dupes import find_duplicates\n"
         "started = time.perf_counter()\nindex = ImageIndex.open(sys.argv[1])\n"
-        "groups = find_duplicates(index)\n"
-        "print(json.dumps({'seconds': round(time.perf_counter() - started, 1), 'groups': len(groups),"
+        "groups = find_duplicates(index, tiers=('near',))\n"
+        "print(json.dumps({'seconds': round(time.perf_counter() - started, 1), 'near_groups': len(groups),"
         " 'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))\n"
     )
     result = subprocess.run([sys.executable, "-c", code, str(store_dir), str(REPO)],
@@ -139,7 +140,7 @@ def dupes_child(store_dir: Path, n: int) -> None:
     if result.returncode:
         emit(figure="dupes", n=n, error=result.stderr[-500:])
         return
-    emit(figure="dupes", n=n, **json.loads(result.stdout.splitlines()[-1]))
+    emit(figure="dupes", n=n, planted_pairs=planted, **json.loads(result.stdout.splitlines()[-1]))
 
 
 def end_to_end(index, n: int) -> None:

@@ -25,3 +25,17 @@ def clustered_unit_vectors(n: int, dim: int = 512, clusters: int = 2000, spread:
         block = centres[labels] + noise
         out[start:stop] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
+
+
+def plant_near_duplicates(vectors: np.ndarray, fraction: float = 0.01, noise: float = 0.1,
+                          seed: int = 1) -> np.ndarray:
+    """Overwrite a fraction of rows with slightly perturbed copies of other rows (cosine ~0.99),
+    like re-encoded or resized copies; returns the (copy, original) row pairs."""
+    rng = np.random.default_rng(seed)
+    n, dim = vectors.shape
+    count = int(n * fraction)
+    rows = rng.choice(n, size=2 * count, replace=False)
+    copies, originals = rows[:count], rows[count:]
+    perturbed = vectors[originals] + rng.standard_normal((count, dim)).astype(np.float32) * (noise / np.sqrt(dim))
+    vectors[copies] = perturbed / np.linalg.norm(perturbed, axis=1, keepdims=True)
+    return np.stack([copies, originals], axis=1)

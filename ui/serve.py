@@ -1,0 +1,92 @@
+"""`vitsearch serve`: launch the page safely (loopback by default, no share link, no originals)."""
+
+from __future__ import annotations
+
+import atexit
+import ipaddress
+import os
+import shutil
+import sys
+import tempfile
+
+from indexer.errors import ConfigError
+from indexer.images import ALLOWED_FORMATS
+
+__all__ = ["serve", "is_loopback", "MAX_UPLOAD"]
+
+MAX_UPLOAD = "25mb"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(store=None, *, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
+          insecure_no_auth: bool = False, block: bool = True):
+    """Start the app; returns the running Blocks when block=False (tests)."""
+    if not is_loopback(host) and not auth and not insecure_no_auth:
+        raise ConfigError(
+            f"--host {host} exposes your images beyond this machine: add --auth USER:PASS "
+            "(or --insecure-no-auth if you really mean it)"
+        )
+    credentials = _parse_auth(auth) if auth else None
+    private_temp = tempfile.mkdtemp(prefix="vitsearch-ui-")
+    atexit.register(shutil.rmtree, private_temp, ignore_errors=True)
+    # Before gradio is imported: its uploads and generated files live in our private folder.
+    os.environ["GRADIO_TEMP_DIR"] = private_temp
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    _restrict_pillow()
+
+    from search import ImageIndex
+
+    from .app import build_app
+
+    index = ImageIndex.open(store)
+    roots = _indexed_roots(index)
+    app = build_app(index)
+    app.queue(default_concurrency_limit=4)
+    app.launch(
+        server_name=host, server_port=port, auth=credentials, share=False,
+        max_file_size=MAX_UPLOAD, allowed_paths=[],
+        blocked_paths=[str(index.store.dir), *roots],
+        enable_monitoring=False, show_error=True, ssr_mode=False, mcp_server=False, pwa=False,
+        prevent_thread_lock=True, quiet=True,
+    )
+    print(f"vitsearch is serving {index.store.dir} at http://{_url_host(host)}:{app.server_port}/", file=sys.stderr)
+    if block:
+        app.block_thread()
+    return app
+
+
+def _parse_auth(auth: str) -> tuple[str, str]:
+    user, sep, password = auth.partition(":")
+    if not sep or not user or not password:
+        raise ConfigError("--auth takes USER:PASS")
+    return user, password
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _indexed_roots(index) -> list[str]:
+    with index.store.connect() as con:
+        return [r[0] for r in con.execute("SELECT DISTINCT root FROM images").fetchall()]
+
+
+def _restrict_pillow() -> None:
+    """In the server process no library may decode outside our allow-list (uploads included):
+    EPS and friends could otherwise reach external programs."""
+    from PIL import Image
+
+    Image.init()
+    for name in list(Image.OPEN):
+        if name not in ALLOWED_FORMATS:
+            Image.OPEN.pop(name, None)
+            if name in Image.ID:
+                Image.ID.remove(name)
