@@ -126,7 +126,8 @@ def _duplicates_tab(index: ImageIndex, thumbs: ThumbnailCache, quarantine_dir: P
         index.refresh()
         groups = find_duplicates(index, near=near, similar=similar, tiers=tuple(tiers or ("identical", "near")))
         labels = [f"{i + 1}. {g.tier} · {len(g.ids)} images · {Path(g.paths[0]).name}" for i, g in enumerate(groups)]
-        return groups, gr.update(choices=labels, value=labels[0] if labels else None), f"{len(groups)} groups"
+        summary = f"{len(groups)} group{'s' if len(groups) != 1 else ''}"
+        return groups, gr.update(choices=labels, value=labels[0] if labels else None), summary
 
     def show_group(groups, label):
         if not label:

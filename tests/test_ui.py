@@ -1,0 +1,210 @@
+"""The web page, live: a real `vitsearch serve`, Debian's chromium driven by Playwright,
+gradio_client calls, and HTTP probes of the file routes."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO, run_cli, scene_bytes, write_scenes
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run"]
+ARTIFACTS = REPO / "tests" / "artifacts"
+HOSTILE_NAME = "<img src=x onerror=window.__xss=1>.jpg"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def with_gps_exif(data: bytes) -> bytes:
+    image = Image.open(io.BytesIO(data))
+    exif = Image.Exif()
+    exif[0x010F] = "SecretCam"
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "N", (48.0, 51.0, 24.0)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ui")
+    photos = root / "photos"
+    write_scenes(photos, range(8))
+    shutil.copy(photos / "scene-000.jpg", photos / "scene-000-copy.jpg")  # a planted duplicate pair
+    (photos / "gps.jpg").write_bytes(with_gps_exif(scene_bytes(20, "JPEG")))
+    (photos / HOSTILE_NAME).write_bytes(scene_bytes(21, "JPEG"))
+    os.symlink("/etc/passwd", photos / "passwd-link.jpg")
+    store = root / "store"
+    result = run_cli("index", photos, "--store", store, "--weights", "random")
+    assert result.returncode == 0, result.stderr
+    port = free_port()
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+    server = subprocess.Popen([sys.executable, "-m", "ui.cli", "serve", "--store", str(store), "--port", str(port)],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"server did not start: {server.communicate()[1][-3000:]}")
+        time.sleep(0.5)
+    yield {"url": url, "photos": photos, "store": store, "root": root}
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+def gallery_captions(page, gallery_id: str) -> list[str]:
+    return [c.strip() for c in page.locator(f"#{gallery_id} .caption-label").all_inner_texts()]
+
+
+def test_search_in_a_real_browser(served, browser):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(served["url"])
+    page.wait_for_selector("#query-image")
+    page.set_input_files("#query-image input[type=file]", str(served["photos"] / "scene-003.jpg"))
+    page.wait_for_function(
+        "document.querySelectorAll('#results-gallery .caption-label').length > 0", timeout=120_000)
+    captions = gallery_captions(page, "results-gallery")
+    assert captions[0].endswith("scene-003.jpg") and captions[0].startswith("1.000")
+    page.screenshot(path=str(ARTIFACTS / "search-tab.png"), full_page=True)
+
+    page.locator("#results-gallery button.thumbnail-item").nth(1).click()
+    page.wait_for_function("document.querySelector('#metadata') && "
+                           "document.querySelector('#metadata').innerText.includes('path')")
+    chosen = captions[1].split(" · ", 1)[1]
+    page.click("#search-from-this")
+    page.wait_for_function(
+        f"(() => {{ const c = document.querySelector('#results-gallery .caption-label');"
+        f" return c && c.innerText.trim().endsWith({chosen!r}); }})()", timeout=60_000)
+
+    # A file name holding HTML is shown as text and runs nothing.
+    page.fill("#path-find textarea, #path-find input", "onerror")
+    page.wait_for_timeout(1500)
+    page.click("#search-button")
+    page.wait_for_timeout(3000)
+    assert page.evaluate("window.__xss") is None
+    page.close()
+
+
+def test_duplicates_and_index_tabs(served, browser):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(served["url"])
+    page.get_by_role("tab", name="Duplicates").click()
+    page.click("#find-dupes")
+    page.wait_for_function(
+        "document.querySelectorAll('#dupes-gallery .caption-label').length >= 2", timeout=60_000)
+    captions = " | ".join(gallery_captions(page, "dupes-gallery"))
+    assert "scene-000.jpg" in captions and "scene-000-copy.jpg" in captions and "★ keep" in captions
+    page.screenshot(path=str(ARTIFACTS / "duplicates-tab.png"), full_page=True)
+    page.get_by_role("tab", name="Index").click()
+    page.wait_for_function("document.querySelector('#index-overview').innerText.includes('images indexed')")
+    overview = page.inner_text("#index-overview")
+    assert "unidentified" in overview or "failed" in overview
+    assert page.locator("#random-weights-banner").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "index-tab.png"), full_page=True)
+    page.close()
+
+
+def test_api_through_gradio_client(served):
+    from gradio_client import Client, handle_file
+
+    client = Client(served["url"], verbose=False)
+    gallery, status = client.predict(
+        handle_file(str(served["photos"] / "gps.jpg")), None, 5, 0.0, "", "", "", None, None, [],
+        api_name="/run_search",
+    )
+    assert len(gallery) == 5 and gallery[0]["caption"].endswith("gps.jpg")
+    thumbnail = Image.open(gallery[0]["image"])
+    assert max(thumbnail.size) <= 256
+    assert not thumbnail.getexif() and "exif" not in thumbnail.info, "served thumbnails carry no EXIF/GPS"
+    filtered, _ = client.predict(
+        handle_file(str(served["photos"] / "gps.jpg")), None, 20, 0.0, "", "", "", 10_000, None, [],
+        api_name="/run_search",
+    )
+    assert filtered == []
+
+
+def test_server_side_paths_are_not_accepted_as_uploads(served):
+    """Raw API calls naming files on the server as if uploaded (gradio_client would upload them)."""
+    targets = ("/etc/passwd", str(served["photos"] / "scene-001.jpg"), str(served["store"] / "metadata.duckdb"))
+    with httpx.Client(base_url=served["url"], timeout=60) as http:
+        for path in targets:
+            forged = {"path": path, "meta": {"_type": "gradio.FileData"}}
+            call = http.post("/gradio_api/call/run_search",
+                             json={"data": [forged, None, 5, 0.0, "", "", "", None, None, []]})
+            assert call.status_code == 200
+            events = http.get(f"/gradio_api/call/run_search/{call.json()['event_id']}").text
+            assert "event: error" in events and "event: complete" not in events, (path, events[:300])
+
+
+def probe_urls(served) -> list[str]:
+    photos, store = served["photos"], served["store"]
+    targets = ["/etc/passwd", str(store / "metadata.duckdb"), str(store / "vectors.faiss"),
+               str(photos / "scene-001.jpg"), str(photos / "passwd-link.jpg"),
+               f"{photos}/../photos/scene-001.jpg", f"{photos}/../../../../etc/passwd"]
+    urls = []
+    for target in targets:
+        for prefix in ("/gradio_api/file=", "/file="):
+            urls.append(prefix + target)
+            urls.append(prefix + quote(target, safe=""))
+            urls.append(prefix + target.replace("..", "%2e%2e"))
+            urls.append(prefix + quote(quote(target, safe=""), safe=""))
+    return urls
+
+
+def test_file_routes_refuse_everything_but_generated_files(served):
+    with httpx.Client(base_url=served["url"], timeout=10) as http:
+        for url in probe_urls(served):
+            response = http.get(url)
+            assert response.status_code in (400, 403, 404), (url, response.status_code)
+            assert b"root:" not in response.content and b"DUCK" not in response.content[:64]
+
+
+def test_oversized_upload_is_rejected(served):
+    payload = b"\xff\xd8\xff" + os.urandom(26 * 1024 * 1024)
+    response = httpx.post(f"{served['url']}/gradio_api/upload",
+                          files={"files": ("big.jpg", payload, "image/jpeg")}, timeout=60)
+    assert response.status_code in (400, 413), response.status_code
+
+
+def test_non_loopback_without_auth_is_refused(tmp_path, served):
+    result = run_cli("serve", "--store", served["store"], "--host", "0.0.0.0", timeout=60)
+    assert result.returncode == 2 and "--auth" in result.stderr
