@@ -103,6 +103,8 @@ def load_image(data: bytes, *, draft_size: int | None = None) -> LoadedImage:
         if draft_size and fmt in ("JPEG", "MPO"):
             img.draft(img.mode if img.mode != "YCbCr" else "RGB", (draft_size, draft_size))
         _decode(img)
+        if draft_size:
+            img = _reduce(img, draft_size)
         notes: list[str] = []
         captured_at, camera, upright, swapped = _read_exif(img, notes)
         if swapped:
@@ -144,6 +146,19 @@ def _decode(img: Image.Image) -> None:
         message = str(e)
         reason = "truncated" if "truncat" in message.lower() or isinstance(e, EOFError) else "corrupt"
         raise ImageLoadError(reason, f"decoding failed: {message}")
+
+
+def _reduce(img: Image.Image, min_side: int) -> Image.Image:
+    """Shrink by an integer factor (a fast box filter) while both sides stay >= min_side: what
+    JPEG draft decoding does in the DCT, for PNG, WebP and the rest."""
+    factor = min(img.size) // min_side
+    if factor < 2:
+        return img
+    reduced = img.reduce(factor)
+    reduced.info, reduced.format = img.info, img.format
+    if hasattr(img, "getexif"):
+        reduced.getexif().update(img.getexif())
+    return reduced
 
 
 def _read_exif(img: Image.Image, notes: list[str]):

@@ -200,3 +200,17 @@ def test_jpeg_draft_keeps_at_least_the_requested_size_and_records_full_size():
     loaded = load_image(data, draft_size=538)
     assert min(loaded.image.size) >= 538 and loaded.image.size[0] < 3000
     assert (loaded.info.width, loaded.info.height) == (3000, 2000)
+
+
+def test_reduced_decoding_keeps_orientation_and_size():
+    photo = upright_test_image().resize((2400, 1600))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for fmt in ("PNG", "WEBP", "JPEG"):
+        data = encode(_STORED_AS[6](photo), fmt, exif=exif.tobytes())
+        loaded = load_image(data, draft_size=538)
+        assert (loaded.info.width, loaded.info.height) == (2400, 1600), fmt
+        assert loaded.image.size[0] > loaded.image.size[1] and min(loaded.image.size) >= 538, fmt
+        assert loaded.image.size[0] < 2400, f"{fmt} decoded at reduced size"
+        r, g, b = loaded.image.getpixel((20, 20))
+        assert r > 180 and b < 80, fmt

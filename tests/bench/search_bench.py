@@ -128,12 +128,13 @@ def bench_size(n: int, work: Path, encoder, queries: int) -> None:
 
 def dupes_child(store_dir: Path, n: int, planted: int) -> None:
     code = (
-        "import sys, time, json, resource; sys.path.insert(0, sys.argv[2])\n"
+        "import sys, time, json; sys.path.insert(0, sys.argv[2])\n"
+        "from tests.bench.memory import peak_rss_mb\n"
         "from search import ImageIndex\nfrom search.dupes import find_duplicates\n"
         "started = time.perf_counter()\nindex = ImageIndex.open(sys.argv[1])\n"
         "groups = find_duplicates(index, tiers=('near',))\n"
         "print(json.dumps({'seconds': round(time.perf_counter() - started, 1), 'near_groups': len(groups),"
-        " 'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))\n"
+        " 'peak_rss_mb': round(peak_rss_mb(), 1)}))\n"
     )
     result = subprocess.run([sys.executable, "-c", code, str(store_dir), str(REPO)],
                             capture_output=True, text=True)

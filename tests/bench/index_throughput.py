@@ -1,0 +1,163 @@
+"""Indexing throughput against its peers, on the same files in one run; one JSON line per figure.
+
+    python tests/bench/index_throughput.py FOLDER [--skip-card] [--batch-size 32]
+
+(a) the model card's loop: one image at a time, fp32; (b) timm's batch pipeline
+(create_dataset + create_loader with worker processes) in fp32 and bf16 autocast; (c) the model
+alone on ready tensors at our precision; (d) `vitsearch index` into a fresh store: steady state
+and whole command, its peak RSS, and the cosine of its embeddings against the exact fp32
+reference from (a). Also the per-image CPU cost of our decode+preprocess and of the model.
+All with the same random weights (`--weights random`): speed does not depend on weight values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from indexer.encoder import load_encoder  # noqa: E402
+from indexer.images import IMAGE_EXTENSIONS, load_image, read_image_bytes  # noqa: E402
+from indexer.store import Store  # noqa: E402
+
+
+def emit(**figure) -> None:
+    print(json.dumps(figure), flush=True)
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def model_card_loop(files, reference) -> dict[str, np.ndarray]:
+    """model(transforms(img).unsqueeze(0)) per image, fp32: the quality reference too."""
+    from PIL import Image
+
+    model, transforms = reference.model, reference.transform
+    vectors = {}
+    started = time.perf_counter()
+    for path in files:
+        image = Image.open(path).convert("RGB")
+        with torch.inference_mode():
+            vectors[str(path)] = model(transforms(image).unsqueeze(0))[0].numpy()
+    seconds = time.perf_counter() - started
+    emit(figure="model_card_loop", images=len(files), images_per_s=round(len(files) / seconds, 2))
+    return vectors
+
+
+def timm_batch_pipeline(folder: Path, model, data_config: dict, batch_size: int, dtype) -> None:
+    import timm.data
+
+    dataset = timm.data.create_dataset("", root=str(folder))
+    loader = timm.data.create_loader(
+        dataset, input_size=data_config["input_size"], batch_size=batch_size, is_training=False,
+        use_prefetcher=False, interpolation=data_config["interpolation"], mean=data_config["mean"],
+        std=data_config["std"], crop_pct=data_config["crop_pct"], num_workers=os.cpu_count() or 1,
+    )
+    started, count = time.perf_counter(), 0
+    autocast = torch.autocast("cpu", dtype=dtype) if dtype is not None else torch.autocast("cpu", enabled=False)
+    with torch.inference_mode(), autocast:
+        for images, _ in loader:
+            model.forward_head(model.forward_features(images), pre_logits=True)
+            count += len(images)
+    seconds = time.perf_counter() - started
+    emit(figure="timm_batch_pipeline", precision="bf16" if dtype else "fp32", images=count,
+         images_per_s=round(count / seconds, 2))
+
+
+def model_alone(encoder, batch_size: int, batches: int = 4) -> float:
+    batch = torch.randn(batch_size, 3, 256, 256)
+    encoder.encode(batch[:4])  # warm
+    started = time.perf_counter()
+    for _ in range(batches):
+        encoder.encode(batch)
+    seconds = time.perf_counter() - started
+    rate = batches * batch_size / seconds
+    emit(figure="model_alone_ready_tensors", precision=encoder.precision, batch_size=batch_size,
+         images_per_s=round(rate, 2), cpu_ms_per_image=round(1000 * (os.cpu_count() or 1) / rate, 1))
+    return rate
+
+
+def decode_cost(files, encoder) -> None:
+    """Our decode + preprocess per image, single-threaded, by format."""
+    by_format: dict[str, list[float]] = {}
+    for path in files:
+        data = read_image_bytes(str(path))
+        started = time.perf_counter()
+        loaded = load_image(data, draft_size=encoder.draft_size)
+        encoder.preprocess(loaded.image)
+        by_format.setdefault(loaded.info.format, []).append(time.perf_counter() - started)
+    everything = [t for times in by_format.values() for t in times]
+    emit(figure="decode_preprocess_cpu_ms_per_image", mean=round(1000 * float(np.mean(everything)), 1),
+         **{fmt: round(1000 * float(np.mean(times)), 1) for fmt, times in by_format.items()})
+
+
+def vitsearch_index(folder: Path, batch_size: int, reference: dict[str, np.ndarray], exact: bool) -> None:
+    store = Path(tempfile.mkdtemp(prefix="vitsearch-throughput-")) / "store"
+    code = (
+        "import json, sys, time\n"
+        "from tests.bench.memory import peak_rss_mb\n"
+        "started = time.perf_counter()\n"
+        "from indexer import build_index\n"
+        "marks = []\n"
+        "report = build_index([sys.argv[1]], sys.argv[2], weights='random', batch_size=int(sys.argv[3]),"
+        " exact=sys.argv[4] == '1', progress=lambda done, total: marks.append((time.perf_counter(), done)))\n"
+        "print(json.dumps({'whole_s': time.perf_counter() - started, 'first_file_s': marks[0][0] - started,"
+        " 'embedded': report.embedded, 'marks': marks,"
+        " 'peak_rss_mb': peak_rss_mb()}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(folder), str(store), str(batch_size),
+                             "1" if exact else "0"], cwd=REPO, capture_output=True, text=True)
+    if result.returncode:
+        emit(figure="vitsearch_index", error=result.stderr[-1000:])
+        return
+    run = json.loads(result.stdout.splitlines()[-1])
+    marks = run["marks"]
+    first = next(i for i, (_, done) in enumerate(marks) if done >= batch_size)  # after the first batch
+    (t0, d0), (t1, d1) = marks[first], marks[-1]
+    steady = (d1 - d0) / (t1 - t0) if t1 > t0 else float("nan")
+    with Store(store).connect() as con:
+        rows = con.execute("SELECT path, embedding FROM images WHERE status = 'ok'").fetchall()
+    cosines = [float(np.dot(np.asarray(e), reference[p]) / np.linalg.norm(reference[p]))
+               for p, e in rows if p in reference]
+    emit(figure="vitsearch_index", mode="exact" if exact else "default", images=run["embedded"],
+         steady_images_per_s=round(steady, 2),
+         whole_command_images_per_s=round(run["embedded"] / run["whole_s"], 2),
+         until_first_file_s=round(run["first_file_s"], 1),
+         peak_rss_mb=round(run["peak_rss_mb"]),
+         min_cosine_vs_reference=round(min(cosines), 6) if cosines else None,
+         mean_cosine_vs_reference=round(float(np.mean(cosines)), 6) if cosines else None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+    folder = Path(args.folder)
+    files = image_files(folder)
+    emit(figure="setup", files=len(files), cores=os.cpu_count(), torch_threads=torch.get_num_threads())
+    reference = load_encoder("random", device="cpu", exact=True)
+    ours = load_encoder("random", device="cpu")
+    vectors = model_card_loop(files, reference)
+    for dtype in (None, torch.bfloat16):
+        timm_batch_pipeline(folder, reference.model, reference.data_config, args.batch_size, dtype)
+    model_alone(ours, args.batch_size)
+    decode_cost(files, ours)
+    vitsearch_index(folder, args.batch_size, vectors, exact=False)
+    vitsearch_index(folder, args.batch_size, vectors, exact=True)
+
+
+if __name__ == "__main__":
+    main()
