@@ -165,15 +165,18 @@ class _Run:
         self.last_commit = time.monotonic()
 
     def read_all(self, items, workers: int, progress: Progress | None) -> None:
+        """Progress counts files whose outcome is committed, so the bar never runs ahead."""
         total = len(items)
         with ThreadPoolExecutor(workers, thread_name_prefix="vitsearch-read") as pool:
-            for done, item in enumerate(_ordered(pool, self._read, items, 2 * self.batch_size), 1):
+            for decided, item in enumerate(_ordered(pool, self._read, items, 2 * self.batch_size), 1):
                 self._decide(item)
                 if len(self.batch) >= self.batch_size or self._commit_due():
                     self.flush()
-                if progress:
-                    progress(done, total)
+                    if progress:
+                        progress(decided - len(self.batch), total)
         self.flush()
+        if progress:
+            progress(total, total)
 
     def _read(self, work: tuple[ScannedFile, RowState | None], decode: bool = False) -> _Read:
         file, row = work

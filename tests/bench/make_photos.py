@@ -41,6 +41,9 @@ def write_photos(out: Path, count: int) -> list[Path]:
         left = int(rng.integers(0, big.width - width + 1))
         top = int(rng.integers(0, big.height - height + 1))
         photo = big.crop((left, top, left + width, top + height))
+        if (i // 40) % 2:  # the (source, size, format) cycle repeats every 40: keep every file distinct
+            photo = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        photo = Image.eval(photo, lambda v, k=1 + 0.03 * (i // 80): min(255, int(v * k)))
         fmt, ext, options = [("JPEG", "jpg", {"quality": 90}), ("JPEG", "jpg", {"quality": 85}),
                              ("PNG", "png", {"compress_level": 6}), ("WEBP", "webp", {"quality": 85})][i % 4]
         path = out / f"photo-{i:03d}-{megapixels}mp.{ext}"

@@ -38,8 +38,10 @@ def emit(**figure) -> None:
     print(json.dumps(figure), flush=True)
 
 
-def build_store(store_dir: Path, vectors: np.ndarray, identity: dict) -> None:
-    """A real store whose rows carry synthetic metadata: width = id % 100 drives selectivity."""
+def build_store(store_dir: Path, vectors: np.ndarray, identity: dict, paths: list[str] | None = None,
+                root: str = "/synthetic") -> None:
+    """A real store whose rows carry synthetic metadata: width = id % 100 drives selectivity.
+    `paths` (default: names of files that do not exist) lets rows point at real files."""
     import pandas as pd
 
     store = Store(store_dir, read_only=False)
@@ -49,8 +51,8 @@ def build_store(store_dir: Path, vectors: np.ndarray, identity: dict) -> None:
         ids = np.arange(start + 1, min(n, start + 50_000) + 1)
         frame = pd.DataFrame({
             "id": ids,
-            "path": [f"/synthetic/{i % 1000:03d}/img-{i:07d}.jpg" for i in ids],
-            "root": "/synthetic",
+            "path": [paths[i - 1] if paths else f"/synthetic/{i % 1000:03d}/img-{i:07d}.jpg" for i in ids],
+            "root": root,
             "size": 100_000 + ids,
             "mtime_ns": 1_700_000_000_000_000_000 + ids,
             "content_hash": [f"{i:032x}" for i in ids],
