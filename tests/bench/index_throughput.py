@@ -56,6 +56,14 @@ def model_card_loop(files, reference) -> dict[str, np.ndarray]:
     return vectors
 
 
+def timm_readable(folder: Path) -> list[Path]:
+    """The files timm's folder reader takes (it skips some formats, WebP among them)."""
+    import timm.data
+
+    dataset = timm.data.create_dataset("", root=str(folder))
+    return sorted(Path(dataset.reader.filename(i, absolute=True)) for i in range(len(dataset)))
+
+
 def timm_batch_pipeline(folder: Path, model, data_config: dict, batch_size: int, dtype) -> None:
     import timm.data
 
@@ -176,6 +184,14 @@ def main() -> None:
     query_latency(files, ours)
     vitsearch_index(folder, args.batch_size, vectors, exact=False)
     vitsearch_index(folder, args.batch_size, vectors, exact=True)
+    readable = timm_readable(folder)
+    if len(readable) < len(files):  # compare with timm on exactly the files it read, too
+        subset = Path(tempfile.mkdtemp(prefix="vitsearch-timm-files-"))
+        for path in readable:
+            os.link(path, subset / path.name)
+        vectors = {str(subset / Path(p).name): v for p, v in vectors.items()}
+        emit(figure="same_files_as_timm", files=len(readable))
+        vitsearch_index(subset, args.batch_size, vectors, exact=False)
 
 
 if __name__ == "__main__":
