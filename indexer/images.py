@@ -78,9 +78,9 @@ def read_image_bytes(path: str) -> bytes:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError as e:
-        raise ImageLoadError("vanished", f"file disappeared before it was read ({e.strerror})")
+        raise ImageLoadError("vanished", f"file disappeared before it was read ({e.strerror})") from e
     except OSError as e:
-        raise ImageLoadError("unreadable", f"cannot read file: {e.strerror or e}")
+        raise ImageLoadError("unreadable", f"cannot read file: {e.strerror or e}") from e
     if len(data) > MAX_FILE_BYTES:
         raise ImageLoadError("too_large", f"file is larger than {MAX_FILE_BYTES >> 20} MiB")
     return data
@@ -118,12 +118,12 @@ def _open(data: bytes) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError as e:
-        raise ImageLoadError("too_large", str(e))
+        raise ImageLoadError("too_large", str(e)) from e
     except UnidentifiedImageError:
         allowed = ", ".join(ALLOWED_FORMATS)
-        raise ImageLoadError("unidentified", f"not an image in an allowed format ({allowed})")
+        raise ImageLoadError("unidentified", f"not an image in an allowed format ({allowed})") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise ImageLoadError("corrupt", f"unreadable header: {e}")
+        raise ImageLoadError("corrupt", f"unreadable header: {e}") from e
 
 
 def _check_dimensions(width: int, height: int) -> None:
@@ -141,11 +141,11 @@ def _decode(img: Image.Image) -> None:
     try:
         img.load()  # frame 0 only for GIF/WebP animations
     except Image.DecompressionBombError as e:
-        raise ImageLoadError("too_large", str(e))
+        raise ImageLoadError("too_large", str(e)) from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         message = str(e)
         reason = "truncated" if "truncat" in message.lower() or isinstance(e, EOFError) else "corrupt"
-        raise ImageLoadError(reason, f"decoding failed: {message}")
+        raise ImageLoadError(reason, f"decoding failed: {message}") from e
 
 
 def _reduce(img: Image.Image, min_side: int) -> Image.Image:

@@ -61,7 +61,7 @@ def _content_sensitive_init(model) -> None:
     """
     import torch
 
-    for name, module in model.named_modules():
+    for module in model.modules():
         if isinstance(module, torch.nn.Linear):
             torch.nn.init.normal_(module.weight, 0.0, module.in_features**-0.5)
             if module.bias is not None:

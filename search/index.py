@@ -200,7 +200,9 @@ class ImageIndex:
         if (allowed is not None and len(allowed) == 0) or k <= 0 or len(self) == 0:
             return [np.zeros(0, np.int64) for _ in vectors]
         exact_index = self.vectors.index_type == "flat"
-        fetch = k if exact_index else max(4 * k, 50)
+        # Extra candidates: ties (identical copies) at the k-th place then resolve by id, and
+        # approximate scores get room for exact re-ranking.
+        fetch = k + 8 if exact_index else max(4 * k, 50)
         params = None if allowed is None else self._filter_params(allowed)
         _, ids = self.vectors.index.search(vectors, min(fetch, len(self)), params=params)
         return [row[row >= 0] for row in ids]

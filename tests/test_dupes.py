@@ -146,3 +146,29 @@ def test_search_cli_where_and_json(tmp_path):
     assert info["index_type"] == "flat"
     rebuilt = run_cli("reindex", "--store", store, "--index-type", "ivf-flat")
     assert rebuilt.returncode == 0, rebuilt.stderr
+
+
+@pytest.mark.parametrize("where", [None, "width >= 400", "name LIKE 'chelsea%' OR format = 'WEBP'"])
+def test_cli_search_is_brute_force_top_k_on_real_photos(photo_store, where):
+    """`vitsearch search --json` against an oracle over the stored embeddings, with the store
+    rebuilt with its own weights record (random) the way a user's store is."""
+    from indexer.store import Store
+
+    folder, store = photo_store
+    with Store(store).connect() as con:
+        rows = con.execute("SELECT id, path, width, format, embedding FROM images WHERE status = 'ok'").fetchall()
+    by_path = {r[1]: r for r in rows}
+    query = str(folder / "astronaut.jpg")
+    args = ["search", query, "--store", store, "--json", "-k", "5"] + (["--where", where] if where else [])
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    got = [json.loads(line)["id"] for line in result.stdout.splitlines()]
+
+    def keep(r):
+        name = Path(r[1]).name
+        return (where is None or (where.startswith("width") and r[2] >= 400)
+                or (where.startswith("name") and (name.startswith("chelsea") or r[3] == "WEBP")))
+
+    vector = np.asarray(by_path[query][4])
+    scored = sorted(((float(np.dot(np.asarray(r[4]), vector)), r[0]) for r in rows if keep(r)), key=lambda x: (-x[0], x[1]))
+    assert got == [row_id for _, row_id in scored[:5]]

@@ -135,7 +135,7 @@ def test_parity_with_the_model_card_pipeline(real_photos, reference, weights_fil
     default = load_encoder(str(weights_file), device="cpu")
     assert exact.precision == "fp32" and exact.draft_size is None
     squash_worst, exact_worst, default_worst = 1.0, 1.0, 1.0
-    for name, data in real_photos.items():
+    for data in real_photos.values():
         expected = reference(data)
         exact_worst = min(exact_worst, cosine(embed_bytes(exact, data), expected))
         default_worst = min(default_worst, cosine(embed_bytes(default, data), expected))

@@ -52,7 +52,7 @@ def test_round_trip_keeps_ids_and_vectors(photos, tmp_path, fake_encoder):
     assert_consistent(store)
     reopened = ImageIndex.open(store, encoder=fake_encoder)
     assert len(reopened) == 6
-    for path, (row_id, _, _, embedding) in before.items():
+    for row_id, _, _, embedding in before.values():
         assert reopened.search(embedding, k=1)[0].id == row_id
     assert stored(store).keys() == before.keys()
 
