@@ -191,3 +191,27 @@ def test_cuda_on_a_machine_without_one_is_a_clear_error():
     assert resolve_device("auto") == "cpu"
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         resolve_device("cuda")
+
+
+def test_exported_embeddings_match_the_model_card_with_a_weights_file(real_photos, reference, weights_file, tmp_path):
+    """The user's path end to end: `vitsearch index --weights FILE [--exact]`, then `export`."""
+    import pyarrow.parquet as pq
+
+    from tests.conftest import run_cli
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, data in real_photos.items():
+        (folder / name.replace(".", "_", name.count(".") - 1)).write_bytes(data)
+    expected = {str(folder / name.replace(".", "_", name.count(".") - 1)): reference(data)
+                for name, data in real_photos.items()}
+    for flags, bar in (([], 0.999), (["--exact"], 0.9999)):
+        store = tmp_path / f"store{'-'.join(flags)}"
+        result = run_cli("index", folder, "--store", store, "--weights", weights_file, *flags)
+        assert result.returncode == 0, result.stderr
+        out = tmp_path / f"export{'-'.join(flags)}.parquet"
+        assert run_cli("export", "--store", store, out).returncode == 0
+        rows = pq.read_table(out).to_pylist()
+        assert {r["path"] for r in rows} == set(expected)
+        worst = min(cosine(r["embedding"], expected[r["path"]]) for r in rows)
+        assert worst >= bar, (flags, worst)

@@ -163,17 +163,19 @@ def _decode(data: bytes):
 
 def test_nan_embedding_is_rejected(photos, tmp_path, fake_encoder, monkeypatch):
     original = fake_encoder.encode
+    batches = []
 
     def encode(batch):
         vectors = original(batch)
         vectors[0] = np.nan
+        batches.append(len(batch))
         return vectors
 
     monkeypatch.setattr(fake_encoder, "encode", encode)
     store = tmp_path / "store"
     report = index(photos, store, fake_encoder)
     assert {f.reason for f in report.failures} == {"bad_embedding"}
-    assert report.failed == 2  # the first of each batch of 4
+    assert report.failed == len(batches) and report.added == 6 - len(batches)  # the first of each batch
     assert_consistent(store)
 
 
