@@ -170,9 +170,7 @@ class _Run:
         with ThreadPoolExecutor(workers, thread_name_prefix="vitsearch-read") as pool:
             for decided, item in enumerate(_ordered(pool, self._read, items, 2 * self.batch_size), 1):
                 self._decide(item)
-                # A small first batch starts the model early instead of waiting for a full one.
-                wanted = self.batch_size if self.report.embedded else max(1, self.batch_size // 4)
-                if len(self.batch) >= wanted or self._commit_due():
+                if len(self.batch) >= self.batch_size or self._commit_due():
                     self.flush()
                     if progress:
                         progress(decided - len(self.batch), total)
