@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -67,6 +68,9 @@ class ImageIndex:
         self.store, self.manifest, self.vectors = store, manifest, vectors
         self._device = device
         self._encoder = encoder
+        # One model call at a time: torch already uses every core, and concurrent calls from
+        # a server's handlers would only oversubscribe them.
+        self._model_lock = threading.RLock()
 
     @classmethod
     def open(cls, store: str | os.PathLike | None = None, *, device: str = "auto", encoder=None) -> "ImageIndex":
@@ -90,6 +94,10 @@ class ImageIndex:
     @property
     def encoder(self):
         """The store's own model and preprocessing, loaded on first use."""
+        with self._model_lock:
+            return self._load_encoder()
+
+    def _load_encoder(self):
         if self._encoder is None:
             from indexer.encoder import load_encoder
 
@@ -139,7 +147,9 @@ class ImageIndex:
             import torch
 
             batch = torch.stack([torch.as_tensor(self.encoder.preprocess(image)) for _, image in chunk])
-            for (position, _), vector in zip(chunk, self.encoder.encode(batch)):
+            with self._model_lock:
+                vectors = self.encoder.encode(batch)
+            for (position, _), vector in zip(chunk, vectors):
                 result[position] = vector
         return result
 
