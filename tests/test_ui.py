@@ -57,6 +57,7 @@ def served(tmp_path_factory):
     (photos / "gps.jpg").write_bytes(with_gps_exif(scene_bytes(20, "JPEG")))
     (photos / HOSTILE_NAME).write_bytes(scene_bytes(21, "JPEG"))
     os.symlink("/etc/passwd", photos / "passwd-link.jpg")
+    (photos / "broken.jpg").write_bytes(b"not an image at all")
     store = root / "store"
     result = run_cli("index", photos, "--store", store, "--weights", "random")
     assert result.returncode == 0, result.stderr
@@ -143,7 +144,8 @@ def test_duplicates_and_index_tabs(served, browser):
     page.get_by_role("tab", name="Index").click()
     page.wait_for_function("document.querySelector('#index-overview').innerText.includes('images indexed')")
     overview = page.inner_text("#index-overview")
-    assert "unidentified" in overview or "failed" in overview
+    assert "1 failed" in overview and "unidentified: 1" in overview
+    page.wait_for_function("document.querySelector('#failures').innerText.includes('broken.jpg')")
     assert page.locator("#random-weights-banner").count() == 1
     page.screenshot(path=str(ARTIFACTS / "index-tab.png"), full_page=True)
     page.close()
