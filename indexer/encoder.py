@@ -11,7 +11,7 @@ import numpy as np
 from .images import BACKGROUND
 from .weights import MODEL_NAME, WeightsInfo, build_model
 
-__all__ = ["Encoder", "TimmEncoder", "load_encoder", "resolve_device", "METRIC"]
+__all__ = ["Encoder", "TimmEncoder", "load_encoder", "resolve_device", "encoder_identity", "METRIC"]
 
 METRIC = "cosine"  # inner product of L2-normalised vectors
 
@@ -74,6 +74,19 @@ class TimmEncoder:
         config = {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()}
         config.update(exif_transpose=True, alpha_background=list(BACKGROUND), high_bit="scaled")
         return config
+
+
+def encoder_identity(encoder: Encoder) -> dict:
+    """The manifest entries that make two embeddings comparable, plus where the weights came from."""
+    return {
+        "model_name": encoder.model_name,
+        "model_tag": encoder.model_name.partition(".")[2],
+        "preprocess": encoder.preprocess_config(),
+        "dim": int(encoder.dim),
+        "metric": METRIC,
+        "weights_source": encoder.weights.source,
+        "weights_fingerprint": encoder.weights.fingerprint,
+    }
 
 
 def _resize_target(data_config: dict) -> int:

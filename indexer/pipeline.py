@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .encoder import METRIC, Encoder, load_encoder
+from .encoder import Encoder, encoder_identity, load_encoder
 from .errors import ImageLoadError
 from .faults import fault_point
 from .images import ImageInfo, load_image, read_image_bytes
@@ -24,9 +24,9 @@ from .vectors import (
     clean_leftovers, needs_new_layout, open_vector_index, rebuild, refresh_vector_index,
     save_vector_index,
 )
-from .weights import RANDOM
+from .weights import weights_from_manifest
 
-__all__ = ["build_index", "IndexReport", "FileFailure", "encoder_identity", "weights_from_manifest"]
+__all__ = ["build_index", "IndexReport", "FileFailure"]
 
 COMMIT_EVERY_SECONDS = 5.0
 MAX_PENDING_OPS = 512
@@ -62,29 +62,6 @@ class IndexReport:
         """The run's figures under exactly the documented keys."""
         values = asdict(self)
         return {k: values[k] for k in self.SUMMARY_KEYS}
-
-
-def encoder_identity(encoder: Encoder) -> dict:
-    """The manifest entries that make two embeddings comparable, plus where the weights came from."""
-    return {
-        "model_name": encoder.model_name,
-        "model_tag": encoder.model_name.partition(".")[2],
-        "preprocess": encoder.preprocess_config(),
-        "dim": int(encoder.dim),
-        "metric": METRIC,
-        "weights_source": encoder.weights.source,
-        "weights_fingerprint": encoder.weights.fingerprint,
-    }
-
-
-def weights_from_manifest(manifest: dict) -> str | None:
-    """The --weights value that reproduces a store's recorded weights (None: pretrained)."""
-    source = manifest.get("weights_source", "")
-    if source.startswith("random"):
-        return RANDOM
-    if source.startswith("file:"):
-        return source.removeprefix("file:")
-    return None
 
 
 def build_index(

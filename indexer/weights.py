@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 from .errors import WeightsUnavailableError
 
-__all__ = ["WeightsInfo", "build_model", "RANDOM", "MODEL_NAME"]
+__all__ = ["WeightsInfo", "build_model", "weights_from_manifest", "RANDOM", "MODEL_NAME"]
 
 MODEL_NAME = "vit_medium_patch16_reg4_gap_256.sbb_in12k_ft_in1k"
 RANDOM = "random"
@@ -145,3 +145,13 @@ def fingerprint_model(model) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().float().contiguous().cpu().numpy().tobytes())
     return digest.hexdigest()
+
+
+def weights_from_manifest(manifest: dict) -> str | None:
+    """The --weights value that reproduces a store's recorded weights (None: pretrained)."""
+    source = manifest.get("weights_source", "")
+    if source.startswith("random"):
+        return RANDOM
+    if source.startswith("file:"):
+        return source.removeprefix("file:")
+    return None

@@ -15,7 +15,7 @@ import numpy as np
 
 from indexer.errors import ConfigError, ImageLoadError, StoreMismatchError
 from indexer.images import load_image, read_image_bytes, to_rgb
-from indexer.pipeline import weights_from_manifest
+from indexer.weights import weights_from_manifest
 from indexer.scan import is_within
 from indexer.store import Store, default_store_dir, encode_path
 from indexer.vectors import open_vector_index, refresh_vector_index

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 from indexer.ann import exact_neighbours, measure_recall  # noqa: E402
 from indexer.encoder import load_encoder  # noqa: E402
-from indexer.pipeline import encoder_identity  # noqa: E402
+from indexer.encoder import encoder_identity  # noqa: E402
 from indexer.reindex import reindex  # noqa: E402
 from indexer.store import Store  # noqa: E402
 from tests.bench.synthetic import clustered_unit_vectors, plant_near_duplicates  # noqa: E402

@@ -40,7 +40,7 @@ def emit(**figure) -> None:
 
 def make_store(work: Path, count: int) -> Path:
     from indexer.encoder import load_encoder
-    from indexer.pipeline import encoder_identity
+    from indexer.encoder import encoder_identity
     from indexer.reindex import reindex
 
     store, photos = work / "store", work / "photos"
