@@ -61,7 +61,9 @@ def build_app(index: ImageIndex, quarantine_dir: Path | None = None) -> gr.Block
             ).fetchall()
         return gr.update(choices=[r[0] for r in rows], value=rows[0][0] if rows else None)
 
-    with gr.Blocks(title="vitsearch") as app:
+    # Every upload and gallery image lands in Gradio's cache: sweep it every 10 minutes of files
+    # older than 30, so that a server running for weeks keeps its temporary folder small.
+    with gr.Blocks(title="vitsearch", delete_cache=(600, 1800)) as app:
         info = store_info(index.store.dir)
         if info["weights"].startswith("random"):
             gr.Markdown("**This store was built with RANDOM weights: similarity scores mean nothing.** "
