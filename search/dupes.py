@@ -55,13 +55,14 @@ def find_duplicates(index: ImageIndex, *, near: float = NEAR_DEFAULT, similar: f
     if {"near", "similar"} & set(tiers):
         a, b, scores = _edges(index, similar, not_duplicates)
         near_components = _components(a, b, scores >= near, scores, not_duplicates)
+        best = _best_scores(a, b, scores)
         if "near" in tiers:
-            groups += _tier_groups("near", near_components, a, b, scores, rows, keepers, skip_identical=True)
+            groups += _tier_groups("near", near_components, best, rows, keepers, skip_identical=True)
         if "similar" in tiers:
             similar_components = _components(a, b, scores >= similar, scores, not_duplicates)
             known = {tuple(c) for c in near_components}
             fresh = [c for c in similar_components if tuple(c) not in known]
-            groups += _tier_groups("similar", fresh, a, b, scores, rows, keepers, skip_identical=False)
+            groups += _tier_groups("similar", fresh, best, rows, keepers, skip_identical=False)
     return groups
 
 
@@ -226,11 +227,16 @@ def _split_with_vetoes(a, b, weights, cannot_link) -> list[list[int]]:
     return [sorted(g) for r, g in members.items() if root(r) == r and len(g) > 1]
 
 
-def _tier_groups(tier, components, a, b, scores, rows, keepers, *, skip_identical):
+def _best_scores(a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> dict[int, float]:
+    """Each image's best similarity over the edges it is part of."""
     best: dict[int, float] = {}
     for x, y, s in zip(a.tolist(), b.tolist(), scores.tolist()):
         best[x] = max(best.get(x, -1.0), s)
         best[y] = max(best.get(y, -1.0), s)
+    return best
+
+
+def _tier_groups(tier, components, best, rows, keepers, *, skip_identical):
     groups = []
     for members in components:
         members = [m for m in members if m in rows]

@@ -31,6 +31,14 @@ def write_varied_images(folder, count: int, seed: int = 0) -> None:
         image.save(sub / f"img-{i:05d}.png")
 
 
+def small_store(tmp_path, count: int):
+    """(folder, store, ImageIndex) over `count` fresh images indexed with the fake encoder."""
+    folder, store = tmp_path / "photos", tmp_path / "store"
+    write_varied_images(folder, count)
+    build_index([folder], store, encoder=FakeEncoder())
+    return folder, store, ImageIndex.open(store, encoder=FakeEncoder())
+
+
 @pytest.fixture(scope="module")
 def big_store(tmp_path_factory):
     root = tmp_path_factory.mktemp("big")
@@ -119,12 +127,7 @@ def test_bad_filters_are_refused_clearly(big_store, where):
 
 
 def test_every_query_kind_finds_the_image(tmp_path):
-    folder = tmp_path / "photos"
-    write_varied_images(folder, 30)
-    store = tmp_path / "store"
-    encoder = FakeEncoder()
-    build_index([folder], store, encoder=encoder)
-    index = ImageIndex.open(store, encoder=encoder)
+    folder, store, index = small_store(tmp_path, 30)
     path = folder / "2021" / "img-00005.png"
     row_id = index.search(str(path), k=1)[0].id
     data = path.read_bytes()
@@ -142,11 +145,7 @@ def test_every_query_kind_finds_the_image(tmp_path):
 
 
 def test_min_score_and_k(tmp_path):
-    folder = tmp_path / "photos"
-    write_varied_images(folder, 40)
-    store = tmp_path / "store"
-    build_index([folder], store, encoder=FakeEncoder())
-    index = ImageIndex.open(store, encoder=FakeEncoder())
+    folder, store, index = small_store(tmp_path, 40)
     all_hits = index.search(1, k=40)
     cut = all_hits[5].score
     assert all(h.score >= cut for h in index.search(1, k=40, min_score=cut))
@@ -155,11 +154,7 @@ def test_min_score_and_k(tmp_path):
 
 
 def test_stale_hits_are_flagged_not_crashing(tmp_path):
-    folder = tmp_path / "photos"
-    write_varied_images(folder, 10)
-    store = tmp_path / "store"
-    build_index([folder], store, encoder=FakeEncoder())
-    index = ImageIndex.open(store, encoder=FakeEncoder())
+    folder, store, index = small_store(tmp_path, 10)
     deleted = folder / "2020" / "img-00000.png"
     changed = folder / "2021" / "img-00001.png"
     target = index.embed(str(deleted))
@@ -171,11 +166,7 @@ def test_stale_hits_are_flagged_not_crashing(tmp_path):
 
 
 def test_searches_from_threads_while_indexing(tmp_path):
-    folder = tmp_path / "photos"
-    write_varied_images(folder, 200)
-    store = tmp_path / "store"
-    build_index([folder], store, encoder=FakeEncoder())
-    index = ImageIndex.open(store, encoder=FakeEncoder())
+    folder, store, index = small_store(tmp_path, 200)
     errors: list[BaseException] = []
     stop = threading.Event()
 

@@ -49,7 +49,7 @@ def build_store(store_dir: Path, vectors: np.ndarray, identity: dict, paths: lis
     n = len(vectors)
     for start in range(0, n, 50_000):
         ids = np.arange(start + 1, min(n, start + 50_000) + 1)
-        frame = pd.DataFrame({
+        frame = pd.DataFrame({  # noqa: F841 - DuckDB reads it by name (replacement scan)
             "id": ids,
             "path": [paths[i - 1] if paths else f"/synthetic/{i % 1000:03d}/img-{i:07d}.jpg" for i in ids],
             "root": root,
