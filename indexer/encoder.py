@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from .device_preprocess import DevicePreprocess
 from .images import BACKGROUND
 from .weights import MODEL_NAME, WeightsInfo, build_model
 
@@ -31,6 +33,10 @@ class Encoder(Protocol):
     def preprocess_config(self) -> dict: ...
 
 
+# Optional, TimmEncoder only: `device_inputs` (a DevicePreprocess, or None: decode on the CPU) and
+# `launch(batch)`, which starts encode() and returns a function that waits for its result.
+
+
 @dataclass
 class TimmEncoder:
     model: object
@@ -42,6 +48,7 @@ class TimmEncoder:
     exact: bool
     model_name: str = MODEL_NAME
     dim: int = 512
+    device_inputs: DevicePreprocess | None = None  # decode and preprocess on the device
 
     @property
     def draft_size(self) -> int | None:
@@ -51,15 +58,36 @@ class TimmEncoder:
     def preprocess(self, image):
         return self.transform(image)
 
+    @property
+    def default_batch_size(self) -> int:
+        return 128 if self.device.startswith("cuda") else 32
+
     def encode(self, batch) -> np.ndarray:
+        return self.launch(batch)()
+
+    def launch(self, batch) -> Callable[[], np.ndarray]:
+        """Queue the batch on the device; the returned function waits for its vectors.
+        On CUDA the copy back is queued too, so the caller can commit the previous batch
+        while this one computes."""
         import torch
 
+        if batch.device.type == "cpu" and self.device.startswith("cuda"):
+            batch = batch.pin_memory()
         batch = batch.to(self.device, non_blocking=True)
         with torch.inference_mode(), self._autocast():
             features = self.model.forward_features(batch)
             pooled = self.model.forward_head(features, pre_logits=True)
-        vectors = torch.nn.functional.normalize(pooled.float(), dim=1)
-        return vectors.cpu().numpy().astype(np.float32, copy=False)
+            vectors = torch.nn.functional.normalize(pooled.float(), dim=1).to("cpu", non_blocking=True)
+        if not self.device.startswith("cuda"):
+            return lambda: vectors.numpy()
+        done = torch.cuda.Event()
+        done.record()
+
+        def wait() -> np.ndarray:
+            done.synchronize()
+            return vectors.numpy()
+
+        return wait
 
     def _autocast(self):
         import torch
@@ -128,8 +156,13 @@ def load_encoder(
     device: str = "auto",
     exact: bool = False,
     precision: str | None = None,
+    decode: str = "auto",
 ) -> TimmEncoder:
-    """Build the encoder. `weights`: file path, "random", or None for the pretrained download."""
+    """Build the encoder. `weights`: file path, "random", or None for the pretrained download.
+
+    `decode`: "device" decodes JPEGs and runs the transform on the model's device, "cpu" uses
+    Pillow and timm's transform in the reader threads, "auto" is "device" on CUDA unless exact.
+    """
     import timm.data
     import torch
 
@@ -140,7 +173,7 @@ def load_encoder(
     transform = timm.data.create_transform(**data_config, is_training=False)
     if device == "cpu":
         torch.set_num_threads(max(1, torch.get_num_threads()))
-    return TimmEncoder(
+    encoder = TimmEncoder(
         model=model,
         transform=transform,
         data_config=dict(data_config),
@@ -150,3 +183,23 @@ def load_encoder(
         exact=exact,
         dim=model.num_features,
     )
+    encoder.device_inputs = _device_inputs(decode, encoder)
+    return encoder
+
+
+def _device_inputs(decode: str, encoder: TimmEncoder) -> DevicePreprocess | None:
+    from .errors import ConfigError
+
+    device, exact, transform = encoder.device, encoder.exact, encoder.transform
+    if decode not in ("auto", "cpu", "device"):
+        raise ConfigError(f"--decode must be auto, cpu or device, not {decode!r}")
+    wanted = decode == "device" or (decode == "auto" and device.startswith("cuda") and not exact)
+    if not wanted:
+        return None
+    if exact:
+        raise ConfigError("--exact decodes with Pillow on the CPU; drop --decode device")
+    if not DevicePreprocess.supports(transform):
+        if decode == "device":
+            raise ConfigError("this model's transform has no tensor equivalent; use --decode cpu")
+        return None
+    return DevicePreprocess(transform, device, encoder.draft_size)

@@ -16,8 +16,10 @@ __all__ = [
     "ALLOWED_FORMATS",
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
+    "ImageHeader",
     "ImageInfo",
     "LoadedImage",
+    "inspect_image",
     "load_image",
     "read_image_bytes",
     "to_rgb",
@@ -72,6 +74,16 @@ class LoadedImage:
     info: ImageInfo
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the header says, before any pixel is decoded: enough to route the decode."""
+
+    info: ImageInfo  # upright size
+    mode: str  # Pillow's mode of the stored pixels, e.g. RGB, L, CMYK
+    orientation: int  # EXIF orientation, 1 (as stored) to 8
+    progressive: bool = False
+
+
 def read_image_bytes(path: str) -> bytes:
     """Read a whole file, refusing absurd sizes; errors become ImageLoadError."""
     try:
@@ -92,26 +104,39 @@ def load_image(data: bytes, *, draft_size: int | None = None) -> LoadedImage:
     `draft_size` lets JPEGs decode at a reduced scale whose sides stay >= draft_size
     (the DCT does the downscaling); None decodes at full size.
     """
-    if not data:
-        raise ImageLoadError("empty", "file is empty (0 bytes)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # bomb and EXIF warnings: we check and record ourselves
-        img = _open(data)
-        width, height = img.size
-        _check_dimensions(width, height)
-        fmt = img.format or "UNKNOWN"
-        if draft_size and fmt in ("JPEG", "MPO"):
+        img, header = _open_checked(data)
+        if draft_size and header.info.format in ("JPEG", "MPO"):
             img.draft(img.mode if img.mode != "YCbCr" else "RGB", (draft_size, draft_size))
         _decode(img)
         if draft_size:
             img = _reduce(img, draft_size)
-        notes: list[str] = []
-        captured_at, camera, upright, swapped = _read_exif(img, notes)
-        if swapped:
-            width, height = height, width
+        upright = _apply_orientation(img, header.orientation)
         rgb = to_rgb(upright)
-    info = ImageInfo(width, height, fmt, captured_at, camera, tuple(notes))
-    return LoadedImage(rgb, info)
+    return LoadedImage(rgb, header.info)
+
+
+def inspect_image(data: bytes) -> ImageHeader:
+    """Validate `data` and read its header and EXIF without decoding pixels (cheap for any size)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _open_checked(data)[1]
+
+
+def _open_checked(data: bytes) -> tuple[Image.Image, ImageHeader]:
+    """Open lazily, refuse bombs and junk shapes, read the EXIF facts."""
+    if not data:
+        raise ImageLoadError("empty", "file is empty (0 bytes)")
+    img = _open(data)
+    width, height = img.size
+    _check_dimensions(width, height)
+    notes: list[str] = []
+    captured_at, camera, orientation = _read_exif(img, notes)
+    if orientation >= 5:  # the stored pixels lie on their side
+        width, height = height, width
+    info = ImageInfo(width, height, img.format or "UNKNOWN", captured_at, camera, tuple(notes))
+    return img, ImageHeader(info, img.mode, orientation, bool(img.info.get("progressive")))
 
 
 def _open(data: bytes) -> Image.Image:
@@ -161,13 +186,13 @@ def _reduce(img: Image.Image, min_side: int) -> Image.Image:
     return reduced
 
 
-def _read_exif(img: Image.Image, notes: list[str]):
-    """Return (capture time, camera, upright image, axes swapped); bad EXIF is noted, not fatal."""
+def _read_exif(img: Image.Image, notes: list[str]) -> tuple[datetime | None, str | None, int]:
+    """Return (capture time, camera, orientation); bad EXIF is noted, not fatal."""
     try:
         exif = img.getexif()
     except Exception as e:  # noqa: BLE001 - EXIF parsers raise anything on junk
         notes.append(f"exif unreadable: {e}")
-        return None, None, img, False
+        return None, None, 1
     captured_at = camera = None
     try:
         sub = exif.get_ifd(_EXIF_IFD)
@@ -176,13 +201,17 @@ def _read_exif(img: Image.Image, notes: list[str]):
     except Exception as e:  # noqa: BLE001
         notes.append(f"exif fields unreadable: {e}")
     orientation = exif.get(_EXIF_ORIENTATION, 1)
-    if orientation not in range(2, 9):
-        return captured_at, camera, img, False
+    return captured_at, camera, orientation if orientation in range(2, 9) else 1
+
+
+def _apply_orientation(img: Image.Image, orientation: int) -> Image.Image:
+    """Turn the decoded pixels upright; the orientation came from the header."""
+    if orientation == 1:
+        return img
     try:
-        return captured_at, camera, ImageOps.exif_transpose(img), orientation >= 5
-    except Exception as e:  # noqa: BLE001
-        notes.append(f"exif orientation not applied: {e}")
-        return captured_at, camera, img, False
+        return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - a junk EXIF block must not cost the image
+        return img
 
 
 def _camera_name(make: str | None, model: str | None) -> str | None:

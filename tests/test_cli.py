@@ -41,11 +41,14 @@ def test_imports_flow_one_way():
     assert result.stdout.strip() == "False", result.stderr
 
 
-def test_hostile_folder_indexes_with_exit_zero(tmp_path):
+@pytest.mark.parametrize("decode", ["cpu", "device"])
+def test_hostile_folder_indexes_with_exit_zero(tmp_path, decode):
+    """Both input paths (Pillow in reader threads; decoding on the model's device, here the CPU)
+    index the same files and fail the same ones for the same reasons."""
     folder = tmp_path / "hostile"
     valid, invalid = make_hostile_folder(folder)
     store = tmp_path / "store"
-    result = run_cli("index", folder, "--store", store, "--weights", "random", "--json")
+    result = run_cli("index", folder, "--store", store, "--weights", "random", "--json", "--decode", decode)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert list(summary) == SUMMARY_KEYS

@@ -205,7 +205,7 @@ def test_exported_embeddings_match_the_model_card_with_a_weights_file(real_photo
         (folder / name.replace(".", "_", name.count(".") - 1)).write_bytes(data)
     expected = {str(folder / name.replace(".", "_", name.count(".") - 1)): reference(data)
                 for name, data in real_photos.items()}
-    for flags, bar in (([], 0.999), (["--exact"], 0.9999)):
+    for flags, bar in (([], 0.999), (["--exact"], 0.9999), (["--decode", "device"], 0.999)):
         store = tmp_path / f"store{'-'.join(flags)}"
         result = run_cli("index", folder, "--store", store, "--weights", weights_file, *flags)
         assert result.returncode == 0, result.stderr

@@ -180,20 +180,20 @@ def test_nan_embedding_is_rejected(photos, tmp_path, fake_encoder, monkeypatch):
 
 
 def test_file_vanishing_between_scan_and_read_is_picked_up_next_run(photos, tmp_path, fake_encoder, monkeypatch):
-    import indexer.pipeline as pipeline
+    import indexer.run as run
     from indexer.errors import ImageLoadError
 
-    real_read = pipeline.read_image_bytes
+    real_read = run.read_image_bytes
 
     def flaky(path):
         if path.endswith("scene-003.jpg"):
             raise ImageLoadError("vanished", "file disappeared before it was read")
         return real_read(path)
 
-    monkeypatch.setattr(pipeline, "read_image_bytes", flaky)
+    monkeypatch.setattr(run, "read_image_bytes", flaky)
     store = tmp_path / "store"
     assert index(photos, store, fake_encoder).failed == 1
-    monkeypatch.setattr(pipeline, "read_image_bytes", real_read)
+    monkeypatch.setattr(run, "read_image_bytes", real_read)
     report = index(photos, store, fake_encoder)
     assert report.updated == 1 and report.failed == 0
     assert stored(store)[str(photos / "scene-003.jpg")][1] == "ok"

@@ -42,8 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--weights", metavar="FILE|random",
                        help="model weights: a .safetensors/.pth file, or 'random' for tests "
                             "(default: what the store recorded, else timm's pretrained download)")
-    index.add_argument("--batch-size", type=_positive_int, default=32, metavar="N")
+    index.add_argument("--batch-size", type=_positive_int, metavar="N",
+                       help="images per model call (default: 32 on CPU, 128 on CUDA)")
     index.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    index.add_argument("--decode", default="auto", choices=["auto", "cpu", "device"],
+                       help="where JPEGs are decoded and resized: 'device' = on the model's device "
+                            "(nvJPEG on CUDA), 'cpu' = Pillow in reader threads (default: device on CUDA)")
     index.add_argument("--exact", action="store_true",
                        help="fp32 and full-size decoding: embeddings equal the reference pipeline's")
     index.add_argument("--exclude", action="append", default=[], metavar="GLOB",
@@ -142,7 +146,7 @@ def _index(args) -> int:
     with _ProgressBar("indexing", "file") as bar:
         report = build_index(
             args.paths, args.store, weights=args.weights, batch_size=args.batch_size, device=args.device,
-            exact=args.exact, exclude=args.exclude, include_hidden=args.include_hidden, progress=bar.update,
+            exact=args.exact, decode=args.decode, exclude=args.exclude, include_hidden=args.include_hidden, progress=bar.update,
         )
     if report.repair:
         print(f"note: the FAISS index was {report.repair}", file=sys.stderr)

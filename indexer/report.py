@@ -1,0 +1,37 @@
+"""What an indexing run did: counts, timings and the files it could not index."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+__all__ = ["IndexReport", "FileFailure"]
+
+
+@dataclass(frozen=True)
+class FileFailure:
+    path: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class IndexReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    moved: int = 0
+    removed: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    images_per_s: float = 0.0
+    embedded: int = 0
+    failures: list[FileFailure] = field(default_factory=list)
+    repair: str | None = None
+    store: str = ""
+
+    SUMMARY_KEYS = ("added", "updated", "unchanged", "moved", "removed", "failed", "seconds", "images_per_s")
+
+    def summary(self) -> dict:
+        """The run's figures under exactly the documented keys."""
+        values = asdict(self)
+        return {k: values[k] for k in self.SUMMARY_KEYS}

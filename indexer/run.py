@@ -1,0 +1,264 @@
+"""The serial half of an indexing run: reader threads feed decisions, batches go to the model,
+results are committed in batched transactions. On a GPU one batch computes while the last commits."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from .encoder import Encoder
+from .errors import ImageLoadError
+from .faults import fault_point
+from .images import ImageInfo, load_image, read_image_bytes
+from .report import FileFailure, IndexReport
+from .scan import ScannedFile
+from .store import RowState, Store
+
+__all__ = ["IndexRun", "default_workers"]
+
+COMMIT_EVERY_SECONDS = 5.0  # longest that decided work waits for its commit
+EMBEDDED_COMMIT_SECONDS = 1.0  # embedded rows commit at most this often: fast GPUs batch them
+MAX_PENDING_OPS = 512
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class _Read:
+    """What a reader thread made of one file."""
+
+    file: ScannedFile
+    row: RowState | None
+    content_hash: str | None = None
+    tensor: object = None
+    info: ImageInfo | None = None
+    error: ImageLoadError | None = None
+
+
+class IndexRun:
+    """The serial half of a run: decisions, batching, model calls and commits."""
+
+    def __init__(self, store: Store, encoder: Encoder, rows: dict[str, RowState],
+                 missing: dict[int, RowState], report: IndexReport, batch_size: int):
+        self.store, self.encoder, self.report = store, encoder, report
+        self.batch_size = batch_size
+        self.missing = missing
+        self.device_inputs = getattr(encoder, "device_inputs", None)
+        # On a GPU one batch computes while the previous one is committed.
+        self.max_in_flight = 1 if str(getattr(encoder, "device", "cpu")).startswith("cuda") else 0
+        # content hash -> id of a committed row whose embedding is that content's
+        self.hashes = {r.content_hash: r.id for r in rows.values() if r.status == "ok" and r.content_hash}
+        self.batch: list[_Read] = []
+        self.in_flight: deque[tuple[list[_Read], Callable[[], np.ndarray]]] = deque()
+        self.embedded: list[tuple[_Read, np.ndarray | None]] = []
+        self.ops: list[Callable] = []
+        self.last_commit = time.monotonic()
+
+    def read_all(self, items, workers: int, progress: Progress | None) -> None:
+        """Progress counts files whose outcome is committed, so the bar never runs ahead."""
+        total = len(items)
+        with ThreadPoolExecutor(workers, thread_name_prefix="vitsearch-read") as pool:
+            for decided, item in enumerate(_ordered(pool, self._read, items, 2 * self.batch_size), 1):
+                self._decide(item)
+                if len(self.batch) >= self.batch_size:
+                    self._launch()
+                if self._commit_due():
+                    self.commit()
+                    if progress:
+                        progress(decided - len(self.batch) - sum(len(b) for b, _ in self.in_flight), total)
+        self.flush()
+        if progress:
+            progress(total, total)
+
+    def _read(self, work: tuple[ScannedFile, RowState | None], decode: bool = False) -> _Read:
+        file, row = work
+        item = _Read(file, row)
+        try:
+            data = read_image_bytes(file.path)
+            item.content_hash = hashlib.blake2b(data, digest_size=16).hexdigest()
+            if not decode and (item.content_hash in self.hashes or _same_content(row, item.content_hash)):
+                return item  # the embedding can be reused: skip decoding
+            item.tensor, item.info = self._prepare(data)
+        except ImageLoadError as e:
+            item.error = e
+        except Exception as e:  # noqa: BLE001 - one bad file must never stop the run
+            item.error = ImageLoadError("internal", f"{type(e).__name__}: {e}")
+        return item
+
+    def _prepare(self, data: bytes):
+        """The model input and facts of one file (on a GPU, a JPEG stays encoded until the batch)."""
+        if self.device_inputs is not None:
+            return self.device_inputs.prepare(data)
+        loaded = load_image(data, draft_size=self.encoder.draft_size)
+        return self.encoder.preprocess(loaded.image), loaded.info
+
+    def _decide(self, item: _Read) -> None:
+        row, f = item.row, item.file
+        if item.error is not None:
+            self._fail(item, item.error.reason, item.error.detail)
+        elif _same_content(row, item.content_hash):
+            self.ops.append(lambda tx: tx.touch(row.id, f.size, f.mtime_ns))
+            self.report.unchanged += 1
+        elif item.content_hash in self.hashes:
+            self._reuse(item, self.hashes[item.content_hash])
+        elif item.tensor is None:  # its twin was rewritten since the read: decode after all
+            self._decide(self._read((f, row), decode=True))
+        else:
+            self.batch.append(item)
+
+    def _reuse(self, item: _Read, source_id: int) -> None:
+        row, f = item.row, item.file
+        self._forget(row)
+        if source_id in self.missing:  # renamed or moved: the row follows the file
+            self.missing.pop(source_id)
+            if row is not None:
+                self.ops.append(lambda tx: tx.delete([row.id]))
+            self.ops.append(lambda tx: tx.move(source_id, f.path, f.root, f.size, f.mtime_ns))
+            self.report.moved += 1
+        else:  # a copy: same bytes under another path
+            self.ops.append(lambda tx: tx.copy(source_id, row.id if row else None, f.path, f.root, f.size, f.mtime_ns))
+            self._count_write(row)
+
+    def _fail(self, item: _Read, reason: str, detail: str) -> None:
+        self.ops.append(self._failure_op(item, reason, detail))
+
+    def _failure_op(self, item: _Read, reason: str, detail: str) -> Callable:
+        """Count a failed file and return the write that records it."""
+        row, f = item.row, item.file
+        self._forget(row)
+        self.report.failed += 1
+        self.report.failures.append(FileFailure(f.path, reason, detail))
+        return lambda tx: tx.write_failure(row.id if row else None, f.path, f.root, f.size,
+                                           f.mtime_ns, item.content_hash, reason, detail)
+
+    def _forget(self, row: RowState | None) -> None:
+        """A row about to be rewritten no longer vouches for its old content hash."""
+        if row is not None and self.hashes.get(row.content_hash) == row.id:
+            del self.hashes[row.content_hash]
+
+    def _count_write(self, row: RowState | None) -> None:
+        if row is None:
+            self.report.added += 1
+        else:
+            self.report.updated += 1
+
+    def _commit_due(self) -> bool:
+        since = time.monotonic() - self.last_commit
+        if self.embedded and since >= EMBEDDED_COMMIT_SECONDS:
+            return True
+        return bool(self.ops or self.embedded) and (len(self.ops) >= MAX_PENDING_OPS or since > COMMIT_EVERY_SECONDS)
+
+    def flush(self) -> None:
+        """Embed everything batched or in flight and commit it."""
+        self._launch()
+        while self.in_flight:
+            self._collect()
+        self.commit()
+
+    def _launch(self) -> None:
+        """Start the model on the current batch; keep at most max_in_flight batches uncollected."""
+        if self.batch:
+            import torch
+
+            batch, self.batch = self.batch, []
+            fault_point("embed")
+            batch, inputs = self._model_inputs(batch)
+            if batch:
+                self.in_flight.append((batch, _start_encoding(self.encoder, torch.stack(inputs))))
+        while len(self.in_flight) > self.max_in_flight:
+            self._collect()
+
+    def _model_inputs(self, batch: list[_Read]) -> tuple[list[_Read], list]:
+        """The batch's tensors, decoded on the device where it decodes; failures are recorded."""
+        import torch
+
+        if self.device_inputs is None:
+            return batch, [torch.as_tensor(item.tensor) for item in batch]
+        kept, inputs = [], []
+        for item, result in zip(batch, self.device_inputs.finish([item.tensor for item in batch])):
+            item.tensor = None  # the encoded bytes are no longer needed
+            if isinstance(result, ImageLoadError):
+                self._fail(item, result.reason, result.detail)
+            else:
+                kept.append(item)
+                inputs.append(result)
+        return kept, inputs
+
+    def _collect(self) -> None:
+        """Wait for the oldest batch in flight; its vectors join the rows awaiting commit."""
+        batch, wait = self.in_flight.popleft()
+        vectors = wait()
+        finite = np.isfinite(vectors).all(axis=1)
+        for item, vector, ok in zip(batch, vectors, finite):
+            self._forget(item.row)
+            if ok:
+                self._count_write(item.row)
+            self.embedded.append((item, vector if ok else None))
+        self.report.embedded += int(finite.sum())
+
+    def commit(self) -> None:
+        """Write the pending row operations and embedded rows in one transaction."""
+        if not self.embedded and not self.ops:
+            return
+        written: list[tuple[str, int]] = []
+        with self.store.transaction() as tx:
+            for op in self.ops:
+                op(tx)
+            for item, vector in self.embedded:
+                f, row = item.file, item.row
+                if vector is None:
+                    self._failure_op(item, "bad_embedding", "the model produced NaN or Inf")(tx)
+                    continue
+                row_id = tx.write_image(row.id if row else None, f.path, f.root, f.size, f.mtime_ns,
+                                        item.content_hash, item.info, vector)
+                written.append((item.content_hash, row_id))
+        for content_hash, row_id in written:
+            self.hashes.setdefault(content_hash, row_id)
+        self.ops.clear()
+        self.embedded.clear()
+        self.last_commit = time.monotonic()
+
+    def remove_missing(self) -> None:
+        if self.missing:
+            ids = list(self.missing)
+            with self.store.transaction() as tx:
+                tx.delete(ids)
+            self.report.removed += len(ids)
+            self.missing.clear()
+
+
+def default_workers(encoder: Encoder) -> int:
+    """Reader threads: on a CPU they share the cores with the model (up to 4 help overlap);
+    on a GPU they are all the CPU work there is, so use every core."""
+    cores = os.cpu_count() or 1
+    return cores if str(getattr(encoder, "device", "cpu")).startswith("cuda") else min(4, cores)
+
+
+def _start_encoding(encoder: Encoder, batch) -> Callable[[], np.ndarray]:
+    """Start encoding; encoders without launch() compute at once."""
+    if hasattr(encoder, "launch"):
+        return encoder.launch(batch)
+    vectors = encoder.encode(batch)
+    return lambda: vectors
+
+
+def _same_content(row: RowState | None, content_hash: str | None) -> bool:
+    return row is not None and row.status == "ok" and row.content_hash == content_hash
+
+
+def _ordered(pool: ThreadPoolExecutor, fn, items, window: int):
+    """pool.map that keeps at most `window` results in flight, so memory stays flat."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
