@@ -90,22 +90,25 @@ def build_ann(ids: np.ndarray, vectors: np.ndarray, index_type: str, *, seed: in
     return index, choice
 
 
-def _train(index, sample: np.ndarray) -> None:
-    """Train on the GPU when faiss sees one, else on the CPU."""
+def _train(index, sample: np.ndarray, clustering_index=None) -> None:
+    """Train the IVF layout. Its main cost, k-means assignment, runs on the GPU when faiss sees
+    one: faiss's own hook for that is the IVF's clustering_index."""
     import faiss
 
-    if faiss.get_num_gpus() > 0:
-        ivf = faiss.extract_index_ivf(index)
-        clustering = faiss.Clustering(ivf.d, ivf.nlist)
-        clustering.spherical = True
-        gpu_quantizer = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(ivf.d))
-        clustering.train(sample, gpu_quantizer)
-        ivf.quantizer.add(faiss.vector_to_array(clustering.centroids).reshape(ivf.nlist, ivf.d))
-        ivf.is_trained = ivf.quantizer.ntotal == ivf.nlist
-        if not index.is_trained:
-            index.train(sample)  # the codec (SQ ranges, PQ codebooks) on the CPU
-        return
-    index.train(sample)
+    ivf = faiss.extract_index_ivf(index)
+    ivf.clustering_index = clustering_index or _gpu_flat_index(ivf.d)
+    try:
+        index.train(sample)
+    finally:
+        ivf.clustering_index = None  # never keep a GPU resource in the saved index
+
+
+def _gpu_flat_index(dim: int):
+    import faiss
+
+    if faiss.get_num_gpus() == 0:
+        return None
+    return faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(dim))
 
 
 def tune_search_depth(index, ids: np.ndarray, vectors: np.ndarray, *, seed: int = 0,

@@ -197,3 +197,27 @@ def test_searches_from_threads_while_indexing(tmp_path):
     assert not errors, errors[:3]
     index.refresh()
     assert len(index) == 200
+
+
+@pytest.mark.parametrize("index_type", ["ivf-flat", "ivf-sq8", "ivf-pq"])
+def test_ivf_training_runs_through_the_gpu_hook(index_type):
+    """On a GPU, k-means assignment goes to a GPU flat index through the IVF's clustering_index;
+    here a CPU flat index stands in for it: it must be used, then detached before saving."""
+    import faiss
+
+    from indexer.ann import _train, new_index
+
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((10_000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = new_index(index_type, 64, 32)
+    stand_in = faiss.IndexFlatIP(64)
+    _train(index, vectors, clustering_index=stand_in)
+    ivf = faiss.extract_index_ivf(index)
+    assert index.is_trained and stand_in.ntotal == 32 and ivf.quantizer.ntotal == 32
+    assert ivf.clustering_index is None
+    index.add_with_ids(vectors, np.arange(len(vectors)))
+    ivf.nprobe = 32
+    _, found = index.search(vectors[:200], 1)
+    assert (found[:, 0] == np.arange(200)).mean() >= (0.95 if index_type == "ivf-pq" else 0.99)
+    assert faiss.deserialize_index(faiss.serialize_index(index)).ntotal == len(vectors)
