@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageLoadError
+from .fast_decode import decode_fast
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -107,9 +108,13 @@ def load_image(data: bytes, *, draft_size: int | None = None) -> LoadedImage:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # bomb and EXIF warnings: we check and record ourselves
         img, header = _open_checked(data)
-        if draft_size and header.info.format in ("JPEG", "MPO"):
-            img.draft(img.mode if img.mode != "YCbCr" else "RGB", (draft_size, draft_size))
-        _decode(img)
+        fast = decode_fast(data, img)
+        if fast is not None:
+            img = fast
+        else:
+            if draft_size and header.info.format in ("JPEG", "MPO"):
+                img.draft(img.mode if img.mode != "YCbCr" else "RGB", (draft_size, draft_size))
+            _decode(img)
         if draft_size:
             img = _reduce(img, draft_size)
         upright = _apply_orientation(img, header.orientation)
@@ -179,11 +184,7 @@ def _reduce(img: Image.Image, min_side: int) -> Image.Image:
     factor = min(img.size) // min_side
     if factor < 2:
         return img
-    reduced = img.reduce(factor)
-    reduced.info, reduced.format = img.info, img.format
-    if hasattr(img, "getexif"):
-        reduced.getexif().update(img.getexif())
-    return reduced
+    return img.reduce(factor)
 
 
 def _read_exif(img: Image.Image, notes: list[str]) -> tuple[datetime | None, str | None, int]:
@@ -204,14 +205,22 @@ def _read_exif(img: Image.Image, notes: list[str]) -> tuple[datetime | None, str
     return captured_at, camera, orientation if orientation in range(2, 9) else 1
 
 
+# EXIF orientation -> the transpose that turns the stored pixels upright (as exif_transpose does)
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
 def _apply_orientation(img: Image.Image, orientation: int) -> Image.Image:
     """Turn the decoded pixels upright; the orientation came from the header."""
-    if orientation == 1:
-        return img
-    try:
-        return ImageOps.exif_transpose(img)
-    except Exception:  # noqa: BLE001 - a junk EXIF block must not cost the image
-        return img
+    method = _UPRIGHT.get(orientation)
+    return img.transpose(method) if method is not None else img
 
 
 def _camera_name(make: str | None, model: str | None) -> str | None:

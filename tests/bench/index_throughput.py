@@ -1,12 +1,14 @@
 """Indexing throughput against its peers, on the same files in one run; one JSON line per figure.
 
-    python tests/bench/index_throughput.py FOLDER [--skip-card] [--batch-size 32]
+    python tests/bench/index_throughput.py FOLDER [--batch-size N] [--device cpu|cuda]
 
 (a) the model card's loop: one image at a time, fp32; (b) timm's batch pipeline
 (create_dataset + create_loader with worker processes) in fp32 and bf16 autocast; (c) the model
 alone on ready tensors at our precision; (d) `vitsearch index` into a fresh store: steady state
 and whole command, its peak RSS, and the cosine of its embeddings against the exact fp32
-reference from (a). Also the per-image CPU cost of our decode+preprocess and of the model.
+reference from (a). Also the per-image CPU cost of our decode+preprocess and of the model, and
+the input path alone (read, decode, transform; no model) at full parallelism: on a GPU, with
+(c), it says whether decoding or the model limits (d).
 All with the same random weights (`--weights random`): speed does not depend on weight values.
 """
 
@@ -44,13 +46,13 @@ def model_card_loop(files, reference) -> dict[str, np.ndarray]:
     """model(transforms(img).unsqueeze(0)) per image, fp32: the quality reference too."""
     from PIL import Image
 
-    model, transforms = reference.model, reference.transform
+    model, transforms, device = reference.model, reference.transform, reference.device
     vectors = {}
     started = time.perf_counter()
     for path in files:
         image = Image.open(path).convert("RGB")
         with torch.inference_mode():
-            vectors[str(path)] = model(transforms(image).unsqueeze(0))[0].numpy()
+            vectors[str(path)] = model(transforms(image).unsqueeze(0).to(device))[0].cpu().numpy()
     seconds = time.perf_counter() - started
     emit(figure="model_card_loop", images=len(files), images_per_s=round(len(files) / seconds, 2))
     return vectors
@@ -64,7 +66,7 @@ def timm_readable(folder: Path) -> list[Path]:
     return sorted(Path(dataset.reader.filename(i, absolute=True)) for i in range(len(dataset)))
 
 
-def timm_batch_pipeline(folder: Path, model, data_config: dict, batch_size: int, dtype) -> None:
+def timm_batch_pipeline(folder: Path, model, data_config: dict, batch_size: int, dtype, device: str) -> None:
     import timm.data
 
     dataset = timm.data.create_dataset("", root=str(folder))
@@ -74,27 +76,56 @@ def timm_batch_pipeline(folder: Path, model, data_config: dict, batch_size: int,
         std=data_config["std"], crop_pct=data_config["crop_pct"], num_workers=os.cpu_count() or 1,
     )
     started, count = time.perf_counter(), 0
-    autocast = torch.autocast("cpu", dtype=dtype) if dtype is not None else torch.autocast("cpu", enabled=False)
+    kind = device.split(":")[0]
+    autocast = torch.autocast(kind, dtype=dtype) if dtype is not None else torch.autocast(kind, enabled=False)
     with torch.inference_mode(), autocast:
         for images, _ in loader:
-            model.forward_head(model.forward_features(images), pre_logits=True)
+            model.forward_head(model.forward_features(images.to(device)), pre_logits=True).cpu()
             count += len(images)
     seconds = time.perf_counter() - started
-    emit(figure="timm_batch_pipeline", precision="bf16" if dtype else "fp32", images=count,
-         images_per_s=round(count / seconds, 2))
+    emit(figure="timm_batch_pipeline", precision=str(dtype).replace("torch.", "") if dtype else "fp32",
+         images=count, images_per_s=round(count / seconds, 2))
 
 
-def model_alone(encoder, batch_size: int, batches: int = 4) -> float:
-    batch = torch.randn(batch_size, 3, 256, 256)
+def model_alone(encoder, batch_size: int) -> float:
+    batches = 4 if encoder.device == "cpu" else max(8, 4096 // batch_size)
+    batch = torch.randn(batch_size, 3, 256, 256, device=encoder.device)
     encoder.encode(batch[:4])  # warm
     started = time.perf_counter()
     for _ in range(batches):
         encoder.encode(batch)
     seconds = time.perf_counter() - started
     rate = batches * batch_size / seconds
-    emit(figure="model_alone_ready_tensors", precision=encoder.precision, batch_size=batch_size,
-         images_per_s=round(rate, 2), cpu_ms_per_image=round(1000 * (os.cpu_count() or 1) / rate, 1))
+    emit(figure="model_alone_ready_tensors", device=encoder.device, precision=encoder.precision,
+         batch_size=batch_size, images_per_s=round(rate, 2),
+         cpu_ms_per_image=round(1000 * (os.cpu_count() or 1) / rate, 1) if encoder.device == "cpu" else None)
     return rate
+
+
+def input_path_alone(files, encoder, batch_size: int) -> None:
+    """Read + decode + transform at the indexer's parallelism, no model: the feed rate."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from indexer.run import default_workers
+
+    def prepare(path):
+        data = read_image_bytes(str(path))
+        if encoder.device_inputs is not None:
+            return encoder.device_inputs.prepare(data)[0]
+        return encoder.preprocess(load_image(data, draft_size=encoder.draft_size).image)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(default_workers(encoder)) as pool:
+        prepared = list(pool.map(prepare, files))
+        if encoder.device_inputs is not None:
+            for start in range(0, len(prepared), batch_size):
+                results = encoder.device_inputs.finish(prepared[start:start + batch_size])
+                torch.stack(results)
+            if encoder.device.startswith("cuda"):
+                torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    emit(figure="input_path_alone", decode="device" if encoder.device_inputs else "cpu",
+         workers=default_workers(encoder), images=len(files), images_per_s=round(len(files) / seconds, 2))
 
 
 def decode_cost(files, encoder) -> None:
@@ -130,7 +161,8 @@ def query_latency(files, encoder, runs: int = 20) -> None:
          p95=round(float(np.percentile(times, 95)), 1))
 
 
-def vitsearch_index(folder: Path, batch_size: int, reference: dict[str, np.ndarray], exact: bool) -> None:
+def vitsearch_index(folder: Path, batch_size: int, reference: dict[str, np.ndarray], exact: bool,
+                    device: str = "cpu") -> None:
     store = Path(tempfile.mkdtemp(prefix="vitsearch-throughput-")) / "store"
     code = (
         "import json, sys, time\n"
@@ -139,13 +171,14 @@ def vitsearch_index(folder: Path, batch_size: int, reference: dict[str, np.ndarr
         "from indexer import build_index\n"
         "marks = []\n"
         "report = build_index([sys.argv[1]], sys.argv[2], weights='random', batch_size=int(sys.argv[3]),"
-        " exact=sys.argv[4] == '1', progress=lambda done, total: marks.append((time.perf_counter(), done)))\n"
+        " exact=sys.argv[4] == '1', device=sys.argv[5],"
+        " progress=lambda done, total: marks.append((time.perf_counter(), done)))\n"
         "print(json.dumps({'whole_s': time.perf_counter() - started, 'first_file_s': marks[0][0] - started,"
         " 'embedded': report.embedded, 'marks': marks,"
         " 'peak_rss_mb': peak_rss_mb()}))\n"
     )
     result = subprocess.run([sys.executable, "-c", code, str(folder), str(store), str(batch_size),
-                             "1" if exact else "0"], cwd=REPO, capture_output=True, text=True)
+                             "1" if exact else "0", device], cwd=REPO, capture_output=True, text=True)
     if result.returncode:
         emit(figure="vitsearch_index", error=result.stderr[-1000:])
         return
@@ -157,7 +190,7 @@ def vitsearch_index(folder: Path, batch_size: int, reference: dict[str, np.ndarr
         rows = con.execute("SELECT path, embedding FROM images WHERE status = 'ok'").fetchall()
     cosines = [float(np.dot(np.asarray(e), reference[p]) / np.linalg.norm(reference[p]))
                for p, e in rows if p in reference]
-    emit(figure="vitsearch_index", mode="exact" if exact else "default", images=run["embedded"],
+    emit(figure="vitsearch_index", device=device, mode="exact" if exact else "default", images=run["embedded"],
          steady_images_per_s=round(steady, 2),
          whole_command_images_per_s=round(run["embedded"] / run["whole_s"], 2),
          until_first_file_s=round(run["first_file_s"], 1),
@@ -169,21 +202,26 @@ def vitsearch_index(folder: Path, batch_size: int, reference: dict[str, np.ndarr
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--batch-size", type=int, help="default: what the indexer uses on the device")
     args = parser.parse_args()
     folder = Path(args.folder)
     files = image_files(folder)
-    emit(figure="setup", files=len(files), cores=os.cpu_count(), torch_threads=torch.get_num_threads())
-    reference = load_encoder("random", device="cpu", exact=True)
-    ours = load_encoder("random", device="cpu")
+    reference = load_encoder("random", device=args.device, exact=True)
+    ours = load_encoder("random", device=args.device)
+    batch_size = args.batch_size or ours.default_batch_size
+    emit(figure="setup", files=len(files), cores=os.cpu_count(), torch_threads=torch.get_num_threads(),
+         device=torch.cuda.get_device_name() if args.device == "cuda" else "cpu", batch_size=batch_size)
     vectors = model_card_loop(files, reference)
-    for dtype in (None, torch.bfloat16):
-        timm_batch_pipeline(folder, reference.model, reference.data_config, args.batch_size, dtype)
-    model_alone(ours, args.batch_size)
+    half = torch.bfloat16 if args.device == "cpu" else torch.float16
+    for dtype in (None, half):
+        timm_batch_pipeline(folder, reference.model, reference.data_config, batch_size, dtype, args.device)
+    model_alone(ours, batch_size)
     decode_cost(files, ours)
+    input_path_alone(files, ours, batch_size)
     query_latency(files, ours)
-    vitsearch_index(folder, args.batch_size, vectors, exact=False)
-    vitsearch_index(folder, args.batch_size, vectors, exact=True)
+    vitsearch_index(folder, batch_size, vectors, exact=False, device=args.device)
+    vitsearch_index(folder, batch_size, vectors, exact=True, device=args.device)
     readable = timm_readable(folder)
     if len(readable) < len(files):  # compare with timm on exactly the files it read, too
         subset = Path(tempfile.mkdtemp(prefix="vitsearch-timm-files-"))
@@ -191,7 +229,7 @@ def main() -> None:
             os.link(path, subset / path.name)
         vectors = {str(subset / Path(p).name): v for p, v in vectors.items()}
         emit(figure="same_files_as_timm", files=len(readable))
-        vitsearch_index(subset, args.batch_size, vectors, exact=False)
+        vitsearch_index(subset, batch_size, vectors, exact=False, device=args.device)
 
 
 if __name__ == "__main__":
