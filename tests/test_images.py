@@ -214,3 +214,29 @@ def test_reduced_decoding_keeps_orientation_and_size():
         assert loaded.image.size[0] < 2400, f"{fmt} decoded at reduced size"
         r, g, b = loaded.image.getpixel((20, 20))
         assert r > 180 and b < 80, fmt
+
+
+def test_webp_fast_path_gives_pillows_pixels():
+    from indexer.fast_decode import decode_fast
+
+    photo = upright_test_image().resize((600, 400))
+    for options in ({"quality": 80}, {"lossless": True}):
+        data = encode(photo, "WEBP", **options)
+        fast = decode_fast(data, Image.open(io.BytesIO(data)))
+        assert fast is not None and fast.mode == "RGB"
+        assert np.array_equal(np.asarray(fast), np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    translucent = photo.convert("RGBA")
+    translucent.putalpha(128)
+    with_alpha = encode(translucent, "WEBP")
+    assert decode_fast(with_alpha, Image.open(io.BytesIO(with_alpha))) is None, "alpha goes to Pillow"
+    frames = [photo, photo.rotate(90)]
+    animated = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:])
+    assert decode_fast(animated, Image.open(io.BytesIO(animated))) is None, "animations go to Pillow"
+
+
+def test_broken_webp_body_is_reported_by_pillow():
+    data = encode(upright_test_image().resize((600, 400)), "WEBP", quality=80)
+    broken = data[:60] + bytes(len(data) - 60)
+    with pytest.raises(ImageLoadError) as caught:
+        load_image(broken)
+    assert caught.value.reason in ("corrupt", "truncated", "unidentified")
