@@ -303,3 +303,37 @@ def test_awkward_names_are_stored_and_found(tmp_path, fake_encoder):
     assert index(folder, store, fake_encoder).unchanged == 4
     hits = ImageIndex.open(store, encoder=fake_encoder).search(str(folder / names[1]), k=1)
     assert hits[0].path == str(folder / names[1]) and not hits[0].stale
+
+
+def test_buffered_inserts_keep_write_order_and_values(tmp_path):
+    """New rows are inserted in bulk at the end of a transaction: every value must round-trip,
+    and a write that refers to a buffered row (copy, delete) must see it."""
+    from datetime import datetime
+
+    from indexer.images import ImageInfo
+
+    store = Store(tmp_path / "store", read_only=False)
+    store.dir.mkdir()
+    store.initialize({"model_name": "m", "model_tag": "", "preprocess": {}, "dim": 4, "metric": "cosine",
+                      "weights_source": "test", "weights_fingerprint": "f"})
+    vector = np.array([0.1, -0.2, 0.3, 1e-8], np.float32)
+    info = ImageInfo(640, 480, "JPEG", datetime(2021, 5, 6, 7, 8, 9), "Camera X", ("note",))
+    with store.transaction() as tx:
+        first = tx.write_image(None, "/p/a.jpg", "/p", 10, 11, "h1", info, vector)
+        odd = tx.write_image(None, "/p/b\udcff.jpg", "/p", 12, 13, "h2", info, vector * 2)
+        failed = tx.write_failure(None, "/p/c.jpg", "/p", 14, 15, None, "corrupt", "bad")
+        copied = tx.copy(first, None, "/p/d.jpg", "/p", 10, 16)
+        gone = tx.write_image(None, "/p/e.jpg", "/p", 17, 18, "h3", info, vector)
+        tx.delete([gone])
+    with store.connect() as con:
+        rows = {r[0]: r[1:] for r in con.execute(
+            "SELECT id, path, path_bytes, width, captured_at, camera, warnings, status, error, embedding "
+            "FROM images").fetchall()}
+        logged = {r[0] for r in con.execute("SELECT id FROM vector_log").fetchall()}
+    assert set(rows) == {first, odd, failed, copied} and logged == {first, odd, failed, copied, gone}
+    assert rows[first][2:7] == (640, datetime(2021, 5, 6, 7, 8, 9), "Camera X", "note", "ok")
+    assert np.array_equal(np.asarray(rows[first][8], np.float32), vector)
+    assert np.array_equal(np.asarray(rows[copied][8], np.float32), vector)
+    assert np.array_equal(np.asarray(rows[odd][8], np.float32), vector * 2)
+    assert rows[odd][1] == os.fsencode("/p/b\udcff.jpg")
+    assert rows[failed][6:9] == ("failed", "corrupt", None)
