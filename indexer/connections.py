@@ -64,11 +64,15 @@ def close_lease(path: str) -> None:
         if lease is not None:
             lease[2].cancel()
             lease[0].close()
+            del lease  # the connection's C++ teardown happens here, under the lock
 
 
 @atexit.register
 def _close_all_leases() -> None:
-    for path in list(_LEASES):
+    """Close leases before the interpreter goes away. Taking each path's lock also waits for a
+    closer thread that is inside DuckDB's close: a daemon thread still there when Python
+    finalizes aborts the whole process ("terminate called ... exception not rethrown")."""
+    for path in list(_LOCKS):
         close_lease(path)
 
 
@@ -91,8 +95,7 @@ def _leased(path: str):
 
 def _expire(path: str, opened: float) -> None:
     with _lock(path):
-        lease = _LEASES.get(path)
-        if lease is not None and lease[1] == opened:
+        if _LEASES.get(path, (None, None))[1] == opened:  # holds no reference to the connection
             close_lease(path)
 
 

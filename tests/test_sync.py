@@ -337,3 +337,31 @@ def test_buffered_inserts_keep_write_order_and_values(tmp_path):
     assert np.array_equal(np.asarray(rows[odd][8], np.float32), vector * 2)
     assert rows[odd][1] == os.fsencode("/p/b\udcff.jpg")
     assert rows[failed][6:9] == ("failed", "corrupt", None)
+
+
+def test_exiting_as_a_read_lease_expires_never_aborts(tmp_path):
+    """The lease closer runs in a daemon thread; a process that exits while it is inside DuckDB's
+    close used to abort (exit 134, "terminate called ... exception not rethrown"): about one
+    exit in five within a few ms of expiry. Exits are spread across that window."""
+    import subprocess
+    import sys
+
+    from indexer.connections import LEASE_SECONDS
+    from tests.conftest import REPO
+
+    store = Store(tmp_path / "store", read_only=False)
+    store.dir.mkdir()
+    store.initialize({"model_name": "m", "model_tag": "", "preprocess": {}, "dim": 4, "metric": "cosine",
+                      "weights_source": "test", "weights_fingerprint": "f"})
+    code = (
+        "import sys, time\nfrom indexer.store import Store\n"
+        "with Store(sys.argv[1]).connect() as con:\n    con.execute('SELECT count(*) FROM images').fetchall()\n"
+        "time.sleep(float(sys.argv[2]))\n"
+    )
+    codes = []
+    for step in range(16):
+        pause = LEASE_SECONDS - 0.006 + step * 0.0008
+        result = subprocess.run([sys.executable, "-c", code, str(store.dir), str(pause)], cwd=REPO,
+                                capture_output=True, text=True, timeout=60)
+        codes.append((round(pause, 4), result.returncode, result.stderr[-200:]))
+    assert all(rc == 0 for _, rc, _ in codes), [c for c in codes if c[1]]
