@@ -6,7 +6,6 @@ The same code runs on CPU (libjpeg-turbo through torchvision), which is how the 
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 from .errors import ImageLoadError
@@ -18,8 +17,6 @@ __all__ = ["DevicePreprocess", "EncodedJpeg", "orient"]
 DEVICE_JPEG_MODES = ("RGB", "L")
 # Decoded pixels held on the device at once (~600 MB as uint8): bounds a batch of 24 MP photos.
 DECODE_PIXEL_BUDGET = 200_000_000
-
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
 
 
 @dataclass(frozen=True)

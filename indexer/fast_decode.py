@@ -9,6 +9,7 @@ from PIL import Image
 
 __all__ = ["decode_fast"]
 
+# torchvision 0.29 warns on every decode call that TorchCodec supersedes it; this covers all of ours.
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
 
 

@@ -82,7 +82,6 @@ class ImageHeader:
     info: ImageInfo  # upright size
     mode: str  # Pillow's mode of the stored pixels, e.g. RGB, L, CMYK
     orientation: int  # EXIF orientation, 1 (as stored) to 8
-    progressive: bool = False
 
 
 def read_image_bytes(path: str) -> bytes:
@@ -141,7 +140,7 @@ def _open_checked(data: bytes) -> tuple[Image.Image, ImageHeader]:
     if orientation >= 5:  # the stored pixels lie on their side
         width, height = height, width
     info = ImageInfo(width, height, img.format or "UNKNOWN", captured_at, camera, tuple(notes))
-    return img, ImageHeader(info, img.mode, orientation, bool(img.info.get("progressive")))
+    return img, ImageHeader(info, img.mode, orientation)
 
 
 def _open(data: bytes) -> Image.Image:

@@ -52,7 +52,7 @@ class IndexRun:
         self.missing = missing
         self.device_inputs = getattr(encoder, "device_inputs", None)
         # On a GPU one batch computes while the previous one is committed.
-        self.max_in_flight = 1 if str(getattr(encoder, "device", "cpu")).startswith("cuda") else 0
+        self.max_in_flight = 1 if _on_cuda(encoder) else 0
         # content hash -> id of a committed row whose embedding is that content's
         self.hashes = {r.content_hash: r.id for r in rows.values() if r.status == "ok" and r.content_hash}
         self.batch: list[_Read] = []
@@ -238,7 +238,11 @@ def default_workers(encoder: Encoder) -> int:
     """Reader threads: on a CPU they share the cores with the model (up to 4 help overlap);
     on a GPU they are all the CPU work there is, so use every core."""
     cores = os.cpu_count() or 1
-    return cores if str(getattr(encoder, "device", "cpu")).startswith("cuda") else min(4, cores)
+    return cores if _on_cuda(encoder) else min(4, cores)
+
+
+def _on_cuda(encoder: Encoder) -> bool:
+    return str(getattr(encoder, "device", "cpu")).startswith("cuda")
 
 
 def _start_encoding(encoder: Encoder, batch) -> Callable[[], np.ndarray]:

@@ -275,13 +275,11 @@ class Transaction:
             return
         rows, self._new_rows = self._new_rows, []
         staged = {column: _column([row[column] for row in rows]) for column in rows[0]}
-        dim = next((len(row["embedding"]) for row in rows if row["embedding"] is not None), 1)
-        casts = ", ".join(f"{column}::{_BULK_TYPES.get(column) or f'FLOAT[{dim}]'}" for column in staged)
         self.con.register("vitsearch_new_rows", staged)
-        try:
+        try:  # DuckDB casts each column to the table's type on insert
             self.con.execute(
                 f"INSERT INTO images (indexed_at, {', '.join(staged)}) "
-                f"SELECT current_localtimestamp(), {casts} FROM vitsearch_new_rows"
+                f"SELECT current_localtimestamp(), * FROM vitsearch_new_rows"
             )
         finally:
             self.con.unregister("vitsearch_new_rows")
@@ -324,15 +322,6 @@ class Transaction:
         if ids:
             self.con.execute("DELETE FROM images WHERE id IN (SELECT unnest(?::BIGINT[]))", [ids])
             self.vector_changes.update(ids)
-
-
-# Column types for bulk inserts, as in _SCHEMA (the embedding's FLOAT[dim] is added per statement).
-_BULK_TYPES = {
-    "id": "BIGINT", "path": "VARCHAR", "path_bytes": "BLOB", "root": "VARCHAR", "size": "BIGINT",
-    "mtime_ns": "BIGINT", "content_hash": "VARCHAR", "width": "INTEGER", "height": "INTEGER",
-    "format": "VARCHAR", "captured_at": "TIMESTAMP", "camera": "VARCHAR", "status": "VARCHAR",
-    "error": "VARCHAR", "error_detail": "VARCHAR", "warnings": "VARCHAR",
-}
 
 
 def _column(values: list) -> np.ndarray:
