@@ -1,5 +1,6 @@
 """vitsearch's writing side: the encoder, safe image loading, folder scanning and the store."""
 
+from .build import build_index
 from .errors import (
     ConfigError,
     ImageLoadError,
@@ -9,7 +10,7 @@ from .errors import (
     VitsearchError,
     WeightsUnavailableError,
 )
-from .pipeline import FileFailure, IndexReport, build_index
+from .report import FileFailure, IndexReport
 
 __all__ = [
     "build_index",

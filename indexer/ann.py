@@ -11,7 +11,8 @@ import numpy as np
 
 __all__ = [
     "INDEX_TYPES", "IndexChoice", "choose_index_type", "build_ann", "new_index", "index_ids",
-    "set_search_depth", "measure_recall", "exact_neighbours", "DEFAULT_MEMORY_BUDGET", "FLAT_MAX",
+    "set_search_depth", "search_parameters", "measure_recall", "exact_neighbours",
+    "DEFAULT_MEMORY_BUDGET", "FLAT_MAX", "SMALL_SUBSET", "IVF_MIN_VECTORS",
 ]
 
 INDEX_TYPES = ("flat", "ivf-flat", "ivf-sq8", "ivf-pq")
@@ -20,6 +21,8 @@ DEFAULT_MEMORY_BUDGET = 1 << 30
 RECALL_TARGET = 0.95
 _TUNING_QUERIES = 1000
 TUNING_MARGIN = 0.02  # the held-out estimate is itself noisy: aim above the target
+IVF_MIN_VECTORS = 1000  # fewer than this cannot train an IVF layout: such an index stays flat
+SMALL_SUBSET = 20_000  # filtered sets up to this size: every list is scanned (exact candidates)
 
 
 @dataclass
@@ -44,7 +47,7 @@ def choose_index_type(n: int, dim: int, memory_budget: int = DEFAULT_MEMORY_BUDG
 
 def _nlist_for(n: int) -> int:
     """About 2*sqrt(n) lists, a power of two, with at least ~40 training points each."""
-    if n < 1000:
+    if n < IVF_MIN_VECTORS:
         return 0
     target = 2 * math.sqrt(n)
     nlist = 2 ** round(math.log2(target))
@@ -144,7 +147,7 @@ def exact_neighbours(ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray, 
 def measure_recall(found: np.ndarray, truth: np.ndarray, k: int) -> float:
     """recall@k where each query is a stored vector: its own id is dropped from both lists."""
     hits = 0
-    for row_found, row_truth in zip(found, truth):
+    for row_found, row_truth in zip(found, truth, strict=False):
         own = row_truth[0]
         expected = [t for t in row_truth if t != own][:k]
         got = [f for f in row_found if f != own and f >= 0][:k]
@@ -157,6 +160,34 @@ def set_search_depth(index, params: dict) -> None:
 
     if "nprobe" in params and not isinstance(index, faiss.IndexIDMap2):
         faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
+
+
+def search_parameters(index, choice: IndexChoice, *, allowed: np.ndarray | None = None,
+                      max_nprobe: int | None = None):
+    """FAISS search parameters for one search: the tuned depth (at most `max_nprobe`), and a
+    filter pushed in as an id selector. None when the index's own settings will do."""
+    import faiss
+
+    if allowed is None and (choice.index_type == "flat" or max_nprobe is None):
+        return None
+    selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
+    if choice.index_type == "flat":
+        params = faiss.SearchParameters(sel=selector)
+    else:
+        nlist = faiss.extract_index_ivf(index).nlist
+        nprobe = int(choice.params.get("nprobe", 1))
+        if max_nprobe is not None:
+            nprobe = min(nprobe, max_nprobe)
+        if allowed is not None:
+            # A filter thins every list: probe more of them so that enough allowed vectors are
+            # reached; a small allowed set is cheap to scan entirely, which makes it exact.
+            selectivity = len(allowed) / max(index.ntotal, 1)
+            nprobe = nlist if len(allowed) <= SMALL_SUBSET else math.ceil(nprobe / max(selectivity, 1e-6))
+        params = faiss.SearchParametersIVF(nprobe=min(nlist, nprobe))
+        if selector is not None:
+            params.sel = selector
+    params._selector = selector  # keep it alive as long as the parameters
+    return params
 
 
 def index_ids(index) -> np.ndarray:

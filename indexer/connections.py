@@ -5,7 +5,10 @@ one process it refuses a read-only and a read-write connection to the same file.
 - within a process, connections to a file are taken one at a time (they are short);
 - readers reuse one connection for up to LEASE_SECONDS (opening costs ~20 ms), then close it;
 - a writer kept out by another process leaves a flag naming itself; readers that see a live
-  flag close their connection and wait for it, so a busy reader cannot starve the writer.
+  flag close their connection and wait for it, so a busy reader cannot starve the writer;
+- a sandboxed reader (what every query on user input uses) has file access switched off from the
+  moment it opens. DuckDB cannot switch it back on, nor hold two configurations of one file in a
+  process, so a lease remembers its mode and a reader asking for the other mode gets a fresh one.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import StoreError
@@ -31,7 +35,15 @@ WAITING_SUFFIX = ".writer-waiting"
 
 _GUARD = threading.Lock()
 _LOCKS: dict[str, threading.RLock] = {}
-_LEASES: dict[str, tuple[object, float, threading.Timer]] = {}  # path -> (connection, opened, closer)
+_LEASES: dict[str, _Lease] = {}
+
+
+@dataclass
+class _Lease:
+    connection: object
+    opened: float
+    closer: threading.Timer
+    sandboxed: bool
 
 
 def _lock(path: str) -> threading.RLock:
@@ -40,11 +52,13 @@ def _lock(path: str) -> threading.RLock:
 
 
 @contextlib.contextmanager
-def connection(db_path: Path, *, read_only: bool) -> Iterator:
+def connection(db_path: Path, *, read_only: bool, sandboxed: bool = False) -> Iterator:
+    """A connection for one read or one transaction. `sandboxed` (read-only only): no file
+    access, for queries that embed user input such as `where` filters."""
     path = str(db_path)
     with _lock(path):
         if read_only:
-            cursor = _leased(path).cursor()  # a clean cursor: no results left over from others
+            cursor = _leased(path, sandboxed).cursor()  # a clean cursor: no results left over from others
             try:
                 yield cursor
             finally:
@@ -62,8 +76,8 @@ def close_lease(path: str) -> None:
     with _lock(path):
         lease = _LEASES.pop(path, None)
         if lease is not None:
-            lease[2].cancel()
-            lease[0].close()
+            lease.closer.cancel()
+            lease.connection.close()
             del lease  # the connection's C++ teardown happens here, under the lock
 
 
@@ -76,11 +90,11 @@ def _close_all_leases() -> None:
         close_lease(path)
 
 
-def _leased(path: str):
+def _leased(path: str, sandboxed: bool):
     lease = _LEASES.get(path)
     now = time.monotonic()
     waiting = _writer_waiting(path)
-    if lease is not None and (waiting or now - lease[1] > LEASE_SECONDS):
+    if lease is not None and (waiting or now - lease.opened > LEASE_SECONDS or lease.sandboxed != sandboxed):
         close_lease(path)
         lease = None
     if lease is None:
@@ -88,27 +102,33 @@ def _leased(path: str):
             _wait_for_writer(path)
         timer = threading.Timer(LEASE_SECONDS, _expire, args=(path, now))
         timer.daemon = True
-        _LEASES[path] = lease = (_open(path, read_only=True), now, timer)
+        lease = _Lease(_open(path, read_only=True, sandboxed=sandboxed), now, timer, sandboxed)
+        _LEASES[path] = lease
         timer.start()
-    return lease[0]
+    return lease.connection
 
 
 def _expire(path: str, opened: float) -> None:
     with _lock(path):
-        if _LEASES.get(path, (None, None))[1] == opened:  # holds no reference to the connection
+        lease = _LEASES.get(path)
+        if lease is not None and lease.opened == opened:
+            del lease  # hold no reference to the connection: close_lease tears it down
             close_lease(path)
 
 
-def _open(path: str, *, read_only: bool):
+def _open(path: str, *, read_only: bool, sandboxed: bool = False):
     import duckdb
 
+    config = {"memory_limit": MEMORY_LIMIT}
+    if sandboxed:
+        config["enable_external_access"] = False
     deadline = time.monotonic() + LOCK_RETRY_SECONDS
     delay = 0.01
     flagged = False
     try:
         while True:
             try:
-                return duckdb.connect(path, read_only=read_only, config={"memory_limit": MEMORY_LIMIT})
+                return duckdb.connect(path, read_only=read_only, config=config)
             except duckdb.IOException as e:  # another process holds the file
                 if "lock" not in str(e).lower() or time.monotonic() > deadline:
                     raise StoreError(f"cannot open {path}: {e}") from e

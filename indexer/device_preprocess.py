@@ -81,8 +81,8 @@ class DevicePreprocess:
         except RuntimeError:  # the batch call gives no partial results: retry one by one
             decoded = [self._decode_one(j) for j in jpegs]
         else:
-            decoded = [orient(image, j.orientation) for image, j in zip(decoded, jpegs)]
-        for position, image in zip(positions, decoded):
+            decoded = [orient(image, j.orientation) for image, j in zip(decoded, jpegs, strict=False)]
+        for position, image in zip(positions, decoded, strict=False):
             results[position] = image if isinstance(image, ImageLoadError) else self._transform(image)
 
     def _decode_one(self, jpeg: EncodedJpeg):

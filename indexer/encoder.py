@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
@@ -18,34 +17,47 @@ __all__ = ["Encoder", "TimmEncoder", "load_encoder", "resolve_device", "encoder_
 METRIC = "cosine"  # inner product of L2-normalised vectors
 
 
-class Encoder(Protocol):
-    """What the pipeline and the search need of a model; tests may pass a small fake."""
+class Encoder:
+    """What the pipeline and the search need of a model. Subclasses set the four attributes and
+    implement preprocess, encode and preprocess_config; the rest has defaults that suit a CPU
+    model (tests subclass it with a small fake)."""
 
     model_name: str
     dim: int
     weights: WeightsInfo
-    draft_size: int | None  # JPEG reduced-decode target (None: full decode)
+    draft_size: int | None = None  # JPEG reduced-decode target (None: full decode)
+    device: str = "cpu"
+    device_inputs: DevicePreprocess | None = None  # set: JPEGs are decoded on the model's device
 
-    def preprocess(self, image): ...  # RGB PIL image -> CHW float tensor or array
+    @property
+    def default_batch_size(self) -> int:
+        return 32
 
-    def encode(self, batch) -> np.ndarray: ...  # stacked preprocess outputs -> (n, dim) float32
+    def preprocess(self, image):  # RGB PIL image -> CHW float tensor or array
+        raise NotImplementedError
 
-    def preprocess_config(self) -> dict: ...
+    def encode(self, batch) -> np.ndarray:  # stacked preprocess outputs -> (n, dim) float32
+        raise NotImplementedError
 
+    def preprocess_config(self) -> dict:
+        raise NotImplementedError
 
-# Optional, TimmEncoder only: `device_inputs` (a DevicePreprocess, or None: decode on the CPU) and
-# `launch(batch)`, which starts encode() and returns a function that waits for its result.
+    def launch(self, batch) -> Callable[[], np.ndarray]:
+        """Start encoding `batch`; the returned function waits for its vectors. By default the
+        work is done at once; a GPU encoder returns before its device has finished."""
+        vectors = self.encode(batch)
+        return lambda: vectors
 
 
 @dataclass
-class TimmEncoder:
+class TimmEncoder(Encoder):
     model: object
     transform: object
     data_config: dict
     weights: WeightsInfo
-    device: str
     precision: str  # "fp32", "bf16" or "fp16"
     exact: bool
+    device: str = "cpu"
     model_name: str = MODEL_NAME
     dim: int = 512
     device_inputs: DevicePreprocess | None = None  # decode and preprocess on the device

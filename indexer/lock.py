@@ -15,24 +15,33 @@ __all__ = ["WriterLock"]
 
 
 class WriterLock:
-    def __init__(self, path: Path):
+    """`wait`: seconds to wait for a holder to finish before saying the store is in use."""
+
+    def __init__(self, path: Path, *, wait: float = 0.0):
         self.path = Path(path)
+        self.wait = wait
         self._fd: int | None = None
 
     def acquire(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            pid = holder.get("pid")
-            raise StoreInUseError(
-                f"store {self.path.parent} is in use by process {pid} "
-                f"({holder.get('command', '?')}, since {holder.get('since', '?')}); "
-                "wait for it to finish or stop it, then run again",
-                pid=pid,
-            ) from None
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                holder = _read_holder(fd)
+                os.close(fd)
+                pid = holder.get("pid")
+                raise StoreInUseError(
+                    f"store {self.path.parent} is busy: in use by process {pid} "
+                    f"({holder.get('command', '?')}, since {holder.get('since', '?')}); "
+                    "wait for it to finish or stop it, then retry",
+                    pid=pid,
+                ) from None
         os.ftruncate(fd, 0)
         holder = {
             "pid": os.getpid(),
@@ -48,7 +57,7 @@ class WriterLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "WriterLock":
+    def __enter__(self) -> WriterLock:
         self.acquire()
         return self
 

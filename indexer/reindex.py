@@ -7,28 +7,24 @@ import os
 from .ann import INDEX_TYPES
 from .errors import ConfigError
 from .lock import WriterLock
-from .store import Store, default_store_dir
-from .vectors import VectorIndex, clean_leftovers, rebuild, save_vector_index
+from .store import open_store
+from .vectors import VectorIndex, clean_leftovers, sync_and_save
 
 __all__ = ["reindex"]
 
 
-def reindex(store: str | os.PathLike | None = None, *, index_type: str = "auto",
+def reindex(store_dir: str | os.PathLike | None = None, *, index_type: str = "auto",
             memory_budget: int | None = None) -> VectorIndex:
     """Rebuild with `index_type` ("auto" lets the collection size and budget choose) and keep
     that preference for later index runs."""
     if index_type != "auto" and index_type not in INDEX_TYPES:
         raise ConfigError(f"unknown index type {index_type!r}; choose auto or one of {', '.join(INDEX_TYPES)}")
-    db = Store(store or default_store_dir(), read_only=False)
-    db.require()
-    with WriterLock(db.dir / "writer.lock"):
+    store = open_store(store_dir, read_only=False)
+    store.require()
+    with WriterLock(store.dir / "writer.lock"):
         settings = {"index_type": index_type}
         if memory_budget:
             settings["memory_budget"] = int(memory_budget)
-        db.set_manifest(**settings)
-        manifest = db.manifest()
-        clean_leftovers(db)
-        vectors = rebuild(db, manifest)
-        save_vector_index(db, vectors)
-        db.truncate_log(vectors.generation)
-    return vectors
+        store.set_manifest(**settings)
+        clean_leftovers(store)
+        return sync_and_save(store, None, rebuild_as=index_type)  # "auto": chosen from size and budget

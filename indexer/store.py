@@ -18,13 +18,24 @@ from pathlib import Path
 import numpy as np
 
 from .connections import connection
-from .errors import StoreError, StoreMismatchError
+from .errors import ConfigError, StoreError, StoreMismatchError
 from .faults import fault_point
+from .locations import default_store_dir
 
-__all__ = ["Store", "RowState", "SCHEMA_VERSION", "DB_NAME", "default_store_dir"]
+__all__ = [
+    "Store", "RowState", "open_store", "SCHEMA_VERSION", "DB_NAME", "LIVE", "MTIME", "encode_path",
+    "default_store_dir", "fetch_records",
+]
 
 SCHEMA_VERSION = 1
 DB_NAME = "metadata.duckdb"
+
+# The one spelling of "a row FAISS must hold", and of a row's modification time as a timestamp.
+LIVE = "status = 'ok' AND embedding IS NOT NULL"
+MTIME = "make_timestamp(mtime_ns // 1000)"
+# Marks the key of a file name that is not UTF-8: NUL is the one character no real name holds,
+# so no UTF-8 name can share the key of a non-UTF-8 one.
+NOT_UTF8_MARK = "\x00"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -58,16 +69,12 @@ CREATE TABLE IF NOT EXISTS decisions (kind VARCHAR NOT NULL, a BIGINT NOT NULL, 
 IDENTITY_KEYS = ("model_name", "preprocess", "dim", "metric", "weights_fingerprint")
 
 
-def default_store_dir() -> Path:
-    """VITSEARCH_STORE, else data/store of a source checkout, else the user's data folder."""
-    env = os.environ.get("VITSEARCH_STORE")
-    if env:
-        return Path(env).expanduser()
-    checkout_data = Path(__file__).resolve().parent.parent / "data"
-    if checkout_data.is_dir():
-        return checkout_data / "store"
-    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(base) / "vitsearch" / "store"
+def open_store(store_dir: str | os.PathLike | None = None, *, read_only: bool = True) -> Store:
+    """The store at `store_dir`, else the default one (see locations.default_store_dir)."""
+    store = Store(store_dir or default_store_dir(), read_only=read_only)
+    if store.dir.exists() and not store.dir.is_dir():
+        raise ConfigError(f"--store {store.dir} is a file, not a store directory: pass a folder")
+    return store
 
 
 @dataclass(frozen=True)
@@ -85,13 +92,20 @@ class RowState:
 
 
 def encode_path(path: str) -> tuple[str, bytes | None]:
-    """A UTF-8 key for any file name, plus the raw bytes when the name is not UTF-8."""
+    """A UTF-8 key for any file name, one to one, plus the raw bytes when the name is not UTF-8."""
     try:
         path.encode("utf-8")
         return path, None
     except UnicodeEncodeError:
         raw = os.fsencode(path)
-        return raw.decode("utf-8", "backslashreplace"), raw
+        return raw.decode("utf-8", "backslashreplace") + NOT_UTF8_MARK, raw
+
+
+def fetch_records(con, query: str, params=()) -> list[dict]:
+    """Rows as dicts keyed by column name: callers never depend on column positions."""
+    cursor = con.execute(query, params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]
 
 
 class Store:
@@ -110,11 +124,13 @@ class Store:
             raise StoreError(f"no store at {self.dir}: build one with `vitsearch index FOLDER --store {self.dir}`")
 
     @contextlib.contextmanager
-    def connect(self) -> Iterator:
-        """A connection for one read or one transaction (see indexer.connections)."""
+    def connect(self, *, file_access: bool = False) -> Iterator:
+        """A connection for one read or one transaction (see indexer.connections). Reads are
+        sandboxed (no file access) unless `file_access` is asked for, as an export does."""
         if self.read_only:
             self.require()
-        with connection(self.db_path, read_only=self.read_only) as con:
+        with connection(self.db_path, read_only=self.read_only,
+                        sandboxed=self.read_only and not file_access) as con:
             yield con
 
     # ---- manifest ----
@@ -146,22 +162,66 @@ class Store:
     # ---- reads ----
 
     def rows(self) -> dict[str, RowState]:
+        fields = ", ".join(RowState.__dataclass_fields__)
         with self.connect() as con:
-            result = con.execute(
-                "SELECT id, path, root, size, mtime_ns, content_hash, status, error FROM images"
-            ).fetchall()
-        return {r[1]: RowState(*r) for r in result}
+            records = fetch_records(con, f"SELECT {fields} FROM images")
+        return {r["path"]: RowState(**r) for r in records}
+
+    def records(self, columns: str, where: str = LIVE, params=(), *, order: str = "id",
+                limit: int | None = None) -> list[dict]:
+        """Rows of `images` as dicts: `columns` and `where` are the caller's fixed SQL text
+        (never user input), `params` its values."""
+        query = f"SELECT {columns} FROM images WHERE {where} ORDER BY {order}"
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        with self.connect() as con:
+            return fetch_records(con, query, params)
+
+    def records_by_id(self, columns: str, ids) -> dict[int, dict]:
+        """Live rows of these ids, keyed by id."""
+        id_list = ", ".join(str(int(i)) for i in ids) or "NULL"  # integers only: safe to inline,
+        rows = self.records(f"id, {columns}", f"{LIVE} AND id IN ({id_list})")  # and DuckDB then
+        return {r["id"]: r for r in rows}                                       # uses its key index
 
     def live_ids(self) -> np.ndarray:
         with self.connect() as con:
-            ids = con.execute(
-                "SELECT id FROM images WHERE status = 'ok' AND embedding IS NOT NULL ORDER BY id"
-            ).fetchnumpy()["id"]
+            ids = con.execute(f"SELECT id FROM images WHERE {LIVE} ORDER BY id").fetchnumpy()["id"]
         return np.asarray(ids, dtype=np.int64)
+
+    def embedding_chunks(self, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All live (ids, embeddings) in id order, `chunk` rows at a time (keyset pagination),
+        so a scan of millions of rows holds one chunk in memory."""
+        last = -1
+        while True:
+            with self.connect() as con:
+                result = con.execute(
+                    f"SELECT id, embedding FROM images WHERE {LIVE} AND id > ? ORDER BY id LIMIT ?",
+                    [last, chunk],
+                ).fetchnumpy()
+            ids = np.asarray(result["id"], np.int64)
+            if not len(ids):
+                return
+            yield ids, np.stack(result["embedding"]).astype(np.float32)
+            last = int(ids[-1])
+
+    def counts(self) -> dict:
+        """Live images, failed files, and failures by reason."""
+        with self.connect() as con:
+            (images, failed), = con.execute(
+                f"SELECT count(*) FILTER ({LIVE}), count(*) FILTER (status = 'failed') FROM images"
+            ).fetchall()
+            reasons = con.execute(
+                "SELECT error, count(*) FROM images WHERE status = 'failed' GROUP BY error ORDER BY 2 DESC, 1"
+            ).fetchall()
+        return {"images": images, "failed": failed, "failures": dict(reasons)}
+
+    def roots(self) -> list[str]:
+        with self.connect() as con:
+            return [r[0] for r in con.execute("SELECT DISTINCT root FROM images ORDER BY 1").fetchall()]
 
     def embeddings(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of live rows, all of them or those in `ids`."""
-        query = "SELECT id, embedding FROM images WHERE status = 'ok' AND embedding IS NOT NULL"
+        query = f"SELECT id, embedding FROM images WHERE {LIVE}"
         with self.connect() as con:
             if ids is None:
                 result = con.execute(query + " ORDER BY id").fetchnumpy()
@@ -183,7 +243,7 @@ class Store:
     # ---- writes ----
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator["Transaction"]:
+    def transaction(self) -> Iterator[Transaction]:
         """One atomic batch of writes; vector changes bump the generation and are logged."""
         with self.connect() as con:
             manifest = _read_manifest(con)
@@ -202,8 +262,11 @@ class Store:
                 _write_manifest(con, {"next_id": tx.next_id})
                 fault_point("before_commit")
                 con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
+            except BaseException as e:
+                _rollback(con)
+                if _is_duckdb_error(e):
+                    raise StoreError(f"could not write {self.db_path}: {_first_line(e)}. The last committed "
+                                     "state is intact; fix this and run the same command again") from e
                 raise
         fault_point("after_commit")
 
@@ -322,6 +385,23 @@ class Transaction:
         if ids:
             self.con.execute("DELETE FROM images WHERE id IN (SELECT unnest(?::BIGINT[]))", [ids])
             self.vector_changes.update(ids)
+
+
+def _rollback(con) -> None:
+    """Undo an open transaction. After a failed COMMIT DuckDB has none left to roll back: its
+    "cannot rollback" must not hide the error that matters (a full disk, say)."""
+    try:
+        con.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        pass
+
+
+def _is_duckdb_error(error: BaseException) -> bool:
+    return type(error).__module__.split(".")[0] in ("duckdb", "_duckdb")
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
 
 
 def _column(values: list) -> np.ndarray:

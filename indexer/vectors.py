@@ -17,15 +17,21 @@ from pathlib import Path
 import numpy as np
 
 from .ann import (
-    DEFAULT_MEMORY_BUDGET, FLAT_MAX, IndexChoice, build_ann, choose_index_type, index_ids,
+    DEFAULT_MEMORY_BUDGET,
+    FLAT_MAX,
+    IVF_MIN_VECTORS,
+    IndexChoice,
+    build_ann,
+    choose_index_type,
+    index_ids,
     set_search_depth,
 )
 from .faults import fault_point
 from .store import Store
 
 __all__ = [
-    "VectorIndex", "open_vector_index", "refresh_vector_index", "save_vector_index",
-    "rebuild", "needs_new_layout", "clean_leftovers", "FAISS_NAME",
+    "VectorIndex", "open_for_writing", "sync_and_save", "open_vector_index", "refresh_vector_index",
+    "save_vector_index", "rebuild", "needs_new_layout", "clean_leftovers", "FAISS_NAME",
 ]
 
 FAISS_NAME = "vectors.faiss"
@@ -51,6 +57,29 @@ class VectorIndex:
 
     def ids(self) -> np.ndarray:
         return np.sort(index_ids(self.index))
+
+
+def open_for_writing(store: Store, manifest: dict) -> VectorIndex:
+    """A writer's first step: leftovers of killed saves removed, the index verified against
+    DuckDB and, if it had to be repaired, saved at once."""
+    clean_leftovers(store)
+    vectors = open_vector_index(store, manifest)
+    if vectors.repair:
+        save_vector_index(store, vectors)
+    return vectors
+
+
+def sync_and_save(store: Store, vectors: VectorIndex | None, *, rebuild_as: str | None = None) -> VectorIndex:
+    """A writer's last step: bring the index to DuckDB's committed state (caught up, or rebuilt
+    when the collection outgrew its layout or `rebuild_as` asks), save it, forget the log."""
+    manifest = store.manifest()
+    if rebuild_as is None and vectors is not None:
+        vectors = refresh_vector_index(store, vectors, manifest)
+    if rebuild_as is not None or vectors is None or needs_new_layout(vectors, manifest):
+        vectors = rebuild(store, manifest, rebuild_as)
+    save_vector_index(store, vectors)
+    store.truncate_log(vectors.generation)
+    return vectors
 
 
 def save_vector_index(store: Store, vectors: VectorIndex) -> None:
@@ -153,9 +182,10 @@ def rebuild(store: Store, manifest: dict, index_type: str | None = None) -> Vect
 
 def needs_new_layout(vectors: VectorIndex, manifest: dict) -> bool:
     """Whether an auto-chosen layout no longer suits the collection's size."""
-    if manifest.get("index_type", "auto") != "auto":
-        return False
     n = vectors.count
+    preferred = manifest.get("index_type", "auto")
+    if preferred != "auto":  # a chosen IVF type built flat while the store was too small for it
+        return vectors.index_type == "flat" != preferred and n >= IVF_MIN_VECTORS
     budget = int(manifest.get("memory_budget", DEFAULT_MEMORY_BUDGET))
     wanted = choose_index_type(n, int(manifest["dim"]), budget)
     if vectors.index_type == "flat":

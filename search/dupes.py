@@ -3,19 +3,17 @@ self-join over the index and connected components, so memory stays bounded by k 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from indexer.store import Store
-
+from ..indexer.ann import search_parameters
+from ..indexer.decisions import read_decisions
+from ..indexer.store import Store
 from .index import ImageIndex
 
-__all__ = [
-    "DuplicateGroup", "find_duplicates", "nearest_neighbour_scores", "record_not_duplicates",
-    "record_keeper", "TIERS", "NEAR_DEFAULT", "SIMILAR_DEFAULT",
-]
+__all__ = ["DuplicateGroup", "find_duplicates", "nearest_neighbour_scores", "TIERS", "NEAR_DEFAULT",
+           "SIMILAR_DEFAULT"]
 
 TIERS = ("identical", "near", "similar")
 NEAR_DEFAULT = 0.95
@@ -43,7 +41,8 @@ def find_duplicates(index: ImageIndex, *, near: float = NEAR_DEFAULT, similar: f
     """Groups of each requested tier, honouring the user's recorded decisions."""
     similar = min(similar, near)
     rows = _rows(index.store)
-    not_duplicates, keepers = _decisions(index.store)
+    decisions = read_decisions(index.store)
+    not_duplicates, keepers = decisions.not_duplicates, decisions.keepers
     groups: list[DuplicateGroup] = []
     if "identical" in tiers:
         by_hash: dict[str, list[int]] = {}
@@ -69,84 +68,33 @@ def find_duplicates(index: ImageIndex, *, near: float = NEAR_DEFAULT, similar: f
 def nearest_neighbour_scores(index: ImageIndex) -> np.ndarray:
     """Each image's best similarity to another image: the distribution thresholds cut."""
     best = []
-    for ids, vectors in _chunks(index.store):
+    for ids, vectors in index.store.embedding_chunks(CHUNK):
         scores, found = _search(index, vectors, 2)
         own = found == ids[:, None]
         best.append(np.where(own[:, 0], scores[:, 1], scores[:, 0]))
     return np.concatenate(best) if best else np.zeros(0, np.float32)
 
 
-def record_not_duplicates(store: Store, ids: list[int]) -> None:
-    """The user says these images are not duplicates of one another: later runs keep them apart."""
-    pairs = [(min(a, b), max(a, b)) for i, a in enumerate(ids) for b in ids[i + 1:] if a != b]
-    _write_decisions(Store(store.dir, read_only=False), [("not_duplicate", a, b) for a, b in pairs])
-
-
-def record_keeper(store: Store, keeper: int) -> None:
-    """The user keeps this image in whatever group it lands in."""
-    _write_decisions(Store(store.dir, read_only=False), [("keep", keeper, None)])
-
-
 # ---- internals ----
 
 def _rows(store: Store) -> dict[int, tuple]:
     """id -> (path, content_hash, keeper sort key) of live images."""
-    with store.connect() as con:
-        result = con.execute(
-            "SELECT id, path, content_hash, coalesce(width * height, 0), size, "
-            "(captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT "
-            "FROM images WHERE status = 'ok' AND embedding IS NOT NULL"
-        ).fetchall()
-    return {r[0]: (r[1], r[2], (r[3], r[4], r[5], -r[0])) for r in result}
-
-
-def _decisions(store: Store) -> tuple[set[tuple[int, int]], set[int]]:
-    with store.connect() as con:
-        rows = con.execute("SELECT kind, a, b FROM decisions").fetchall()
-    not_duplicates = {(a, b) for kind, a, b in rows if kind == "not_duplicate"}
-    keepers = {a for kind, a, _ in rows if kind == "keep"}
-    return not_duplicates, keepers
-
-
-def _write_decisions(store: Store, rows: list[tuple]) -> None:
-    with store.connect() as con:
-        con.executemany(
-            "INSERT INTO decisions SELECT $1, $2, $3, current_localtimestamp() "
-            "WHERE NOT EXISTS (SELECT 1 FROM decisions WHERE kind = $1 AND a = $2 AND b IS NOT DISTINCT FROM $3)",
-            rows,
-        )
-
-
-def _chunks(store: Store) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """All live (ids, embeddings) in id order, CHUNK rows at a time (keyset pagination)."""
-    last = -1
-    while True:
-        with store.connect() as con:
-            result = con.execute(
-                "SELECT id, embedding FROM images WHERE status = 'ok' AND embedding IS NOT NULL "
-                "AND id > ? ORDER BY id LIMIT ?", [last, CHUNK]
-            ).fetchnumpy()
-        ids = np.asarray(result["id"], np.int64)
-        if not len(ids):
-            return
-        yield ids, np.stack(result["embedding"]).astype(np.float32)
-        last = int(ids[-1])
+    records = store.records(
+        "id, path, content_hash, coalesce(width * height, 0) AS pixels, size, "
+        "(captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT AS richness")
+    return {r["id"]: (r["path"], r["content_hash"], (r["pixels"], r["size"], r["richness"], -r["id"]))
+            for r in records}
 
 
 def _search(index: ImageIndex, vectors: np.ndarray, k: int):
-    params = None
-    if index.vectors.index_type != "flat":
-        import faiss
-
-        nprobe = min(int(index.vectors.choice.params.get("nprobe", 1)), DUPES_NPROBE_MAX)
-        params = faiss.SearchParametersIVF(nprobe=nprobe)
+    params = search_parameters(index.vectors.index, index.vectors.choice, max_nprobe=DUPES_NPROBE_MAX)
     return index.vectors.index.search(vectors, min(k, len(index)), params=params)
 
 
 def _edges(index: ImageIndex, threshold: float, not_duplicates: set[tuple[int, int]]):
     """Pairs (a < b) of neighbours scoring >= threshold, minus the user's 'not duplicates'."""
     parts_a, parts_b, parts_s = [], [], []
-    for ids, vectors in _chunks(index.store):
+    for ids, vectors in index.store.embedding_chunks(CHUNK):
         scores, found = _search(index, vectors, NEIGHBOURS)
         a = np.repeat(ids, found.shape[1])
         b, s = found.ravel(), scores.ravel()
@@ -164,7 +112,7 @@ def _edges(index: ImageIndex, threshold: float, not_duplicates: set[tuple[int, i
     first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
     a, b, s = a[first], b[first], s[first]
     if not_duplicates:
-        vetoed = np.array([(int(x), int(y)) not in not_duplicates for x, y in zip(a, b)], bool)
+        vetoed = np.array([(int(x), int(y)) not in not_duplicates for x, y in zip(a, b, strict=False)], bool)
         a, b, s = a[vetoed], b[vetoed], s[vetoed]
     return a, b, s
 
@@ -190,7 +138,7 @@ def _components(a: np.ndarray, b: np.ndarray, mask: np.ndarray, scores: np.ndarr
             break
         labels = updated
     groups: dict[int, list[int]] = {}
-    for node, label in zip(nodes.tolist(), labels.tolist()):
+    for node, label in zip(nodes.tolist(), labels.tolist(), strict=False):
         groups.setdefault(label, []).append(node)
     result = []
     for members in groups.values():
@@ -230,7 +178,7 @@ def _split_with_vetoes(a, b, weights, cannot_link) -> list[list[int]]:
 def _best_scores(a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> dict[int, float]:
     """Each image's best similarity over the edges it is part of."""
     best: dict[int, float] = {}
-    for x, y, s in zip(a.tolist(), b.tolist(), scores.tolist()):
+    for x, y, s in zip(a.tolist(), b.tolist(), scores.tolist(), strict=False):
         best[x] = max(best.get(x, -1.0), s)
         best[y] = max(best.get(y, -1.0), s)
     return best

@@ -5,31 +5,28 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from indexer.connections import close_lease
-from indexer.store import Store, default_store_dir
+from ..indexer.store import LIVE, MTIME, open_store
 
 __all__ = ["export_parquet", "EXPORT_COLUMNS"]
 
 EXPORT_COLUMNS = (
-    "id, path, embedding, width, height, size, "
-    "make_timestamp(mtime_ns // 1000) AS mtime, format, captured_at, camera, content_hash, "
-    "root, indexed_at"
+    f"id, path, embedding, width, height, size, {MTIME} AS mtime, format, captured_at, camera, "
+    "content_hash, root, indexed_at"
 )
 
 
-def export_parquet(out: str | os.PathLike, store: str | os.PathLike | None = None) -> int:
+def export_parquet(out: str | os.PathLike, store_dir: str | os.PathLike | None = None) -> int:
     """Write one row per indexed image to `out` (atomically); returns the row count."""
-    db = Store(store or default_store_dir())
+    store = open_store(store_dir)
     out = Path(out).expanduser().absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     literal = str(temporary).replace("'", "''")  # COPY takes no parameters; quote by doubling
-    close_lease(str(db.db_path))  # a fresh connection: filters switch file access off on theirs
-    with db.connect() as con:
+    with store.connect(file_access=True) as con:  # COPY writes a file: the one unsandboxed read
         con.execute(
-            f"COPY (SELECT {EXPORT_COLUMNS} FROM images WHERE status = 'ok' ORDER BY id) "
+            f"COPY (SELECT {EXPORT_COLUMNS} FROM images WHERE {LIVE} ORDER BY id) "
             f"TO '{literal}' (FORMAT parquet)"
         )
-        (count,) = con.execute("SELECT count(*) FROM images WHERE status = 'ok'").fetchone()
+        (count,) = con.execute(f"SELECT count(*) FROM images WHERE {LIVE}").fetchone()
     os.replace(temporary, out)
     return int(count)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from indexer.errors import ConfigError
+from ..indexer.errors import ConfigError
+from ..indexer.store import LIVE, MTIME
 
 __all__ = ["FILTER_COLUMNS", "validate_where", "matching_ids", "metadata_sql"]
 
@@ -17,13 +18,13 @@ FILTER_COLUMNS = ("id", "path", "root", "folder", "name", "size", "mtime", "widt
                   "format", "captured_at", "camera", "content_hash", "indexed_at")
 MAX_WHERE_LENGTH = 4000
 
-_METADATA = """
+_METADATA = f"""
 SELECT id, path, root,
        regexp_replace(path, '/[^/]*$', '') AS folder,
        regexp_extract(path, '[^/]*$') AS name,
-       size, make_timestamp(mtime_ns // 1000) AS mtime, width, height, format,
+       size, {MTIME} AS mtime, width, height, format,
        captured_at, camera, content_hash, indexed_at
-FROM main.images WHERE status = 'ok' AND embedding IS NOT NULL
+FROM main.images WHERE {LIVE}
 """
 
 
@@ -66,7 +67,8 @@ def validate_where(where: str) -> str:
 
 
 def matching_ids(con, where: str) -> np.ndarray:
-    """Ids of live images matching `where`, evaluated with file access switched off."""
+    """Ids of live images matching `where`. `con` must be a sandboxed reader (file access off,
+    see indexer.connections): Store.connect() of a read-only store is one."""
     import duckdb
 
     query = metadata_sql(where)
@@ -76,7 +78,6 @@ def matching_ids(con, where: str) -> np.ndarray:
         raise ConfigError(f"--where is not valid SQL: {_first_line(e)}") from e
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
         raise ConfigError("--where must be a single boolean expression")
-    con.execute("SET enable_external_access = false")
     try:
         ids = con.execute(query).fetchnumpy()["id"]
     except duckdb.Error as e:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -13,19 +12,22 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.errors import ConfigError, ImageLoadError, StoreMismatchError
-from indexer.images import load_image, read_image_bytes, to_rgb
-from indexer.weights import weights_from_manifest
-from indexer.scan import is_within
-from indexer.store import Store, default_store_dir, encode_path
-from indexer.vectors import open_vector_index, refresh_vector_index
-
+from ..indexer.ann import search_parameters
+from ..indexer.errors import ConfigError, ImageLoadError, StoreMismatchError
+from ..indexer.images import load_image, read_image_bytes, to_rgb
+from ..indexer.scan import is_within
+from ..indexer.store import LIVE, MTIME, Store, encode_path, open_store
+from ..indexer.vectors import open_vector_index, refresh_vector_index
+from ..indexer.weights import weights_from_manifest
 from .filters import matching_ids
 
 __all__ = ["ImageIndex", "Hit", "to_records", "to_dataframe"]
 
-SMALL_SUBSET = 20_000  # filtered sets up to this size: every list is scanned (exact candidates)
 ENCODE_BATCH = 16
+PATH_CHOICES = 50
+# What a Hit carries of its row, by name.
+_HIT_COLUMNS = (f"path, width, height, format, size, {MTIME} AS mtime, captured_at, camera, "
+                "mtime_ns, path_bytes, root, embedding")
 
 
 @dataclass(frozen=True)
@@ -73,11 +75,12 @@ class ImageIndex:
         self._model_lock = threading.RLock()
 
     @classmethod
-    def open(cls, store: str | os.PathLike | None = None, *, device: str = "auto", encoder=None) -> "ImageIndex":
-        db = Store(store or default_store_dir())
-        db.require()
-        manifest = db.manifest()
-        return cls(db, manifest, open_vector_index(db, manifest), device=device, encoder=encoder)
+    def open(cls, store_dir: str | os.PathLike | None = None, *, device: str = "auto",
+             encoder=None) -> ImageIndex:
+        store = open_store(store_dir)
+        store.require()
+        manifest = store.manifest()
+        return cls(store, manifest, open_vector_index(store, manifest), device=device, encoder=encoder)
 
     def __len__(self) -> int:
         return self.vectors.count
@@ -91,6 +94,54 @@ class ImageIndex:
         self.manifest = manifest
         return True
 
+    # ---- what the store holds ----
+
+    def info(self) -> dict:
+        """Counts and facts of the store; index facts from the vectors already in memory."""
+        counts = self.store.counts()
+        return {
+            "images": counts["images"],
+            "vectors": self.vectors.count,
+            "failed": counts["failed"],
+            "failures": counts["failures"],
+            "model": self.manifest["model_name"],
+            "weights": self.manifest["weights_source"],
+            "index_type": self.vectors.index_type,
+            "index_recall_at_10": self.vectors.choice.recall,
+            "index_params": self.vectors.choice.params,
+            "dim": self.manifest["dim"],
+            "metric": self.manifest["metric"],
+            "store": str(self.store.dir),
+            "generation": self.manifest["generation"],
+            "index_repair": self.vectors.repair,
+        }
+
+    def failures(self, limit: int = 1000) -> list[tuple[str, str, str]]:
+        """(path, reason, detail) of failed files, newest first."""
+        rows = self.store.records("path, error, error_detail", "status = 'failed'",
+                                  order="indexed_at DESC, path", limit=limit)
+        return [(r["path"], r["error"], r["error_detail"]) for r in rows]
+
+    def find_paths(self, text: str, limit: int = PATH_CHOICES) -> list[str]:
+        """Indexed paths containing `text` (case-insensitive), in path order."""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self.store.records("path", f"{LIVE} AND path ILIKE ? ESCAPE '\\'", [pattern],
+                                  order="path", limit=limit)
+        return [r["path"] for r in rows]
+
+    def describe(self, ids) -> dict[int, dict]:
+        """Metadata of these images by id: path, width, height, size, mtime_ns, date (capture
+        time, else modification time, as text) and camera."""
+        rows = self.store.records_by_id(
+            f"path, width, height, size, mtime_ns, coalesce(captured_at, {MTIME}) AS date, camera", ids)
+        for row in rows.values():
+            row["date"] = str(row["date"])[:19] if row["date"] else None
+        return rows
+
+    def roots(self) -> list[str]:
+        """The folders this store was built from."""
+        return self.store.roots()
+
     @property
     def encoder(self):
         """The store's own model and preprocessing, loaded on first use."""
@@ -99,7 +150,7 @@ class ImageIndex:
 
     def _load_encoder(self):
         if self._encoder is None:
-            from indexer.encoder import load_encoder
+            from ..indexer.encoder import load_encoder
 
             encoder = load_encoder(weights_from_manifest(self.manifest), device=self._device)
             if encoder.weights.fingerprint != self.manifest["weights_fingerprint"]:
@@ -123,10 +174,10 @@ class ImageIndex:
         vectors = self.embed_many(queries)
         allowed = None
         if where is not None:
-            with self.store.connect() as con:
+            with self.store.connect() as con:  # sandboxed: no file access for user SQL
                 allowed = matching_ids(con, where)
         candidates = self._candidates(vectors, int(k), allowed)
-        return [self._hits(ids, vector, int(k), min_score) for ids, vector in zip(candidates, vectors)]
+        return [self._hits(ids, vector, int(k), min_score) for ids, vector in zip(candidates, vectors, strict=False)]
 
     def embed(self, query) -> np.ndarray:
         return self.embed_many([query])[0]
@@ -149,7 +200,7 @@ class ImageIndex:
             batch = torch.stack([torch.as_tensor(self.encoder.preprocess(image)) for _, image in chunk])
             with self._model_lock:
                 vectors = self.encoder.encode(batch)
-            for (position, _), vector in zip(chunk, vectors):
+            for (position, _), vector in zip(chunk, vectors, strict=False):
                 result[position] = vector
         return result
 
@@ -167,18 +218,15 @@ class ImageIndex:
             sql, param = "path = ?", encode_path(os.path.abspath(query))[0]
         else:
             return None
-        with self.store.connect() as con:
-            row = con.execute(
-                f"SELECT embedding, size, mtime_ns, path FROM images WHERE status = 'ok' AND {sql}", [param]
-            ).fetchone()
-        if row is None:
+        rows = self.store.records("embedding, size, mtime_ns, path, path_bytes", f"{LIVE} AND {sql}", [param])
+        if not rows:
             if isinstance(query, (int, np.integer)):
                 raise ConfigError(f"no indexed image has id {query}")
             return None
-        embedding, size, mtime_ns, path = row
-        if isinstance(query, (str, Path)) and not _unchanged(path, size, mtime_ns):
+        row = rows[0]
+        if isinstance(query, (str, Path)) and not _unchanged(_disk_path(row), row["size"], row["mtime_ns"]):
             return None  # the file was edited since indexing: embed what is on disk now
-        return np.asarray(embedding, dtype=np.float32)
+        return np.asarray(row["embedding"], dtype=np.float32)
 
     def _to_image(self, query):
         from PIL import Image
@@ -213,50 +261,32 @@ class ImageIndex:
         # Extra candidates: ties (identical copies) at the k-th place then resolve by id, and
         # approximate scores get room for exact re-ranking.
         fetch = k + 8 if exact_index else max(4 * k, 50)
-        params = None if allowed is None else self._filter_params(allowed)
+        params = search_parameters(self.vectors.index, self.vectors.choice, allowed=allowed)
         _, ids = self.vectors.index.search(vectors, min(fetch, len(self)), params=params)
         return [row[row >= 0] for row in ids]
-
-    def _filter_params(self, allowed: np.ndarray):
-        import faiss
-
-        selector = faiss.IDSelectorBatch(allowed)
-        if self.vectors.index_type == "flat":
-            params = faiss.SearchParameters(sel=selector)
-        else:
-            nprobe = int(self.vectors.choice.params.get("nprobe", 1))
-            nlist = faiss.extract_index_ivf(self.vectors.index).nlist
-            selectivity = len(allowed) / max(len(self), 1)
-            # A filter thins every list: probe more of them so that enough allowed vectors are
-            # reached; a small allowed set is cheap to scan entirely, which makes it exact.
-            scaled = nlist if len(allowed) <= SMALL_SUBSET else math.ceil(nprobe / max(selectivity, 1e-6))
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=min(nlist, scaled))
-        params._selector = selector  # keep it alive as long as the parameters
-        return params
 
     def _hits(self, ids: np.ndarray, vector: np.ndarray, k: int, min_score: float | None) -> list[Hit]:
         """Rows for candidate ids, scored exactly against their stored embeddings, best first."""
         if not len(ids):
             return []
-        id_list = ", ".join(str(int(i)) for i in ids)  # integers only: safe to inline, and a
-        with self.store.connect() as con:               # literal list lets DuckDB use its key index
-            rows = con.execute(
-                "SELECT id, path, width, height, format, size, make_timestamp(mtime_ns // 1000), "
-                "captured_at, camera, mtime_ns, path_bytes, root, embedding FROM images "
-                f"WHERE status = 'ok' AND id IN ({id_list})"
-            ).fetchall()
+        rows = self.store.records_by_id(_HIT_COLUMNS, ids)
         scored = []
-        for r in rows:
-            if not is_within(r[1], r[11]):
+        for r in rows.values():
+            if not is_within(r["path"], r["root"]):
                 continue  # never a path outside the indexed roots
-            score = float(np.dot(np.asarray(r[12], np.float32), vector))
+            score = float(np.dot(np.asarray(r["embedding"], np.float32), vector))
             if min_score is not None and score < min_score:
                 continue
-            disk_path = os.fsdecode(r[10]) if r[10] else r[1]
-            stale = not _unchanged(disk_path, r[5], r[9])
-            scored.append(Hit(r[0], r[1], score, r[2], r[3], r[4], r[5], r[6], r[7], r[8], stale))
+            stale = not _unchanged(_disk_path(r), r["size"], r["mtime_ns"])
+            scored.append(Hit(r["id"], r["path"], score, r["width"], r["height"], r["format"], r["size"],
+                              r["mtime"], r["captured_at"], r["camera"], stale))
         scored.sort(key=lambda h: (-h.score, h.id))
         return scored[:k]
+
+
+def _disk_path(row: dict) -> str:
+    """The name on disk: the raw bytes for a name that is not UTF-8."""
+    return os.fsdecode(row["path_bytes"]) if row["path_bytes"] else row["path"]
 
 
 def _unchanged(path: str, size: int, mtime_ns: int) -> bool:

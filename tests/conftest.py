@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.weights import WeightsInfo
-from ui.samples import make_scene
+from vitsearch.indexer.encoder import Encoder
+from vitsearch.indexer.weights import WeightsInfo
+from vitsearch.ui.samples import make_scene
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
-class FakeEncoder:
+class FakeEncoder(Encoder):
     """Deterministic and cheap: a coarse colour layout as the embedding. Not the model."""
 
     model_name = "fake-colour-layout"
@@ -54,7 +55,7 @@ def fake_encoder() -> FakeEncoder:
 @pytest.fixture(scope="session")
 def random_encoder():
     """The real architecture with the content-sensitive random weights (exact fp32)."""
-    from indexer.encoder import load_encoder
+    from vitsearch.indexer.encoder import load_encoder
 
     return load_encoder("random", device="cpu", exact=True)
 
@@ -79,6 +80,6 @@ def run_cli(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
     """Run the real `vitsearch` command in a child process."""
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run(
-        [sys.executable, "-m", "ui.cli", *map(str, args)],
+        [sys.executable, "-m", "vitsearch.ui.cli", *map(str, args)],
         cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout,
     )

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from tests.conftest import scene_bytes
-from tests.test_images import oriented_jpeg, png_declaring
+from tests.indexer.test_images import oriented_jpeg, png_declaring
 
 __all__ = ["make_hostile_folder"]
 

@@ -1,29 +1,54 @@
 """The Gradio page: search by image, refine with filters, review duplicates, see the index.
 
 `build_app(index)` builds the Blocks from an injected ImageIndex; handlers are thin functions
-over search/ and return generated thumbnails only (PIL images, no paths to originals).
+over search/ (and indexer/ for decisions) and return generated thumbnails only, never paths to
+originals. Text that comes from file names is shown as plain text, never as Markdown or HTML.
 """
 
 from __future__ import annotations
 
-import html
+import re
 from pathlib import Path
 
 import gradio as gr
 
-from indexer.errors import VitsearchError
-from search import ImageIndex, list_failures, store_info
-from search.dupes import (
-    NEAR_DEFAULT, SIMILAR_DEFAULT, find_duplicates, record_keeper, record_not_duplicates,
-)
-
+from ..indexer.decisions import record_keeper, record_not_duplicates
+from ..indexer.errors import VitsearchError
+from ..indexer.images import inspect_image, read_image_bytes
+from ..indexer.scan import is_within
+from ..search import ImageIndex
+from ..search.dupes import NEAR_DEFAULT, SIMILAR_DEFAULT, find_duplicates
 from .filters import FORMATS, build_where
 from .quarantine import apply_quarantine, latest_manifest, plan_quarantine, undo_quarantine
 from .thumbnails import PREVIEW_SIDE, ThumbnailCache
 
-__all__ = ["build_app"]
+__all__ = ["build_app", "plain_markdown", "UPLOAD_MAX_PIXELS"]
 
-PATH_CHOICES = 50
+# A query needs no more than a few megapixels. Formats that cannot be decoded at reduced size
+# (PNG, TIFF, WebP, ...) are refused above this, so four concurrent uploads stay within ~1 GB.
+UPLOAD_MAX_PIXELS = 40_000_000
+DECISION_WAIT_SECONDS = 5.0  # a decision while an index run holds the store: wait, then say busy
+
+
+class UploadedImage(gr.Image):
+    """An image input that hands the handler the uploaded file's path and nothing else: Gradio's
+    own preprocessing would open the file with Pillow (decoding some formats at full size, and
+    failing with messages that name the server's temporary paths) before our loader sees it."""
+
+    is_template = True  # Gradio's name for "draw me with my parent's frontend"
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.path is None:
+            raise gr.Error("Upload the image as a file.")
+        return str(payload.path)
+
+
+def plain_markdown(text: str) -> str:
+    """`text` for a Markdown component, shown exactly as written: every punctuation mark that
+    Markdown or HTML could act on is backslash-escaped."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>&~\"'=:$])", r"\\\1", text)
 
 
 def build_app(index: ImageIndex, quarantine_dir: Path | None = None) -> gr.Blocks:
@@ -34,17 +59,17 @@ def build_app(index: ImageIndex, quarantine_dir: Path | None = None) -> gr.Block
         return [(thumbs.get(h.path, h.size, h.mtime), f"{h.score:.3f} · {Path(h.path).name}") for h in hits]
 
     def run_search(upload, picked, k, min_score, folder, date_from, date_to, min_w, min_h, formats):
-        query = upload if upload is not None else picked
-        if query is None or query == "":
+        if upload is None and not picked:
             raise gr.Error("Upload, paste or drop an image, or pick one from the index.")
         try:
+            query = _uploaded_bytes(upload, upload_dir) if upload is not None else picked
             index.refresh()
             where = build_where(folder, date_from, date_to, min_w, min_h, formats)
             hits = index.search(query, k=int(k), where=where, min_score=min_score or None)
         except VitsearchError as e:
-            raise gr.Error(str(e)) from None
-        status = f"{len(hits)} results" + (f" where `{html.escape(where)}`" if where else "")
-        return gallery_of(hits), hits, status
+            raise gr.Error(_without_upload_dir(str(e), upload_dir)) from None
+        status = f"{len(hits)} results" + (f" where {where}" if where else "")
+        return gallery_of(hits), hits, plain_markdown(status)
 
     def show_selected(hits, evt: gr.SelectData):
         hit = hits[evt.index]
@@ -54,26 +79,22 @@ def build_app(index: ImageIndex, quarantine_dir: Path | None = None) -> gr.Block
     def find_paths(text):
         if not text or len(text) < 2:
             return gr.update(choices=[])
-        with index.store.connect() as con:
-            rows = con.execute(
-                "SELECT path FROM images WHERE status = 'ok' AND path ILIKE ? ORDER BY path LIMIT ?",
-                [f"%{text}%", PATH_CHOICES],
-            ).fetchall()
-        return gr.update(choices=[r[0] for r in rows], value=rows[0][0] if rows else None)
+        paths = index.find_paths(text)
+        return gr.update(choices=paths, value=paths[0] if paths else None)
 
     # Every upload and gallery image lands in Gradio's cache: sweep it every 10 minutes of files
     # older than 30, so that a server running for weeks keeps its temporary folder small.
     with gr.Blocks(title="vitsearch", delete_cache=(600, 1800)) as app:
-        info = store_info(index.store.dir)
-        if info["weights"].startswith("random"):
+        if index.manifest["weights_source"].startswith("random"):
             gr.Markdown("**This store was built with RANDOM weights: similarity scores mean nothing.** "
                         "Re-index with real weights (`--weights FILE`) for meaningful results.",
                         elem_id="random-weights-banner")
         with gr.Tab("Search"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    upload = gr.Image(type="pil", sources=["upload", "clipboard"], label="Query image",
-                                      elem_id="query-image")
+                    upload = UploadedImage(type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                           label="Query image", elem_id="query-image")
+                    upload_dir = upload.GRADIO_CACHE
                     find = gr.Textbox(label="…or type to find an indexed image by path", elem_id="path-find")
                     picked = gr.Dropdown(choices=[], label="Indexed image", allow_custom_value=False,
                                          elem_id="path-pick")
@@ -113,6 +134,24 @@ def build_app(index: ImageIndex, quarantine_dir: Path | None = None) -> gr.Block
     return app
 
 
+def _without_upload_dir(message: str, upload_dir: str) -> str:
+    """A message as the user should read it: the server's temporary paths are none of theirs."""
+    return re.sub(re.escape(str(Path(upload_dir).resolve())) + r"[^\s'\"]*", "<upload>", message)
+
+
+def _uploaded_bytes(upload: str, upload_dir: str) -> bytes:
+    """The bytes of an uploaded file, refused before any pixel is decoded when the image is
+    bigger than a query needs and its format cannot be decoded at reduced size."""
+    if not is_within(str(Path(upload).resolve()), str(Path(upload_dir).resolve())):
+        raise gr.Error("Only uploaded images can be searched with.")
+    data = read_image_bytes(upload)
+    info = inspect_image(data).info
+    if info.width * info.height > UPLOAD_MAX_PIXELS and info.format not in ("JPEG", "MPO"):
+        raise gr.Error(f"This {info.format} is {info.width}x{info.height} pixels; a query image "
+                       f"may have at most {UPLOAD_MAX_PIXELS // 1_000_000} MP. Upload a smaller copy.")
+    return data
+
+
 def _metadata(hit) -> dict:
     """Plain values for gr.JSON, which shows them as text (never as HTML)."""
     return {
@@ -121,6 +160,14 @@ def _metadata(hit) -> dict:
         "captured": str(hit.captured_at) if hit.captured_at else None, "camera": hit.camera,
         "stale": hit.stale, "id": hit.id,
     }
+
+
+def _decide(record, *args) -> None:
+    """Write a decision through the writer side; a busy store is said plainly."""
+    try:
+        record(*args, wait=DECISION_WAIT_SECONDS)
+    except VitsearchError as e:
+        raise gr.Error(str(e)) from None
 
 
 def _duplicates_tab(index: ImageIndex, thumbs: ThumbnailCache, quarantine_dir: Path) -> None:
@@ -135,9 +182,9 @@ def _duplicates_tab(index: ImageIndex, thumbs: ThumbnailCache, quarantine_dir: P
         if not label:
             return [], [], None
         group = groups[int(label.split(".")[0]) - 1]
-        rows = _describe(index, group.ids)
+        rows = index.describe(group.ids)
         items = []
-        for row_id, path in zip(group.ids, group.paths):
+        for row_id, path in zip(group.ids, group.paths, strict=False):
             row = rows[row_id]
             star = "★ keep · " if row_id == group.keeper else ""
             caption = (f"{star}{Path(path).name} · {row['width']}x{row['height']} · "
@@ -150,13 +197,13 @@ def _duplicates_tab(index: ImageIndex, thumbs: ThumbnailCache, quarantine_dir: P
     def keep_selected(group, evt_index):
         if group is None or evt_index is None:
             raise gr.Error("Pick a group and click the image to keep.")
-        record_keeper(index.store, group.ids[evt_index])
+        _decide(record_keeper, index.store.dir, group.ids[evt_index])
         return f"Recorded: keep {Path(group.paths[evt_index]).name}"
 
     def not_duplicates(group):
         if group is None:
             raise gr.Error("Pick a group first.")
-        record_not_duplicates(index.store, list(group.ids))
+        _decide(record_not_duplicates, index.store.dir, list(group.ids))
         return "Recorded: these images are not duplicates; later runs keep them apart."
 
     def quarantine(group, dry_run: bool):
@@ -164,11 +211,11 @@ def _duplicates_tab(index: ImageIndex, thumbs: ThumbnailCache, quarantine_dir: P
             raise gr.Error("Pick a group first.")
         keeper_path = group.paths[group.ids.index(group.keeper)]
         moves = plan_quarantine(list(group.paths), keeper_path, quarantine_dir)
-        lines = "\n".join(f"- {html.escape(m.source)} → {html.escape(m.target)}" for m in moves)
+        lines = "\n".join(f"- {m.source} → {m.target}" for m in moves)
         if dry_run:
-            return f"Dry run: would move {len(moves)} file(s), keeping {html.escape(keeper_path)}:\n{lines}"
+            return f"Dry run: would move {len(moves)} file(s), keeping {keeper_path}:\n{lines}"
         manifest = apply_quarantine(moves, quarantine_dir)
-        return f"Moved {len(moves)} file(s); manifest {html.escape(str(manifest))} (undo available)."
+        return f"Moved {len(moves)} file(s); manifest {manifest} (undo available)."
 
     def undo():
         manifest = latest_manifest(quarantine_dir)
@@ -193,7 +240,8 @@ def _duplicates_tab(index: ImageIndex, thumbs: ThumbnailCache, quarantine_dir: P
             dry_run_button = gr.Button("Quarantine the others (dry run)")
             quarantine_button = gr.Button("Quarantine the others", variant="stop")
             undo_button = gr.Button("Undo last quarantine")
-        outcome = gr.Markdown(elem_id="dupes-outcome")
+        # A textbox: the names of files about to be moved must read exactly as they are.
+        outcome = gr.Textbox(label="Outcome", interactive=False, lines=4, max_lines=30, elem_id="dupes-outcome")
         groups_state, group_state, picked_state = gr.State([]), gr.State(None), gr.State(None)
         find_button.click(find_groups, [tiers, near, similar], [groups_state, group_pick, summary])
         group_pick.change(show_group, [groups_state, group_pick], [compare, table, group_state])
@@ -209,26 +257,19 @@ def _selected_index(evt: gr.SelectData) -> int:
     return evt.index
 
 
-def _describe(index: ImageIndex, ids) -> dict[int, dict]:
-    with index.store.connect() as con:
-        rows = con.execute(
-            "SELECT id, path, width, height, size, mtime_ns, coalesce(captured_at, make_timestamp(mtime_ns // 1000)), "
-            "camera FROM images WHERE id IN (SELECT unnest(?::BIGINT[]))", [list(map(int, ids))]
-        ).fetchall()
-    return {r[0]: {"path": r[1], "width": r[2], "height": r[3], "size": r[4], "mtime_ns": r[5],
-                   "date": str(r[6])[:19] if r[6] else None, "camera": r[7]} for r in rows}
-
-
 def _index_tab(index: ImageIndex):
     def describe():
-        info = store_info(index.store.dir)
+        index.refresh()
+        info = index.info()
+        reasons = ", ".join(f"{r}: {c}" for r, c in info["failures"].items()) or "none"
         lines = [
             f"**{info['images']}** images indexed, **{info['vectors']}** vectors, **{info['failed']}** failed",
-            f"Model: `{info['model']}` · weights: `{html.escape(info['weights'])}`",
-            f"Index: `{info['index_type']}` · measured recall@10: {info['index_recall_at_10'] or 'exact'}",
-            "Failures by reason: " + (", ".join(f"{html.escape(str(r))}: {c}" for r, c in info["failures"].items()) or "none"),
+            f"Model: {plain_markdown(info['model'])} · weights: {plain_markdown(info['weights'])}",
+            f"Index: {plain_markdown(info['index_type'])} · measured recall@10: "
+            f"{info['index_recall_at_10'] or 'exact'}",
+            f"Failures by reason: {plain_markdown(reasons)}",
         ]
-        failures = [[path, reason, detail] for path, reason, detail in list_failures(index.store.dir, limit=500)]
+        failures = [[path, reason, detail] for path, reason, detail in index.failures(limit=500)]
         return "\n\n".join(lines), failures
 
     with gr.Tab("Index"):

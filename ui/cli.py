@@ -18,13 +18,18 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USAGE
-    from indexer.errors import VitsearchError
+    from ..indexer.errors import VitsearchError
 
     try:
         return args.handler(args) or EXIT_OK
     except VitsearchError as e:
         print(f"Error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # disk full, permissions: the system's own words, without a traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"Error: {e.strerror or e}{where}. Nothing committed was lost; fix this and run the "
+              "same command again.", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("Interrupted: committed batches are kept; run the same command again to resume.", file=sys.stderr)
         return 130
@@ -75,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="boolean SQL over the metadata, e.g. \"width >= 1024 AND path LIKE '%%/2023/%%'\" "
                              "(columns: id, path, root, folder, name, size, mtime, width, height, format, "
                              "captured_at, camera, content_hash, indexed_at)")
-    search.add_argument("--min-score", type=float, metavar="S", help="drop hits below this cosine")
+    search.add_argument("--min-score", type=_score, metavar="S", help="drop hits below this cosine")
     output = search.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="one JSON object per hit")
     output.add_argument("--paths-only", action="store_true")
@@ -85,14 +90,17 @@ def _parser() -> argparse.ArgumentParser:
     _store_flag(dupes)
     dupes.add_argument("--tier", action="append", choices=["identical", "near", "similar"],
                        help="only these tiers (repeatable; default: all)")
-    dupes.add_argument("--near", type=float, metavar="S", help="near-duplicate threshold (default 0.95)")
-    dupes.add_argument("--similar", type=float, metavar="S", help="similar threshold (default 0.85)")
+    dupes.add_argument("--near", type=_score, metavar="S", help="near-duplicate threshold (default 0.95)")
+    dupes.add_argument("--similar", type=_score, metavar="S", help="similar threshold (default 0.85)")
     dupes.add_argument("--json", action="store_true", help="one JSON object per group")
     dupes.add_argument("--histogram", action="store_true",
                        help="print the distribution of nearest-neighbour scores, to choose thresholds")
     dupes.add_argument("--not-duplicates", nargs="+", type=int, metavar="ID",
                        help="record that these images are not duplicates of one another")
     dupes.add_argument("--keep", type=int, metavar="ID", help="record this image as the one to keep")
+    dupes.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
+                       help="how long a decision waits for a running `vitsearch index` to release the store "
+                            "before saying it is busy (default 10)")
     dupes.set_defaults(handler=_dupes)
 
     reindex = commands.add_parser("reindex", help="rebuild the vector index from the stored embeddings")
@@ -106,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="the web page: search by image, review duplicates")
     _store_flag(serve)
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--port", type=_port, default=7860)
     serve.add_argument("--auth", metavar="USER:PASS", help="require this login (needed off loopback)")
     serve.add_argument("--insecure-no-auth", action="store_true",
                        help="allow a non-loopback --host without --auth")
@@ -120,7 +128,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _store_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="DIR",
-                        help="store directory (default: $VITSEARCH_STORE, else data/store)")
+                        help="store directory (default: $VITSEARCH_STORE, else data/store in a source "
+                             "checkout, else the user's data folder, ~/.local/share/vitsearch/store on Linux)")
 
 
 def _size(text: str) -> int:
@@ -140,13 +149,35 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _score(text: str) -> float:
+    """A cosine similarity: a number from -1 to 1 (nan and inf are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not -1.0 <= value <= 1.0:  # also false for nan
+        raise argparse.ArgumentTypeError(f"a similarity is between -1 and 1, not {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is between 1 and 65535, not {value}")
+    return value
+
+
 def _index(args) -> int:
-    from indexer import build_index
+    from ..indexer import build_index
 
     with _ProgressBar("indexing", "file") as bar:
         report = build_index(
             args.paths, args.store, weights=args.weights, batch_size=args.batch_size, device=args.device,
-            exact=args.exact, decode=args.decode, exclude=args.exclude, include_hidden=args.include_hidden, progress=bar.update,
+            exact=args.exact, decode=args.decode, exclude=args.exclude, include_hidden=args.include_hidden,
+            progress=bar.update,
         )
     if report.repair:
         print(f"note: the FAISS index was {report.repair}", file=sys.stderr)
@@ -161,7 +192,7 @@ def _index(args) -> int:
 
 
 def _info(args) -> int:
-    from search import list_failures, store_info
+    from ..search import list_failures, store_info
 
     info = store_info(args.store)
     if args.json:
@@ -176,7 +207,7 @@ def _info(args) -> int:
 
 
 def _export(args) -> int:
-    from search import export_parquet
+    from ..search import export_parquet
 
     count = export_parquet(args.out, args.store)
     print(f"exported {count} images to {args.out}", file=sys.stderr)
@@ -184,13 +215,17 @@ def _export(args) -> int:
 
 
 def _search(args) -> int:
-    from search import ImageIndex
+    from ..search import ImageIndex
 
     index = ImageIndex.open(args.store)
     queries = _expand_queries(args.queries)
+    if not queries:
+        from ..indexer.errors import ConfigError
+
+        raise ConfigError(f"no image files in {', '.join(args.queries)}: give an image, a folder of images, or id:N")
     parsed = [_parse_query(q) for q in queries]
     results = index.search_many(parsed, k=args.k, where=args.where, min_score=args.min_score)
-    for query, hits in zip(queries, results):
+    for query, hits in zip(queries, results, strict=False):
         if not args.json and not args.paths_only and len(queries) > 1:
             print(f"# {shown(query)}")
         for rank, hit in enumerate(hits, 1):
@@ -209,27 +244,26 @@ def _parse_query(query: str):
         try:
             return int(query[3:])
         except ValueError:
-            from indexer.errors import ConfigError
+            from ..indexer.errors import ConfigError
 
             raise ConfigError(f"not an id: {query!r} (write id:42)") from None
     return query
 
 
 def _dupes(args) -> int:
-    from search import ImageIndex
-    from search.dupes import (
-        NEAR_DEFAULT, SIMILAR_DEFAULT, TIERS, find_duplicates, nearest_neighbour_scores,
-        record_keeper, record_not_duplicates,
-    )
+    from ..indexer.decisions import record_keeper, record_not_duplicates
+    from ..search import ImageIndex
+    from ..search.dupes import NEAR_DEFAULT, SIMILAR_DEFAULT, TIERS, find_duplicates, nearest_neighbour_scores
 
-    index = ImageIndex.open(args.store)
     if args.not_duplicates or args.keep is not None:
         if args.not_duplicates:
-            record_not_duplicates(index.store, args.not_duplicates)
+            added = record_not_duplicates(args.store, args.not_duplicates, wait=args.wait)
+            print(f"recorded: not duplicates ({added} new pair{'s' if added != 1 else ''})", file=sys.stderr)
         if args.keep is not None:
-            record_keeper(index.store, args.keep)
-        print("decision recorded", file=sys.stderr)
+            record_keeper(args.store, args.keep, wait=args.wait)
+            print(f"recorded: keep {args.keep}", file=sys.stderr)
         return EXIT_OK
+    index = ImageIndex.open(args.store)
     if args.histogram:
         _print_histogram(nearest_neighbour_scores(index))
         return EXIT_OK
@@ -241,7 +275,7 @@ def _dupes(args) -> int:
         else:
             members = "  ".join(
                 f"{'*' if i == group.keeper else ''}{shown(p)} ({s:.3f})"
-                for i, p, s in zip(group.ids, group.paths, group.scores)
+                for i, p, s in zip(group.ids, group.paths, group.scores, strict=False)
             )
             print(f"{group.tier}\t{members}")
     print(f"{len(groups)} groups (* = keeper)", file=sys.stderr)
@@ -255,15 +289,20 @@ def _print_histogram(scores) -> None:
     counts, edges = np.histogram(np.clip(scores, 0.0, 1.0), bins=20, range=(0.0, 1.0))
     top = max(int(counts.max()), 1) if len(counts) else 1
     print("nearest-neighbour score distribution (each image's best match):")
-    for count, low, high in zip(counts, edges[:-1], edges[1:]):
+    for count, low, high in zip(counts, edges[:-1], edges[1:], strict=False):
         print(f"{low:.2f}-{high:.2f}\t{count}\t{'#' * int(40 * count / top)}")
 
 
 def _reindex(args) -> int:
-    from indexer.reindex import reindex
+    from ..indexer.ann import IVF_MIN_VECTORS
+    from ..indexer.reindex import reindex
 
     vectors = reindex(args.store, index_type=args.index_type, memory_budget=args.memory_budget)
     choice = vectors.choice
+    if args.index_type not in ("auto", choice.index_type):
+        print(f"note: {args.index_type} needs at least {IVF_MIN_VECTORS} images to train on; this store has "
+              f"{vectors.count}, so it was built as exact flat search; the next index run past that size builds "
+              f"{args.index_type}.", file=sys.stderr)
     print(f"rebuilt {vectors.count} vectors as {choice.index_type} {choice.params or ''} "
           f"(recall@10 {choice.recall if choice.recall is not None else 'exact'}, "
           f"{choice.build_seconds}s)", file=sys.stderr)
@@ -272,7 +311,7 @@ def _reindex(args) -> int:
 
 def _expand_queries(queries: list[str]) -> list[str]:
     """A folder stands for the images directly inside it, in name order."""
-    from indexer.images import IMAGE_EXTENSIONS
+    from ..indexer.images import IMAGE_EXTENSIONS
 
     expanded = []
     for query in queries:
@@ -316,7 +355,7 @@ class _ProgressBar:
                             dynamic_ncols=True, disable=None)
         self.bar.update(done - self.bar.n)
 
-    def __enter__(self) -> "_ProgressBar":
+    def __enter__(self) -> _ProgressBar:
         return self
 
     def __exit__(self, *exc) -> None:

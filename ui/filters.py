@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from indexer.errors import ConfigError
+from ..indexer.errors import ConfigError
 
 __all__ = ["build_where", "FORMATS"]
 

@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from indexer.errors import ConfigError
+from ..indexer.errors import ConfigError
 
 __all__ = ["Move", "plan_quarantine", "apply_quarantine", "undo_quarantine", "latest_manifest"]
 

@@ -28,7 +28,7 @@ def make_scene(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
         xs = np.linspace(0, width, 12)
         ys = base + rng.normal(0, height * 0.06, xs.size)
         colour = tuple(int(v) for v in rng.integers(0, 200, 3))
-        draw.polygon([(0, height)] + list(zip(xs.tolist(), ys.tolist())) + [(width, height)], fill=colour)
+        draw.polygon([(0, height)] + list(zip(xs.tolist(), ys.tolist(), strict=False)) + [(width, height)], fill=colour)
     for _ in range(int(rng.integers(3, 9))):
         x, y = int(rng.integers(0, width)), int(rng.integers(height // 2, height))
         r = int(rng.integers(8, 40))

@@ -6,11 +6,13 @@ import atexit
 import ipaddress
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 
-from indexer.errors import ConfigError
-from indexer.images import ALLOWED_FORMATS
+from ..indexer.errors import ConfigError
+from ..indexer.images import ALLOWED_FORMATS
 
 __all__ = ["serve", "is_loopback", "MAX_UPLOAD"]
 
@@ -37,30 +39,44 @@ def serve(store=None, *, host: str = "127.0.0.1", port: int = 7860, auth: str | 
     credentials = _parse_auth(auth) if auth else None
     private_temp = tempfile.mkdtemp(prefix="vitsearch-ui-")
     atexit.register(shutil.rmtree, private_temp, ignore_errors=True)
+    if block and threading.current_thread() is threading.main_thread():
+        # `kill` (SIGTERM) ends the server like Ctrl-C does, so the atexit clean-up runs.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # Before gradio is imported: its uploads and generated files live in our private folder.
     os.environ["GRADIO_TEMP_DIR"] = private_temp
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     _restrict_pillow()
 
-    from search import ImageIndex
+    from starlette.middleware import Middleware
 
+    from ..search import ImageIndex
     from .app import build_app
+    from .limits import BodyLimit, bound_log_lines
 
     index = ImageIndex.open(store)
-    roots = _indexed_roots(index)
+    roots = index.roots()
     app = build_app(index)
     app.queue(default_concurrency_limit=4)
-    app.launch(
-        server_name=host, server_port=port, auth=credentials, share=False,
-        max_file_size=MAX_UPLOAD, allowed_paths=[],
-        blocked_paths=[str(index.store.dir), *roots],
-        enable_monitoring=False, show_error=True, ssr_mode=False, mcp_server=False, pwa=False,
-        prevent_thread_lock=True, quiet=True,
-    )
+    bound_log_lines()
+    try:
+        app.launch(
+            server_name=host, server_port=port, auth=credentials, share=False,
+            max_file_size=MAX_UPLOAD, allowed_paths=[],
+            blocked_paths=[str(index.store.dir), *roots],
+            enable_monitoring=False, show_error=True, ssr_mode=False, mcp_server=False, pwa=False,
+            prevent_thread_lock=True, quiet=True, app_kwargs={"middleware": [Middleware(BodyLimit)]},
+        )
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror or 'port in use'}): "
+                          "choose another with --port, or stop what is using it") from None
     print(f"vitsearch is serving {index.store.dir} at http://{_url_host(host)}:{app.server_port}/", file=sys.stderr)
     if block:
         app.block_thread()
     return app
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    sys.exit(128 + signum)
 
 
 def _parse_auth(auth: str) -> tuple[str, str]:
@@ -72,11 +88,6 @@ def _parse_auth(auth: str) -> tuple[str, str]:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _indexed_roots(index) -> list[str]:
-    with index.store.connect() as con:
-        return [r[0] for r in con.execute("SELECT DISTINCT root FROM images").fetchall()]
 
 
 def _restrict_pillow() -> None:

@@ -1,41 +1,71 @@
-"""Thumbnails the web page may show: bounded size, fresh RGB pixels (no EXIF, GPS or XMP)."""
+"""Thumbnails the web page may show: bounded size, fresh RGB pixels (no EXIF, GPS or XMP).
+
+Each is written once to its own file (temporary name, then rename), so a request sending a
+thumbnail never reads one that another request is still writing; Gradio copies files into its
+cache the same way.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 from PIL import Image
 
-from indexer.errors import ImageLoadError
-from indexer.images import load_image, read_image_bytes
+from ..indexer.errors import ImageLoadError
+from ..indexer.images import load_image, read_image_bytes
 
-__all__ = ["ThumbnailCache", "THUMB_SIDE", "PREVIEW_SIDE"]
+__all__ = ["ThumbnailCache", "THUMB_SIDE", "PREVIEW_SIDE", "make_thumbnail"]
 
 THUMB_SIDE = 256
 PREVIEW_SIDE = 768
 
 
 class ThumbnailCache:
-    """Small LRU of generated thumbnails keyed by (path, size, mtime, side)."""
+    """Generated thumbnail files keyed by (path, size, mtime, side); an LRU of what exists."""
 
-    def __init__(self, capacity: int = 2048):
+    def __init__(self, folder: str | os.PathLike | None = None, capacity: int = 4096):
+        if folder is None:
+            parent = os.environ.get("GRADIO_TEMP_DIR") or None
+            folder = tempfile.mkdtemp(prefix="vitsearch-thumbs-", dir=parent)
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
         self.capacity = capacity
-        self._items: OrderedDict[tuple, Image.Image] = OrderedDict()
+        self._items: OrderedDict[tuple, Path] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, path: str, size: int | None, mtime_key, side: int = THUMB_SIDE) -> Image.Image:
-        key = (path, size, mtime_key, side)
+    def get(self, path: str, size: int | None, mtime_key, side: int = THUMB_SIDE) -> str:
+        """The path of a JPEG thumbnail of `path`, made if not made yet."""
+        key = (path, size, str(mtime_key), side)
         with self._lock:
-            if key in self._items:
+            known = self._items.get(key)
+            if known is not None and known.exists():  # a cache sweep may have removed it
                 self._items.move_to_end(key)
-                return self._items[key]
-        thumb = make_thumbnail(path, side)
+                return str(known)
+        target = self.folder / (hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest() + ".jpg")
+        if not target.exists():
+            _write_atomically(make_thumbnail(path, side), target)
         with self._lock:
-            self._items[key] = thumb
+            self._items[key] = target
             while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-        return thumb
+                _, old = self._items.popitem(last=False)
+                old.unlink(missing_ok=True)
+        return str(target)
+
+
+def _write_atomically(image: Image.Image, target: Path) -> None:
+    fd, staging = tempfile.mkstemp(dir=target.parent, prefix=".thumb-", suffix=".jpg")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, "JPEG", quality=85)
+        os.replace(staging, target)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
 
 
 def make_thumbnail(path: str, side: int) -> Image.Image:

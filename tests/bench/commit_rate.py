@@ -19,10 +19,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from indexer.images import ImageInfo  # noqa: E402
-from indexer.store import Store  # noqa: E402
+from vitsearch.indexer.images import ImageInfo
+from vitsearch.indexer.store import Store
 
 
 def main() -> None:

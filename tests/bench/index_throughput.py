@@ -26,12 +26,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from indexer.encoder import load_encoder  # noqa: E402
-from indexer.images import IMAGE_EXTENSIONS, load_image, read_image_bytes  # noqa: E402
-from indexer.store import Store  # noqa: E402
+from vitsearch.indexer.encoder import load_encoder
+from vitsearch.indexer.images import IMAGE_EXTENSIONS, load_image, read_image_bytes
+from vitsearch.indexer.store import Store
 
 
 def emit(**figure) -> None:
@@ -106,7 +106,7 @@ def input_path_alone(files, encoder, batch_size: int) -> None:
     """Read + decode + transform at the indexer's parallelism, no model: the feed rate."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from indexer.run import default_workers
+    from vitsearch.indexer.batching import default_workers
 
     def prepare(path):
         data = read_image_bytes(str(path))

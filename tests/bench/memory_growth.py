@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tests.bench.noop_reindex import write_tiny_images  # noqa: E402
+from tests.bench.noop_reindex import write_tiny_images
 
 CHILD = (
     "import json, sys; sys.path.insert(0, sys.argv[3])\n"

@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from PIL import Image
 
-from indexer import build_index  # noqa: E402
-from tests.conftest import FakeEncoder  # noqa: E402
+from tests.conftest import FakeEncoder
+from vitsearch.indexer import build_index
 
 
 def write_tiny_images(folder: Path, count: int) -> None:
@@ -55,7 +55,7 @@ def main() -> None:
         assert encoder.calls == 0 and report.unchanged == args.files
         print(json.dumps({"figure": "noop_reindex_s", "files": args.files, "attempt": attempt,
                           "value": round(seconds, 2)}))
-    from indexer.encoder import load_encoder
+    from vitsearch.indexer.encoder import load_encoder
 
     started = time.perf_counter()
     load_encoder("random", device="cpu")

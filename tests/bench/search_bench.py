@@ -24,14 +24,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from indexer.ann import exact_neighbours, measure_recall  # noqa: E402
-from indexer.encoder import load_encoder  # noqa: E402
-from indexer.encoder import encoder_identity  # noqa: E402
-from indexer.reindex import reindex  # noqa: E402
-from indexer.store import Store  # noqa: E402
-from tests.bench.synthetic import clustered_unit_vectors, plant_near_duplicates  # noqa: E402
+from tests.bench.synthetic import clustered_unit_vectors, plant_near_duplicates
+from vitsearch.indexer.ann import exact_neighbours, measure_recall
+from vitsearch.indexer.encoder import (
+    encoder_identity,
+    load_encoder,
+)
+from vitsearch.indexer.reindex import reindex
+from vitsearch.indexer.store import Store
 
 
 def emit(**figure) -> None:
@@ -80,7 +82,7 @@ def latency_ms(fn, items) -> np.ndarray:
 
 
 def bench_size(n: int, work: Path, encoder, queries: int) -> None:
-    from search import ImageIndex
+    from vitsearch.search import ImageIndex
 
     vectors = clustered_unit_vectors(n, seed=n)
     planted = plant_near_duplicates(vectors)  # 1% of images get a near-duplicate (cosine ~0.99)
@@ -120,7 +122,7 @@ def bench_size(n: int, work: Path, encoder, queries: int) -> None:
     emit(figure="api_search_latency_ms", n=n, note="vector query via ImageIndex: FAISS + exact rescoring + metadata",
          p50=round(float(np.percentile(api, 50)), 2), p99=round(float(np.percentile(api, 99)), 2))
     for label, where in (("1%", "width < 1"), ("50%", "width < 50")):
-        times = latency_ms(lambda v: index.search(v, k=10, where=where), sample[:50])
+        times = latency_ms(lambda v, where=where: index.search(v, k=10, where=where), sample[:50])
         emit(figure="filtered_search_latency_ms", n=n, selectivity=label, where=where,
              p50=round(float(np.percentile(times, 50)), 1), p99=round(float(np.percentile(times, 99)), 1))
     del vectors
@@ -148,7 +150,7 @@ def dupes_child(store_dir: Path, n: int, planted: int) -> None:
 
 def end_to_end(index, n: int) -> None:
     """Image file -> 512-d vector (real architecture, warm) -> hits."""
-    from ui.samples import make_scene
+    from vitsearch.ui.samples import make_scene
 
     path = Path(tempfile.mkdtemp()) / "query.jpg"
     make_scene(3, (3000, 2000)).save(path, quality=90)

@@ -25,13 +25,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
+import httpx
+import numpy as np
 
-from tests.bench.search_bench import build_store  # noqa: E402
-from tests.bench.synthetic import clustered_unit_vectors  # noqa: E402
-from tests.test_ui import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
-from ui.samples import make_scene  # noqa: E402
+from tests.bench.search_bench import build_store
+from tests.bench.synthetic import clustered_unit_vectors
+from tests.e2e.test_ui import CHROMIUM, CHROMIUM_FLAGS
+from vitsearch.ui.samples import make_scene
 
 
 def emit(**figure) -> None:
@@ -39,9 +39,8 @@ def emit(**figure) -> None:
 
 
 def make_store(work: Path, count: int) -> Path:
-    from indexer.encoder import load_encoder
-    from indexer.encoder import encoder_identity
-    from indexer.reindex import reindex
+    from vitsearch.indexer.encoder import encoder_identity, load_encoder
+    from vitsearch.indexer.reindex import reindex
 
     store, photos = work / "store", work / "photos"
     if (store / "metadata.duckdb").exists():
@@ -62,7 +61,8 @@ def start_server(store: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "ui.cli", "serve", "--store", str(store), "--port", str(port)],
+    command = [sys.executable, "-m", "vitsearch.ui.cli", "serve", "--store", str(store), "--port", str(port)]
+    server = subprocess.Popen(command,
                               cwd=REPO, env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"

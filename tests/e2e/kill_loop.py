@@ -16,14 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.conftest import write_scenes  # noqa: E402
-from tests.test_crash import assert_invariants, assert_same, snapshot  # noqa: E402
+from tests.conftest import write_scenes
+from tests.e2e.test_crash import assert_invariants, assert_same, snapshot
 
 
 def index_command(folder: Path, store: Path) -> list[str]:
-    return [sys.executable, "-m", "ui.cli", "index", str(folder), "--store", str(store),
+    return [sys.executable, "-m", "vitsearch.ui.cli", "index", str(folder), "--store", str(store),
             "--weights", "random", "--batch-size", "8", "--json"]
 
 

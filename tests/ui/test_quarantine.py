@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from ui.filters import build_where
-from ui.quarantine import apply_quarantine, latest_manifest, plan_quarantine, undo_quarantine
+from vitsearch.ui.filters import build_where
+from vitsearch.ui.quarantine import apply_quarantine, latest_manifest, plan_quarantine, undo_quarantine
 
 
 def test_quarantine_moves_others_and_undo_restores(tmp_path):

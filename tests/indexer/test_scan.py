@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.errors import ConfigError
-from indexer.scan import normalize_roots, scan_folders
+from vitsearch.indexer.errors import ConfigError
+from vitsearch.indexer.scan import normalize_roots, scan_folders
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:

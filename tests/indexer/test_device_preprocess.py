@@ -10,15 +10,15 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-import indexer.device_preprocess as device_preprocess
-from indexer import build_index
-from indexer.device_preprocess import DevicePreprocess, EncodedJpeg, orient
-from indexer.encoder import load_encoder
-from indexer.errors import ConfigError, ImageLoadError
-from indexer.images import load_image
-from indexer.store import Store
+import vitsearch.indexer.device_preprocess as device_preprocess
 from tests.conftest import FakeEncoder, scene_bytes, write_scenes
-from tests.test_images import oriented_jpeg, upright_test_image
+from tests.indexer.test_images import oriented_jpeg, upright_test_image
+from vitsearch.indexer import build_index
+from vitsearch.indexer.device_preprocess import DevicePreprocess, EncodedJpeg, orient
+from vitsearch.indexer.encoder import load_encoder
+from vitsearch.indexer.errors import ConfigError, ImageLoadError
+from vitsearch.indexer.images import load_image
+from vitsearch.indexer.store import Store
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_a_bad_jpeg_in_a_batch_fails_alone(device_inputs, monkeypatch):
     assert results[1].reason == cpu_path.value.reason
     monkeypatch.setattr(device_preprocess, "DECODE_PIXEL_BUDGET", 1)
     one_by_one = device_inputs.finish(inputs)
-    for batched, alone in zip(results[:1] + results[2:], one_by_one[:1] + one_by_one[2:]):
+    for batched, alone in zip(results[:1] + results[2:], one_by_one[:1] + one_by_one[2:], strict=False):
         assert torch.equal(batched, alone)
 
 

@@ -12,12 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from indexer.encoder import load_encoder, resolve_device
-from indexer.errors import ConfigError, WeightsUnavailableError
-from indexer.images import load_image
-from indexer.weights import MODEL_NAME, build_model
 from tests.conftest import scene_bytes
-from tests.test_images import oriented_jpeg
+from tests.indexer.test_images import oriented_jpeg
+from vitsearch.indexer.encoder import load_encoder, resolve_device
+from vitsearch.indexer.errors import ConfigError, WeightsUnavailableError
+from vitsearch.indexer.images import load_image
+from vitsearch.indexer.weights import MODEL_NAME, build_model
 
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
           "hubble_deep_field.jpg", "retina.jpg", "ihc.png"]

@@ -10,35 +10,63 @@ import sys
 import numpy as np
 import pytest
 
-from indexer.lock import WriterLock
-from indexer.store import Store
 from tests.conftest import REPO, run_cli, write_scenes
 from tests.hostile import make_hostile_folder
+from vitsearch.indexer.lock import WriterLock
+from vitsearch.indexer.store import Store
 
 SUMMARY_KEYS = ["added", "updated", "unchanged", "moved", "removed", "failed", "seconds", "images_per_s"]
 INFO_KEYS = {"images", "vectors", "failed", "failures", "model", "weights", "index_type", "dim"}
 
 
-def test_help_is_light_no_heavy_imports():
+def test_help_is_light_no_heavy_imports(tmp_path):
     code = (
-        "import sys\nfrom ui.cli import main\n"
+        "import sys\nfrom vitsearch.ui.cli import main\n"
         "for argv in (['--help'], ['index', '--help'], ['search', '--help']):\n"
         "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
         "heavy = [m for m in ('torch', 'timm', 'faiss', 'duckdb', 'gradio', 'numpy') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    result = _python(code, tmp_path)
     assert "HEAVY []" in result.stdout, result.stdout + result.stderr
     assert "--weights" in result.stdout and "--exclude" in result.stdout
 
 
-def test_imports_flow_one_way():
-    code = "import sys, indexer, indexer.pipeline, indexer.vectors\nprint(sorted(m for m in ('search', 'ui') if m in sys.modules))"
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+def _python(code: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
+
+
+def test_imports_flow_one_way(tmp_path):
+    code = ("import sys, vitsearch.indexer, vitsearch.indexer.build, vitsearch.indexer.vectors\n"
+            "print(sorted(m for m in ('vitsearch.search', 'vitsearch.ui') if m in sys.modules))")
+    result = _python(code, tmp_path)
     assert result.stdout.strip() == "[]", result.stderr
-    code = "import sys, search\nprint('ui' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    code = "import sys, vitsearch.search, vitsearch.search.dupes\nprint('vitsearch.ui' in sys.modules)"
+    result = _python(code, tmp_path)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_one_package_no_generic_top_level_names(tmp_path):
+    """From outside the checkout only vitsearch.* imports: nothing named indexer, search or ui."""
+    code = ("import importlib.util, json\n"
+            "from vitsearch.search import ImageIndex\nfrom vitsearch.indexer import build_index\n"
+            "found = [m for m in ('indexer', 'search', 'ui') if importlib.util.find_spec(m)]\n"
+            "print(json.dumps(found))")
+    result = _python(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+
+
+def test_layers_keep_their_jobs():
+    """No SQL in ui/, and nothing under search/ opens the store for writing."""
+    for path in (REPO / "ui").glob("*.py"):
+        text = path.read_text()
+        for word in ("SELECT ", "INSERT ", "UPDATE ", "DELETE ", ".connect(", ".execute("):
+            assert word not in text, f"{path.name} runs SQL ({word.strip()})"
+    for path in (REPO / "search").glob("*.py"):
+        text = path.read_text()
+        for word in ("read_only=False", "WriterLock", ".transaction("):
+            assert word not in text, f"search/{path.name} writes the store ({word})"
 
 
 @pytest.mark.parametrize("decode", ["cpu", "device"])
@@ -93,7 +121,8 @@ def test_search_and_export(tmp_path):
     score, path = lines[0].split("\t")
     assert path == str(paths[2]) and float(score) > 0.999
 
-    hits = [json.loads(line) for line in run_cli("search", "id:1", "--store", store, "--json", "-k", "2").stdout.splitlines()]
+    output = run_cli("search", "id:1", "--store", store, "--json", "-k", "2").stdout
+    hits = [json.loads(line) for line in output.splitlines()]
     assert [h["rank"] for h in hits] == [1, 2] and hits[0]["id"] == 1
     assert {"query", "rank", "score", "path", "id"} <= set(hits[0])
 
@@ -149,7 +178,7 @@ def test_other_weights_against_a_store_are_refused(tmp_path):
     write_scenes(tmp_path / "photos", range(2))
     store = tmp_path / "store"
     assert run_cli("index", tmp_path / "photos", "--store", store, "--weights", "random").returncode == 0
-    from indexer.weights import build_model
+    from vitsearch.indexer.weights import build_model
 
     model, _ = build_model("random")
     state = {k: v + 0.01 for k, v in model.state_dict().items()}

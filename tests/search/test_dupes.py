@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer import build_index
-from search import ImageIndex
-from search.dupes import _components, find_duplicates, record_keeper, record_not_duplicates
 from tests.conftest import run_cli
+from vitsearch.indexer import build_index
+from vitsearch.indexer.decisions import record_keeper, record_not_duplicates
+from vitsearch.search import ImageIndex
+from vitsearch.search.dupes import _components, find_duplicates
 
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "retina.jpg"]
 # Random weights squeeze scores together (distinct photos here reach 0.964, copies 0.9997), so
@@ -77,9 +78,9 @@ def test_decisions_persist_across_runs_and_reindexing(photo_store, random_encode
     folder, store = photo_store
     index = ImageIndex.open(store, encoder=random_encoder)
     group = next(g for g in find_duplicates(index, near=NEAR, tiers=("near",)) if "chelsea" in names(g))
-    ids = dict(zip((Path(p).stem for p in group.paths), group.ids))
-    record_not_duplicates(index.store, [ids["chelsea"], ids["chelsea-half"]])
-    record_keeper(index.store, ids["chelsea-reencoded"])
+    ids = dict(zip((Path(p).stem for p in group.paths), group.ids, strict=False))
+    record_not_duplicates(index.store.dir, [ids["chelsea"], ids["chelsea-half"]])
+    record_keeper(index.store.dir, ids["chelsea-reencoded"])
     os.rename(folder / "chelsea-reencoded.jpg", folder / "chelsea-renamed.jpg")
     report = build_index([folder], store, encoder=random_encoder)
     assert report.moved == 1 and report.embedded == 0
@@ -107,7 +108,7 @@ def test_a_vetoed_pair_never_shares_a_group_even_through_a_chain():
 
 
 def test_dupes_cli_json_and_histogram(tmp_path):
-    from tests.test_search import write_varied_images
+    from tests.search.test_search import write_varied_images
 
     folder = tmp_path / "photos"
     write_varied_images(folder, 40)
@@ -126,7 +127,7 @@ def test_dupes_cli_json_and_histogram(tmp_path):
 
 
 def test_search_cli_where_and_json(tmp_path):
-    from tests.test_search import write_varied_images
+    from tests.search.test_search import write_varied_images
 
     folder = tmp_path / "photos"
     write_varied_images(folder, 24)
@@ -152,7 +153,7 @@ def test_search_cli_where_and_json(tmp_path):
 def test_cli_search_is_brute_force_top_k_on_real_photos(photo_store, where):
     """`vitsearch search --json` against an oracle over the stored embeddings, with the store
     rebuilt with its own weights record (random) the way a user's store is."""
-    from indexer.store import Store
+    from vitsearch.indexer.store import Store
 
     folder, store = photo_store
     with Store(store).connect() as con:
@@ -170,5 +171,6 @@ def test_cli_search_is_brute_force_top_k_on_real_photos(photo_store, where):
                 or (where.startswith("name") and (name.startswith("chelsea") or r[3] == "WEBP")))
 
     vector = np.asarray(by_path[query][4])
-    scored = sorted(((float(np.dot(np.asarray(r[4]), vector)), r[0]) for r in rows if keep(r)), key=lambda x: (-x[0], x[1]))
+    scored = sorted(((float(np.dot(np.asarray(r[4]), vector)), r[0]) for r in rows if keep(r)),
+                    key=lambda x: (-x[0], x[1]))
     assert got == [row_id for _, row_id in scored[:5]]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.errors import ImageLoadError
-from indexer.images import load_image, to_rgb
 from tests.conftest import scene_bytes
+from vitsearch.indexer.errors import ImageLoadError
+from vitsearch.indexer.images import load_image, to_rgb
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -217,7 +217,7 @@ def test_reduced_decoding_keeps_orientation_and_size():
 
 
 def test_webp_fast_path_gives_pillows_pixels():
-    from indexer.fast_decode import decode_fast
+    from vitsearch.indexer.fast_decode import decode_fast
 
     photo = upright_test_image().resize((600, 400))
     for options in ({"quality": 80}, {"lossless": True}):

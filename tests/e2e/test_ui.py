@@ -24,6 +24,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--disable-component-update", "--no-first-run"]
 ARTIFACTS = REPO / "tests" / "artifacts"
 HOSTILE_NAME = "<img src=x onerror=window.__xss=1>.jpg"
+MARKDOWN_NAMES = ("**bold**.jpg", "[undo](http:127.0.0.1:9).jpg")  # copies of scene-005
 
 
 def free_port() -> int:
@@ -56,6 +57,8 @@ def served(tmp_path_factory):
     shutil.copy(photos / "scene-000.jpg", photos / "scene-000-copy.jpg")  # a planted duplicate pair
     (photos / "gps.jpg").write_bytes(with_gps_exif(scene_bytes(20, "JPEG")))
     (photos / HOSTILE_NAME).write_bytes(scene_bytes(21, "JPEG"))
+    for name in MARKDOWN_NAMES:
+        shutil.copy(photos / "scene-005.jpg", photos / name)
     os.symlink("/etc/passwd", photos / "passwd-link.jpg")
     (photos / "broken.jpg").write_bytes(b"not an image at all")
     store = root / "store"
@@ -63,7 +66,8 @@ def served(tmp_path_factory):
     assert result.returncode == 0, result.stderr
     port = free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
-    server = subprocess.Popen([sys.executable, "-m", "ui.cli", "serve", "--store", str(store), "--port", str(port)],
+    command = [sys.executable, "-m", "vitsearch.ui.cli", "serve", "--store", str(store), "--port", str(port)]
+    server = subprocess.Popen(command,
                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -76,7 +80,7 @@ def served(tmp_path_factory):
         if server.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"server did not start: {server.communicate()[1][-3000:]}")
         time.sleep(0.5)
-    yield {"url": url, "photos": photos, "store": store, "root": root}
+    yield {"url": url, "photos": photos, "store": store, "root": root, "server": server, "port": port}
     server.terminate()
     server.wait(timeout=30)
 
@@ -130,15 +134,26 @@ def test_search_in_a_real_browser(served, browser):
     page.close()
 
 
+def pick_group(page, holding: str) -> str:
+    """Choose the duplicate group whose gallery shows `holding`; returns its captions."""
+    page.click("#find-dupes")
+    page.wait_for_function("document.querySelectorAll('#dupes-gallery .caption-label').length >= 2", timeout=60_000)
+    for number in range(1, 20):
+        captions = " | ".join(gallery_captions(page, "dupes-gallery"))
+        if holding in captions:
+            return captions
+        page.click("#group-pick input")
+        page.get_by_role("option", name=f"{number + 1}. ", exact=False).first.click()
+        page.wait_for_timeout(1000)
+    raise AssertionError(f"no group shows {holding}")
+
+
 def test_duplicates_and_index_tabs(served, browser):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(served["url"])
     page.get_by_role("tab", name="Duplicates").click()
-    page.click("#find-dupes")
-    page.wait_for_function(
-        "document.querySelectorAll('#dupes-gallery .caption-label').length >= 2", timeout=60_000)
-    captions = " | ".join(gallery_captions(page, "dupes-gallery"))
+    captions = pick_group(page, "scene-000-copy.jpg")
     assert "scene-000.jpg" in captions and "scene-000-copy.jpg" in captions and "★ keep" in captions
     page.screenshot(path=str(ARTIFACTS / "duplicates-tab.png"), full_page=True)
     page.get_by_role("tab", name="Index").click()
@@ -216,3 +231,137 @@ def test_oversized_upload_is_rejected(served):
 def test_non_loopback_without_auth_is_refused(tmp_path, served):
     result = run_cli("serve", "--store", served["store"], "--host", "0.0.0.0", timeout=60)
     assert result.returncode == 2 and "--auth" in result.stderr
+
+
+def test_names_in_the_move_confirmation_read_exactly_as_they_are(served, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(served["url"])
+    page.get_by_role("tab", name="Duplicates").click()
+    pick_group(page, "bold")
+    page.get_by_role("button", name="Quarantine the others (dry run)").click()
+    outcome = page.locator("#dupes-outcome textarea")
+    page.wait_for_function("document.querySelector('#dupes-outcome textarea').value.includes('Dry run')")
+    text = outcome.input_value()
+    moved = [name for name in MARKDOWN_NAMES if name in text]
+    assert moved, text  # one of them is the keeper, the other is listed to move, name for name
+    assert page.locator("#dupes-outcome a").count() == 0 and page.locator("#dupes-outcome strong").count() == 0
+    assert all((served["photos"] / name).exists() for name in MARKDOWN_NAMES), "a dry run moves nothing"
+    page.close()
+
+
+def test_status_line_shows_the_filter_as_written(served, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(served["url"])
+    page.wait_for_selector("#query-image")
+    page.get_by_text("Filters").click()
+    page.get_by_label("Folder (path prefix)").fill("it's_*here*")
+    page.set_input_files("#query-image input[type=file]", str(served["photos"] / "chelsea.jpg"))
+    page.wait_for_function("document.querySelector('#search-status').innerText.includes('results')",
+                           timeout=120_000)
+    status = page.inner_text("#search-status")
+    assert "starts_with(path, 'it''s_*here*')" in status, status
+    assert "&#" not in status and page.locator("#search-status em").count() == 0
+    page.close()
+
+
+def bomb_png(side: int) -> bytes:
+    """A small grey PNG that declares side x side pixels (valid, highly compressible rows)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor = zlib.compressobj(9)
+    row = b"\x00" + b"\x80" * side
+    body = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_huge_declared_upload_is_refused_before_decoding(served, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(bomb_png(13000))  # 169 MP: inside the 180 MP index limit, ~500 MB decoded
+    assert bomb.stat().st_size < 1 << 20
+    before = peak_rss_mb(served["server"].pid)
+    client = Client(served["url"], verbose=False)
+    with pytest.raises(AppError, match="at most 40 MP") as refused:
+        client.predict(handle_file(str(bomb)), None, 5, 0.0, "", "", "", None, None, [], api_name="/run_search")
+    assert "vitsearch-ui-" not in str(refused.value), "no server paths in messages"
+    assert peak_rss_mb(served["server"].pid) - before < 200, "the server decoded the bomb"
+
+
+def test_an_upload_that_is_not_an_image_gets_a_clean_message(served, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("just text")
+    client = Client(served["url"], verbose=False)
+    with pytest.raises(AppError) as refused:
+        client.predict(handle_file(str(fake)), None, 5, 0.0, "", "", "", None, None, [], api_name="/run_search")
+    message = str(refused.value)
+    assert "not an image" in message and "vitsearch-ui-" not in message and "Traceback" not in message
+
+
+def test_request_bodies_are_bounded(served):
+    huge = b'{"data": ["' + b"A" * (3 << 20) + b'"], "fn_index": 0, "session_hash": "x"}'
+    response = httpx.post(f"{served['url']}/gradio_api/queue/join", content=huge,
+                          headers={"content-type": "application/json"}, timeout=60)
+    assert response.status_code == 413
+    assert httpx.get(served["url"], timeout=10).status_code == 200, "the server keeps serving"
+
+
+def test_concurrent_searches_never_get_a_torn_thumbnail(served):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+
+    def search(_):
+        client = Client(served["url"], verbose=False)
+        gallery, _ = client.predict(handle_file(str(served["photos"] / "rocket.jpg")), None, 12, 0.0, "", "", "",
+                                    None, None, [], api_name="/run_search")
+        for item in gallery:
+            Image.open(item["image"]).load()  # a torn file fails to decode
+        return len(gallery)
+
+    with ThreadPoolExecutor(6) as pool:
+        assert all(n == 12 for n in pool.map(search, range(12)))
+
+
+def test_a_busy_port_is_a_usage_error(served):
+    result = run_cli("serve", "--store", served["store"], "--port", served["port"], timeout=120)
+    assert result.returncode == 2 and "--port" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sigterm_removes_the_private_temporary_folder(served, tmp_path):
+    import signal
+
+    port = free_port()
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", TMPDIR=str(tmp_path))
+    command = [sys.executable, "-m", "vitsearch.ui.cli", "serve", "--store", str(served["store"]), "--port", str(port)]
+    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("vitsearch-ui-*")) or not _answers(f"http://127.0.0.1:{port}"):
+        assert server.poll() is None and time.monotonic() < deadline, server.communicate()[1][-2000:]
+        time.sleep(0.3)
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=60)
+    assert not list(tmp_path.glob("vitsearch-ui-*"))
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -1,5 +1,5 @@
-"""The serial half of an indexing run: reader threads feed decisions, batches go to the model,
-results are committed in batched transactions. On a GPU one batch computes while the last commits."""
+"""Batching for an indexing run: reader threads feed decisions, batches go to the model, results
+are committed in batched transactions. On a GPU one batch computes while the last commits."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class IndexRun:
         self.store, self.encoder, self.report = store, encoder, report
         self.batch_size = batch_size
         self.missing = missing
-        self.device_inputs = getattr(encoder, "device_inputs", None)
+        self.device_inputs = encoder.device_inputs
         # On a GPU one batch computes while the previous one is committed.
         self.max_in_flight = 1 if _on_cuda(encoder) else 0
         # content hash -> id of a committed row whose embedding is that content's
@@ -171,7 +171,7 @@ class IndexRun:
             fault_point("embed")
             batch, inputs = self._model_inputs(batch)
             if batch:
-                self.in_flight.append((batch, _start_encoding(self.encoder, torch.stack(inputs))))
+                self.in_flight.append((batch, self.encoder.launch(torch.stack(inputs))))
         while len(self.in_flight) > self.max_in_flight:
             self._collect()
 
@@ -182,7 +182,7 @@ class IndexRun:
         if self.device_inputs is None:
             return batch, [torch.as_tensor(item.tensor) for item in batch]
         kept, inputs = [], []
-        for item, result in zip(batch, self.device_inputs.finish([item.tensor for item in batch])):
+        for item, result in zip(batch, self.device_inputs.finish([item.tensor for item in batch]), strict=False):
             item.tensor = None  # the encoded bytes are no longer needed
             if isinstance(result, ImageLoadError):
                 self._fail(item, result.reason, result.detail)
@@ -196,7 +196,7 @@ class IndexRun:
         batch, wait = self.in_flight.popleft()
         vectors = wait()
         finite = np.isfinite(vectors).all(axis=1)
-        for item, vector, ok in zip(batch, vectors, finite):
+        for item, vector, ok in zip(batch, vectors, finite, strict=False):
             self._forget(item.row)
             if ok:
                 self._count_write(item.row)
@@ -242,15 +242,7 @@ def default_workers(encoder: Encoder) -> int:
 
 
 def _on_cuda(encoder: Encoder) -> bool:
-    return str(getattr(encoder, "device", "cpu")).startswith("cuda")
-
-
-def _start_encoding(encoder: Encoder, batch) -> Callable[[], np.ndarray]:
-    """Start encoding; encoders without launch() compute at once."""
-    if hasattr(encoder, "launch"):
-        return encoder.launch(batch)
-    vectors = encoder.encode(batch)
-    return lambda: vectors
+    return encoder.device.startswith("cuda")
 
 
 def _same_content(row: RowState | None, content_hash: str | None) -> bool:

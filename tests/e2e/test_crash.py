@@ -7,14 +7,16 @@ import signal
 import numpy as np
 import pytest
 
-from indexer.store import Store
-from indexer.vectors import open_vector_index
-from search import store_info
 from tests.conftest import run_cli, write_scenes
+from vitsearch.indexer.store import Store
+from vitsearch.indexer.vectors import open_vector_index
+from vitsearch.search import store_info
 
 # (fault point, visit): mid-embedding, just before and just after a DuckDB commit,
 # before the FAISS save, and halfway through writing the FAISS file.
-KILLS = [("embed", 2), ("after_commit", 1), ("before_commit", 1), ("before_faiss", 1), ("faiss_save", 1)]
+# In this order each point is sure to be reached: a commit may take in every file left, and
+# before_faiss and faiss_save come in every run.
+KILLS = [("embed", 2), ("before_commit", 1), ("after_commit", 1), ("before_faiss", 1), ("faiss_save", 1)]
 
 
 def snapshot(store) -> dict[str, tuple]:

@@ -1,4 +1,4 @@
-"""The indexing run: scan, plan, read and embed in overlapped batches, commit, sync FAISS."""
+"""build_index: scan the folders, plan what changed, embed it in batches, bring FAISS along."""
 
 from __future__ import annotations
 
@@ -6,18 +6,15 @@ import os
 import time
 from collections.abc import Iterable
 
+from .batching import IndexRun, Progress, default_workers
 from .encoder import Encoder, encoder_identity, load_encoder
 from .faults import fault_point
 from .lock import WriterLock
 from .plan import plan_sync
 from .report import FileFailure, IndexReport
-from .run import IndexRun, Progress, default_workers
 from .scan import normalize_roots, scan_folders
-from .store import Store, default_store_dir
-from .vectors import (
-    clean_leftovers, needs_new_layout, open_vector_index, rebuild, refresh_vector_index,
-    save_vector_index,
-)
+from .store import open_store
+from .vectors import open_for_writing, sync_and_save
 from .weights import weights_from_manifest
 
 __all__ = ["build_index", "IndexReport", "FileFailure"]
@@ -25,7 +22,7 @@ __all__ = ["build_index", "IndexReport", "FileFailure"]
 
 def build_index(
     roots: Iterable[str],
-    store: str | os.PathLike | None = None,
+    store_dir: str | os.PathLike | None = None,
     *,
     weights: str | None = None,
     encoder: Encoder | None = None,
@@ -38,40 +35,32 @@ def build_index(
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> IndexReport:
-    """Index the images under `roots` into `store`, doing only what changed since the last run.
+    """Index the images under `roots` into the store at `store_dir`, doing only what changed since
+    the last run.
 
     Weights: `weights` (a file or "random") > what the store recorded > timm's pretrained download.
     `batch_size` and `workers` default to what suits the encoder's device (see run.default_workers).
     """
     started = time.perf_counter()
     roots = normalize_roots(roots)
-    db = Store(store or default_store_dir(), read_only=False)
-    db.dir.mkdir(parents=True, exist_ok=True)
-    with WriterLock(db.dir / "writer.lock"):
+    store = open_store(store_dir, read_only=False)
+    store.dir.mkdir(parents=True, exist_ok=True)
+    with WriterLock(store.dir / "writer.lock"):
         if encoder is None:
-            weights = weights or (weights_from_manifest(db.manifest()) if db.exists() else None)
+            weights = weights or (weights_from_manifest(store.manifest()) if store.exists() else None)
             encoder = load_encoder(weights, device=device, exact=exact, decode=decode)
-        manifest = db.initialize(encoder_identity(encoder))
-        clean_leftovers(db)
-        vectors = open_vector_index(db, manifest)
-        if vectors.repair:
-            save_vector_index(db, vectors)
-        report = IndexReport(repair=vectors.repair, store=str(db.dir))
+        manifest = store.initialize(encoder_identity(encoder))
+        vectors = open_for_writing(store, manifest)
+        report = IndexReport(repair=vectors.repair, store=str(store.dir))
         scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden))
-        rows = db.rows()
+        rows = store.rows()
         plan = plan_sync(scanned, rows, roots)
         report.unchanged = plan.unchanged
-        batch_size = batch_size or getattr(encoder, "default_batch_size", 32)
-        run = IndexRun(db, encoder, rows, plan.missing, report, batch_size)
+        run = IndexRun(store, encoder, rows, plan.missing, report, batch_size or encoder.default_batch_size)
         run.read_all(plan.to_read, workers or default_workers(encoder), progress)
         run.remove_missing()
         fault_point("before_faiss")
-        manifest = db.manifest()
-        vectors = refresh_vector_index(db, vectors, manifest)
-        if needs_new_layout(vectors, manifest):
-            vectors = rebuild(db, manifest)
-        save_vector_index(db, vectors)
-        db.truncate_log(vectors.generation)
+        sync_and_save(store, vectors)
     report.seconds = round(time.perf_counter() - started, 3)
     report.images_per_s = round(report.embedded / report.seconds, 3) if report.seconds else 0.0
     return report

@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
-from indexer import StoreInUseError, StoreMismatchError, build_index
-from indexer.lock import WriterLock
-from indexer.store import Store
-from indexer.vectors import FAISS_NAME, open_vector_index
-from search import ImageIndex, store_info
 from tests.conftest import FakeEncoder, write_scenes
+from vitsearch.indexer import StoreInUseError, StoreMismatchError, build_index
+from vitsearch.indexer.lock import WriterLock
+from vitsearch.indexer.store import Store
+from vitsearch.indexer.vectors import FAISS_NAME, open_vector_index
+from vitsearch.search import ImageIndex, store_info
 
 
 def stored(store_dir) -> dict[str, tuple]:
@@ -29,7 +29,7 @@ def assert_consistent(store_dir) -> None:
     vectors = open_vector_index(db, db.manifest())
     live_ids, embeddings = db.embeddings()
     assert np.array_equal(vectors.ids(), live_ids)
-    for row_id, embedding in zip(live_ids, embeddings):
+    for row_id, embedding in zip(live_ids, embeddings, strict=False):
         assert np.allclose(vectors.index.reconstruct(int(row_id)), embedding)
 
 
@@ -156,7 +156,7 @@ def test_one_bad_image_in_a_batch_keeps_neighbours_right(photos, tmp_path, fake_
 
 
 def _decode(data: bytes):
-    from indexer.images import load_image
+    from vitsearch.indexer.images import load_image
 
     return load_image(data, draft_size=64).image
 
@@ -180,8 +180,8 @@ def test_nan_embedding_is_rejected(photos, tmp_path, fake_encoder, monkeypatch):
 
 
 def test_file_vanishing_between_scan_and_read_is_picked_up_next_run(photos, tmp_path, fake_encoder, monkeypatch):
-    import indexer.run as run
-    from indexer.errors import ImageLoadError
+    import vitsearch.indexer.batching as run
+    from vitsearch.indexer.errors import ImageLoadError
 
     real_read = run.read_image_bytes
 
@@ -230,7 +230,7 @@ def test_damaged_faiss_file_is_rebuilt_from_duckdb(photos, tmp_path, fake_encode
 
 def test_failed_faiss_write_keeps_old_file_and_is_caught_up(photos, tmp_path, fake_encoder, monkeypatch):
     """A disk-full during the FAISS save: loud error, old file intact, next open catches up."""
-    import indexer.pipeline as pipeline
+    import vitsearch.indexer.vectors as vectors_module
 
     store = tmp_path / "store"
     index(photos, store, fake_encoder)
@@ -241,7 +241,7 @@ def test_failed_faiss_write_keeps_old_file_and_is_caught_up(photos, tmp_path, fa
     def disk_full(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pipeline, "save_vector_index", disk_full)
+    monkeypatch.setattr(vectors_module, "save_vector_index", disk_full)
     with pytest.raises(OSError, match="No space"):
         index(photos, store, fake_encoder)
     assert (store / FAISS_NAME).read_bytes() == saved
@@ -292,7 +292,7 @@ def test_awkward_names_are_stored_and_found(tmp_path, fake_encoder):
     folder = tmp_path / "weird"
     paths = write_scenes(folder, range(3))
     names = ["quote'\"s.jpg", "semi;colon; DROP TABLE images;.jpg", "new\nline.jpg"]
-    for path, name in zip(paths, names):
+    for path, name in zip(paths, names, strict=False):
         os.rename(path, folder / name)
     raw = os.path.join(os.fsencode(folder), b"latin1-\xe9.jpg")
     write_scenes(tmp_path / "x", [7])
@@ -310,7 +310,7 @@ def test_buffered_inserts_keep_write_order_and_values(tmp_path):
     and a write that refers to a buffered row (copy, delete) must see it."""
     from datetime import datetime
 
-    from indexer.images import ImageInfo
+    from vitsearch.indexer.images import ImageInfo
 
     store = Store(tmp_path / "store", read_only=False)
     store.dir.mkdir()
@@ -346,15 +346,15 @@ def test_exiting_as_a_read_lease_expires_never_aborts(tmp_path):
     import subprocess
     import sys
 
-    from indexer.connections import LEASE_SECONDS
     from tests.conftest import REPO
+    from vitsearch.indexer.connections import LEASE_SECONDS
 
     store = Store(tmp_path / "store", read_only=False)
     store.dir.mkdir()
     store.initialize({"model_name": "m", "model_tag": "", "preprocess": {}, "dim": 4, "metric": "cosine",
                       "weights_source": "test", "weights_fingerprint": "f"})
     code = (
-        "import sys, time\nfrom indexer.store import Store\n"
+        "import sys, time\nfrom vitsearch.indexer.store import Store\n"
         "with Store(sys.argv[1]).connect() as con:\n    con.execute('SELECT count(*) FROM images').fetchall()\n"
         "time.sleep(float(sys.argv[2]))\n"
     )

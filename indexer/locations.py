@@ -1,0 +1,46 @@
+"""Where vitsearch keeps its data by default: a source checkout's data/, else the user's data folder.
+
+An installed vitsearch never writes inside its own install (site-packages may be read-only, is
+replaced on upgrade, and is no place for a photo index).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["default_store_dir", "data_dir", "checkout_data_dir", "user_data_dir"]
+
+_CHECKOUT = Path(__file__).resolve().parent.parent  # the repository root, when run from source
+
+
+def checkout_data_dir() -> Path | None:
+    """`data/` of the source checkout this code runs from, or None for an installed copy."""
+    if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "data").is_dir() \
+            and (_CHECKOUT / "indexer" / "locations.py").is_file():
+        return _CHECKOUT / "data"
+    return None
+
+
+def user_data_dir() -> Path:
+    """The platform's per-user data folder for vitsearch."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~/AppData/Local")
+    elif sys.platform == "darwin":
+        base = os.path.expanduser("~/Library/Application Support")
+    else:
+        base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(base) / "vitsearch"
+
+
+def data_dir() -> Path:
+    return checkout_data_dir() or user_data_dir()
+
+
+def default_store_dir() -> Path:
+    """VITSEARCH_STORE, else data/store of a source checkout, else the user's data folder."""
+    env = os.environ.get("VITSEARCH_STORE")
+    if env:
+        return Path(env).expanduser()
+    return data_dir() / "store"

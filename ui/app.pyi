@@ -1,0 +1,286 @@
+"""The Gradio page: search by image, refine with filters, review duplicates, see the index.
+
+`build_app(index)` builds the Blocks from an injected ImageIndex; handlers are thin functions
+over search/ (and indexer/ for decisions) and return generated thumbnails only, never paths to
+originals. Text that comes from file names is shown as plain text, never as Markdown or HTML.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import gradio as gr
+
+from ..indexer.decisions import record_keeper, record_not_duplicates
+from ..indexer.errors import VitsearchError
+from ..indexer.images import inspect_image, read_image_bytes
+from ..indexer.scan import is_within
+from ..search import ImageIndex
+from ..search.dupes import NEAR_DEFAULT, SIMILAR_DEFAULT, find_duplicates
+from .filters import FORMATS, build_where
+from .quarantine import apply_quarantine, latest_manifest, plan_quarantine, undo_quarantine
+from .thumbnails import PREVIEW_SIDE, ThumbnailCache
+
+__all__ = ["build_app", "plain_markdown", "UPLOAD_MAX_PIXELS"]
+
+# A query needs no more than a few megapixels. Formats that cannot be decoded at reduced size
+# (PNG, TIFF, WebP, ...) are refused above this, so four concurrent uploads stay within ~1 GB.
+UPLOAD_MAX_PIXELS = 40_000_000
+DECISION_WAIT_SECONDS = 5.0  # a decision while an index run holds the store: wait, then say busy
+
+from gradio.events import Dependency
+
+class UploadedImage(gr.Image):
+    """An image input that hands the handler the uploaded file's path and nothing else: Gradio's
+    own preprocessing would open the file with Pillow (decoding some formats at full size, and
+    failing with messages that name the server's temporary paths) before our loader sees it."""
+
+    is_template = True  # Gradio's name for "draw me with my parent's frontend"
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.path is None:
+            raise gr.Error("Upload the image as a file.")
+        return str(payload.path)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def plain_markdown(text: str) -> str:
+    """`text` for a Markdown component, shown exactly as written: every punctuation mark that
+    Markdown or HTML could act on is backslash-escaped."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>&~\"'=:$])", r"\\\1", text)
+
+
+def build_app(index: ImageIndex, quarantine_dir: Path | None = None) -> gr.Blocks:
+    thumbs = ThumbnailCache()
+    quarantine_dir = quarantine_dir or index.store.dir / ".quarantine"
+
+    def gallery_of(hits):
+        return [(thumbs.get(h.path, h.size, h.mtime), f"{h.score:.3f} · {Path(h.path).name}") for h in hits]
+
+    def run_search(upload, picked, k, min_score, folder, date_from, date_to, min_w, min_h, formats):
+        if upload is None and not picked:
+            raise gr.Error("Upload, paste or drop an image, or pick one from the index.")
+        try:
+            query = _uploaded_bytes(upload, upload_dir) if upload is not None else picked
+            index.refresh()
+            where = build_where(folder, date_from, date_to, min_w, min_h, formats)
+            hits = index.search(query, k=int(k), where=where, min_score=min_score or None)
+        except VitsearchError as e:
+            raise gr.Error(_without_upload_dir(str(e), upload_dir)) from None
+        status = f"{len(hits)} results" + (f" where {where}" if where else "")
+        return gallery_of(hits), hits, plain_markdown(status)
+
+    def show_selected(hits, evt: gr.SelectData):
+        hit = hits[evt.index]
+        preview = thumbs.get(hit.path, hit.size, hit.mtime, side=PREVIEW_SIDE)
+        return preview, _metadata(hit), hit.id
+
+    def find_paths(text):
+        if not text or len(text) < 2:
+            return gr.update(choices=[])
+        paths = index.find_paths(text)
+        return gr.update(choices=paths, value=paths[0] if paths else None)
+
+    # Every upload and gallery image lands in Gradio's cache: sweep it every 10 minutes of files
+    # older than 30, so that a server running for weeks keeps its temporary folder small.
+    with gr.Blocks(title="vitsearch", delete_cache=(600, 1800)) as app:
+        if index.manifest["weights_source"].startswith("random"):
+            gr.Markdown("**This store was built with RANDOM weights: similarity scores mean nothing.** "
+                        "Re-index with real weights (`--weights FILE`) for meaningful results.",
+                        elem_id="random-weights-banner")
+        with gr.Tab("Search"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    upload = UploadedImage(sources=["upload", "clipboard"], label="Query image",
+                                           elem_id="query-image")
+                    upload_dir = upload.GRADIO_CACHE
+                    find = gr.Textbox(label="…or type to find an indexed image by path", elem_id="path-find")
+                    picked = gr.Dropdown(choices=[], label="Indexed image", allow_custom_value=False,
+                                         elem_id="path-pick")
+                    k = gr.Slider(1, 100, value=12, step=1, label="Results (k)")
+                    min_score = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Minimum score")
+                    with gr.Accordion("Filters", open=False):
+                        folder = gr.Textbox(label="Folder (path prefix)")
+                        with gr.Row():
+                            date_from = gr.Textbox(label="From (YYYY-MM-DD)")
+                            date_to = gr.Textbox(label="To (YYYY-MM-DD)")
+                        with gr.Row():
+                            min_w = gr.Number(label="Min width", precision=0)
+                            min_h = gr.Number(label="Min height", precision=0)
+                        formats = gr.CheckboxGroup(list(FORMATS), label="Formats")
+                    search_button = gr.Button("Search", variant="primary", elem_id="search-button")
+                with gr.Column(scale=3):
+                    status = gr.Markdown(elem_id="search-status")
+                    gallery = gr.Gallery(label="Results", columns=4, height="auto", format="jpeg",
+                                         elem_id="results-gallery")
+                    with gr.Row():
+                        preview = gr.Image(label="Selected", interactive=False, elem_id="preview")
+                        metadata = gr.JSON(label="Metadata", elem_id="metadata")
+                    again = gr.Button("Search from this", elem_id="search-from-this")
+            hits_state = gr.State([])
+            selected_id = gr.State(None)
+            filters = [k, min_score, folder, date_from, date_to, min_w, min_h, formats]
+            search_button.click(run_search, [upload, picked, *filters], [gallery, hits_state, status])
+            upload.upload(run_search, [upload, picked, *filters], [gallery, hits_state, status])
+            find.change(find_paths, find, picked)
+            gallery.select(show_selected, hits_state, [preview, metadata, selected_id])
+            again.click(lambda i, *f: run_search(None, i, *f), [selected_id, *filters],
+                        [gallery, hits_state, status])
+
+        _duplicates_tab(index, thumbs, quarantine_dir)
+        describe_index, index_outputs = _index_tab(index)
+        app.load(describe_index, None, index_outputs)
+    return app
+
+
+def _without_upload_dir(message: str, upload_dir: str) -> str:
+    """A message as the user should read it: the server's temporary paths are none of theirs."""
+    return re.sub(re.escape(str(Path(upload_dir).resolve())) + r"[^\s'\"]*", "<upload>", message)
+
+
+def _uploaded_bytes(upload: str, upload_dir: str) -> bytes:
+    """The bytes of an uploaded file, refused before any pixel is decoded when the image is
+    bigger than a query needs and its format cannot be decoded at reduced size."""
+    if not is_within(str(Path(upload).resolve()), str(Path(upload_dir).resolve())):
+        raise gr.Error("Only uploaded images can be searched with.")
+    data = read_image_bytes(upload)
+    info = inspect_image(data).info
+    if info.width * info.height > UPLOAD_MAX_PIXELS and info.format not in ("JPEG", "MPO"):
+        raise gr.Error(f"This {info.format} is {info.width}x{info.height} pixels; a query image "
+                       f"may have at most {UPLOAD_MAX_PIXELS // 1_000_000} MP. Upload a smaller copy.")
+    return data
+
+
+def _metadata(hit) -> dict:
+    """Plain values for gr.JSON, which shows them as text (never as HTML)."""
+    return {
+        "path": hit.path, "score": round(hit.score, 4), "width": hit.width, "height": hit.height,
+        "format": hit.format, "size": hit.size, "modified": str(hit.mtime) if hit.mtime else None,
+        "captured": str(hit.captured_at) if hit.captured_at else None, "camera": hit.camera,
+        "stale": hit.stale, "id": hit.id,
+    }
+
+
+def _decide(record, *args) -> None:
+    """Write a decision through the writer side; a busy store is said plainly."""
+    try:
+        record(*args, wait=DECISION_WAIT_SECONDS)
+    except VitsearchError as e:
+        raise gr.Error(str(e)) from None
+
+
+def _duplicates_tab(index: ImageIndex, thumbs: ThumbnailCache, quarantine_dir: Path) -> None:
+    def find_groups(tiers, near, similar):
+        index.refresh()
+        groups = find_duplicates(index, near=near, similar=similar, tiers=tuple(tiers or ("identical", "near")))
+        labels = [f"{i + 1}. {g.tier} · {len(g.ids)} images · {Path(g.paths[0]).name}" for i, g in enumerate(groups)]
+        summary = f"{len(groups)} group{'s' if len(groups) != 1 else ''}"
+        return groups, gr.update(choices=labels, value=labels[0] if labels else None), summary
+
+    def show_group(groups, label):
+        if not label:
+            return [], [], None
+        group = groups[int(label.split(".")[0]) - 1]
+        rows = index.describe(group.ids)
+        items = []
+        for row_id, path in zip(group.ids, group.paths, strict=False):
+            row = rows[row_id]
+            star = "★ keep · " if row_id == group.keeper else ""
+            caption = (f"{star}{Path(path).name} · {row['width']}x{row['height']} · "
+                       f"{row['size'] // 1024} KB · {row['date'] or 'no date'} · {row['camera'] or 'no camera'}")
+            items.append((thumbs.get(path, row["size"], row["mtime_ns"]), caption))
+        table = [[rows[i]["path"], rows[i]["width"], rows[i]["height"], rows[i]["size"], rows[i]["date"],
+                  rows[i]["camera"], "keep" if i == group.keeper else ""] for i in group.ids]
+        return items, table, group
+
+    def keep_selected(group, evt_index):
+        if group is None or evt_index is None:
+            raise gr.Error("Pick a group and click the image to keep.")
+        _decide(record_keeper, index.store.dir, group.ids[evt_index])
+        return f"Recorded: keep {Path(group.paths[evt_index]).name}"
+
+    def not_duplicates(group):
+        if group is None:
+            raise gr.Error("Pick a group first.")
+        _decide(record_not_duplicates, index.store.dir, list(group.ids))
+        return "Recorded: these images are not duplicates; later runs keep them apart."
+
+    def quarantine(group, dry_run: bool):
+        if group is None:
+            raise gr.Error("Pick a group first.")
+        keeper_path = group.paths[group.ids.index(group.keeper)]
+        moves = plan_quarantine(list(group.paths), keeper_path, quarantine_dir)
+        lines = "\n".join(f"- {m.source} → {m.target}" for m in moves)
+        if dry_run:
+            return f"Dry run: would move {len(moves)} file(s), keeping {keeper_path}:\n{lines}"
+        manifest = apply_quarantine(moves, quarantine_dir)
+        return f"Moved {len(moves)} file(s); manifest {manifest} (undo available)."
+
+    def undo():
+        manifest = latest_manifest(quarantine_dir)
+        if manifest is None:
+            return "Nothing to undo."
+        return f"Restored {undo_quarantine(manifest)} file(s)."
+
+    with gr.Tab("Duplicates"):
+        with gr.Row():
+            tiers = gr.CheckboxGroup(["identical", "near", "similar"], value=["identical", "near"], label="Tiers")
+            near = gr.Slider(0.5, 1.0, value=NEAR_DEFAULT, step=0.005, label="Near-duplicate threshold")
+            similar = gr.Slider(0.5, 1.0, value=SIMILAR_DEFAULT, step=0.005, label="Similar threshold")
+        find_button = gr.Button("Find duplicate groups", variant="primary", elem_id="find-dupes")
+        summary = gr.Markdown(elem_id="dupes-summary")
+        group_pick = gr.Dropdown(choices=[], label="Group", elem_id="group-pick")
+        compare = gr.Gallery(label="Side by side", columns=4, height="auto", format="jpeg", elem_id="dupes-gallery")
+        table = gr.Dataframe(headers=["path", "width", "height", "bytes", "date", "camera", "keeper"],
+                             interactive=False, elem_id="dupes-table")
+        with gr.Row():
+            keep_button = gr.Button("Keep the selected image")
+            not_dupes_button = gr.Button("Not duplicates")
+            dry_run_button = gr.Button("Quarantine the others (dry run)")
+            quarantine_button = gr.Button("Quarantine the others", variant="stop")
+            undo_button = gr.Button("Undo last quarantine")
+        # A textbox: the names of files about to be moved must read exactly as they are.
+        outcome = gr.Textbox(label="Outcome", interactive=False, lines=4, max_lines=30, elem_id="dupes-outcome")
+        groups_state, group_state, picked_state = gr.State([]), gr.State(None), gr.State(None)
+        find_button.click(find_groups, [tiers, near, similar], [groups_state, group_pick, summary])
+        group_pick.change(show_group, [groups_state, group_pick], [compare, table, group_state])
+        compare.select(_selected_index, None, picked_state)
+        keep_button.click(keep_selected, [group_state, picked_state], outcome)
+        not_dupes_button.click(not_duplicates, group_state, outcome)
+        dry_run_button.click(lambda g: quarantine(g, True), group_state, outcome)
+        quarantine_button.click(lambda g: quarantine(g, False), group_state, outcome)
+        undo_button.click(undo, None, outcome)
+
+
+def _selected_index(evt: gr.SelectData) -> int:
+    return evt.index
+
+
+def _index_tab(index: ImageIndex):
+    def describe():
+        index.refresh()
+        info = index.info()
+        reasons = ", ".join(f"{r}: {c}" for r, c in info["failures"].items()) or "none"
+        lines = [
+            f"**{info['images']}** images indexed, **{info['vectors']}** vectors, **{info['failed']}** failed",
+            f"Model: {plain_markdown(info['model'])} · weights: {plain_markdown(info['weights'])}",
+            f"Index: {plain_markdown(info['index_type'])} · measured recall@10: "
+            f"{info['index_recall_at_10'] or 'exact'}",
+            f"Failures by reason: {plain_markdown(reasons)}",
+        ]
+        failures = [[path, reason, detail] for path, reason, detail in index.failures(limit=500)]
+        return "\n\n".join(lines), failures
+
+    with gr.Tab("Index"):
+        overview = gr.Markdown(elem_id="index-overview")
+        failures = gr.Dataframe(headers=["path", "reason", "detail"], interactive=False, elem_id="failures")
+        refresh = gr.Button("Refresh")
+        refresh.click(describe, None, [overview, failures])
+    return describe, [overview, failures]
