@@ -29,7 +29,6 @@ __all__ = ["build_app", "plain_markdown", "UPLOAD_MAX_PIXELS"]
 UPLOAD_MAX_PIXELS = 40_000_000
 DECISION_WAIT_SECONDS = 5.0  # a decision while an index run holds the store: wait, then say busy
 
-from gradio.events import Dependency
 
 class UploadedImage(gr.Image):
     """An image input that hands the handler the uploaded file's path and nothing else: Gradio's
@@ -44,7 +43,9 @@ class UploadedImage(gr.Image):
         if payload.path is None:
             raise gr.Error("Upload the image as a file.")
         return str(payload.path)
-    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from collections.abc import Callable, Sequence
+    from typing import TYPE_CHECKING, Any, Literal
+
     from gradio.blocks import Block
     if TYPE_CHECKING:
         from gradio.components import Timer

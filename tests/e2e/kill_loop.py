@@ -1,7 +1,7 @@
 """Kill loop: SIGKILL `vitsearch index` at random instants, check the store after each kill, then
 finish the run and compare with a clean one. Prints how many kills the store survived.
 
-    python tests/kill_loop.py [--kills 25] [--images 120] [--seed 0] [--workdir DIR]
+    python tests/e2e/kill_loop.py [--kills 25] [--images 120] [--seed 0] [--workdir DIR]
 """
 
 from __future__ import annotations

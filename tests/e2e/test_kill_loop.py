@@ -14,7 +14,7 @@ from tests.conftest import REPO
 @pytest.mark.slow
 def test_random_kills_are_survived(tmp_path):
     result = subprocess.run(
-        [sys.executable, "tests/kill_loop.py", "--kills", "15", "--images", "80", "--workdir", str(tmp_path)],
+        [sys.executable, "tests/e2e/kill_loop.py", "--kills", "15", "--images", "80", "--workdir", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=1200,
     )
     assert result.returncode == 0, result.stdout + result.stderr

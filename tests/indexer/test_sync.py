@@ -305,6 +305,22 @@ def test_awkward_names_are_stored_and_found(tmp_path, fake_encoder):
     assert hits[0].path == str(folder / names[1]) and not hits[0].stale
 
 
+def test_a_non_utf8_name_and_its_escaped_spelling_are_two_files(tmp_path, fake_encoder):
+    """b'a\\xff.jpg' (not UTF-8) and the UTF-8 name 'a\\\\xff.jpg' must not share a key: once they
+    did, and one was never indexed while the other was re-embedded on every run."""
+    folder = tmp_path / "names"
+    write_scenes(tmp_path / "x", [1, 2])
+    folder.mkdir()
+    os.rename(tmp_path / "x" / "scene-001.jpg", os.path.join(os.fsencode(folder), b"a\xff.jpg"))
+    os.rename(tmp_path / "x" / "scene-002.jpg", folder / "a\\xff.jpg")
+    store = tmp_path / "store"
+    assert index(folder, store, fake_encoder).added == 2
+    again = index(folder, store, fake_encoder)
+    assert again.unchanged == 2 and again.embedded == 0 and again.updated == 0
+    assert len(stored(store)) == 2
+    assert_consistent(store)
+
+
 def test_buffered_inserts_keep_write_order_and_values(tmp_path):
     """New rows are inserted in bulk at the end of a transaction: every value must round-trip,
     and a write that refers to a buffered row (copy, delete) must see it."""

@@ -185,3 +185,44 @@ def test_other_weights_against_a_store_are_refused(tmp_path):
     torch.save(state, tmp_path / "other.pth")
     result = run_cli("index", tmp_path / "photos", "--store", store, "--weights", tmp_path / "other.pth")
     assert result.returncode == 2 and "different weights" in result.stderr and "--store NEW_DIR" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("usage")
+    write_scenes(root / "photos", range(4))
+    result = run_cli("index", root / "photos", "--store", root / "store", "--weights", "random")
+    assert result.returncode == 0, result.stderr
+    (root / "empty").mkdir()
+    (root / "a-file").write_text("not a store")
+    return root
+
+
+@pytest.mark.parametrize("args, message", [
+    (["dupes", "--store", "{store}", "--keep", "999"], "no indexed image has id 999"),
+    (["dupes", "--store", "{store}", "--not-duplicates", "1", "999"], "no indexed image has id 999"),
+    (["dupes", "--store", "{store}", "--not-duplicates", "1"], "at least two different"),
+    (["info", "--store", "{root}/a-file"], "is a file, not a store directory"),
+    (["search", "{root}/photos/scene-000.jpg", "--store", "{store}", "--min-score", "nan"], "between -1 and 1"),
+    (["search", "{root}/empty", "--store", "{store}"], "no image files in"),
+    (["serve", "--store", "{store}", "--port", "70000"], "between 1 and 65535"),
+    (["serve", "--store", "{store}", "--port", "http"], "not a port number"),
+])
+def test_usage_errors_exit_2_with_a_message(small_store, args, message):
+    args = [a.format(store=small_store / "store", root=small_store) for a in args]
+    result = run_cli(*args)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_reindex_says_when_a_small_store_stays_flat(small_store):
+    result = run_cli("reindex", "--store", small_store / "store", "--index-type", "ivf-flat")
+    assert result.returncode == 0, result.stderr
+    assert "needs at least 1000 images" in result.stderr and "flat" in result.stderr
+
+
+def test_decisions_through_the_cli(small_store):
+    store = small_store / "store"
+    result = run_cli("dupes", "--store", store, "--not-duplicates", "1", "2", "3")
+    assert result.returncode == 0 and "3 new pairs" in result.stderr, result.stderr
+    assert run_cli("dupes", "--store", store, "--keep", "2").returncode == 0
