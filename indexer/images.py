@@ -12,6 +12,8 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageLoadError
 from .fast_decode import decode_fast
+from .formats import register_plugins
+from .raw import RAW_EXTENSIONS, RawImage, inspect_raw, looks_raw, open_raw
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -30,11 +32,11 @@ __all__ = [
 # The JPEG opener also yields MPO, the multi-picture JPEG many phones write.
 # AVIF and HEIF count when their plugin is present (pillow-heif registers HEIF).
 _BASE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF")
-_OPTIONAL_FORMATS = ("AVIF", "HEIF")
+_OPTIONAL_FORMATS = ("AVIF", "HEIF", "JXL")  # Pillow's AVIF, pillow-heif, pillow-jxl-plugin
 
 IMAGE_EXTENSIONS = frozenset(
-    ".jpg .jpeg .jpe .jfif .png .webp .gif .bmp .dib .tif .tiff .avif .heic .heif".split()
-)
+    ".jpg .jpeg .jpe .jfif .png .webp .gif .bmp .dib .tif .tiff .avif .heic .heif .hif .jxl".split()
+) | RAW_EXTENSIONS
 
 MAX_PIXELS = 180_000_000  # ~180 MP: well above any camera, far below a decompression bomb
 MAX_ASPECT = 100  # 100000x1 and friends are bombs or junk, not photos
@@ -50,6 +52,7 @@ _EXIF_MODEL = 0x0110
 
 
 def _allowed_formats() -> tuple[str, ...]:
+    register_plugins()
     Image.init()
     return _BASE_FORMATS + tuple(f for f in _OPTIONAL_FORMATS if f in Image.OPEN)
 
@@ -102,8 +105,14 @@ def load_image(data: bytes, *, draft_size: int | None = None) -> LoadedImage:
     """Decode `data` into an upright RGB image.
 
     `draft_size` lets JPEGs decode at a reduced scale whose sides stay >= draft_size
-    (the DCT does the downscaling); None decodes at full size.
+    (the DCT does the downscaling), and camera RAW files use their embedded preview when it is
+    that large; None decodes at full size.
     """
+    if looks_raw(data):
+        decoded = open_raw(data, preview_min_side=draft_size, check=_check_dimensions)
+        if decoded is not None:
+            image = _reduce(decoded.image, draft_size) if draft_size else decoded.image
+            return LoadedImage(to_rgb(image), _raw_info(data, decoded))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # bomb and EXIF warnings: we check and record ourselves
         img, header = _open_checked(data)
@@ -123,6 +132,10 @@ def load_image(data: bytes, *, draft_size: int | None = None) -> LoadedImage:
 
 def inspect_image(data: bytes) -> ImageHeader:
     """Validate `data` and read its header and EXIF without decoding pixels (cheap for any size)."""
+    if looks_raw(data):
+        header = inspect_raw(data, _check_dimensions)
+        if header is not None:
+            return ImageHeader(_raw_info(data, header), "RAW", 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _open_checked(data)[1]
@@ -151,8 +164,18 @@ def _open(data: bytes) -> Image.Image:
     except UnidentifiedImageError:
         allowed = ", ".join(ALLOWED_FORMATS)
         raise ImageLoadError("unidentified", f"not an image in an allowed format ({allowed})") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageLoadError("corrupt", f"unreadable header: {e}") from e
+    except (OSError, SyntaxError, ValueError, RuntimeError) as e:  # plugins (JPEG XL) raise RuntimeError
+        raise ImageLoadError("corrupt", f"unreadable header: {_first_line(e)}") from e
+
+
+def _raw_info(data: bytes, raw: RawImage) -> ImageInfo:
+    notes: list[str] = [] if raw.source != "demosaic" else ["RAW demosaiced (no usable embedded preview)"]
+    captured_at, camera = _raw_exif(data, notes)
+    return ImageInfo(raw.width, raw.height, "RAW", captured_at, camera, tuple(notes))
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 def _check_dimensions(width: int, height: int) -> None:
@@ -171,8 +194,8 @@ def _decode(img: Image.Image) -> None:
         img.load()  # frame 0 only for GIF/WebP animations
     except Image.DecompressionBombError as e:
         raise ImageLoadError("too_large", str(e)) from e
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        message = str(e)
+    except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as e:
+        message = _first_line(e)
         reason = "truncated" if "truncat" in message.lower() or isinstance(e, EOFError) else "corrupt"
         raise ImageLoadError(reason, f"decoding failed: {message}") from e
 
@@ -193,6 +216,23 @@ def _read_exif(img: Image.Image, notes: list[str]) -> tuple[datetime | None, str
     except Exception as e:  # noqa: BLE001 - EXIF parsers raise anything on junk
         notes.append(f"exif unreadable: {e}")
         return None, None, 1
+    return _exif_facts(exif, notes)
+
+
+def _raw_exif(data: bytes, notes: list[str]) -> tuple[datetime | None, str | None]:
+    """Capture time and camera of a TIFF-based RAW (DNG, CR2, NEF, ARW...): its IFD0 is EXIF."""
+    if not data.startswith((b"II*\x00", b"MM\x00*")):
+        return None, None
+    exif = Image.Exif()
+    try:
+        exif.load(data)
+    except Exception as e:  # noqa: BLE001 - EXIF parsers raise anything on junk
+        notes.append(f"exif unreadable: {e}")
+        return None, None
+    return _exif_facts(exif, notes)[:2]
+
+
+def _exif_facts(exif: Image.Exif, notes: list[str]) -> tuple[datetime | None, str | None, int]:
     captured_at = camera = None
     try:
         sub = exif.get_ifd(_EXIF_IFD)

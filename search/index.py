@@ -14,6 +14,7 @@ import numpy as np
 
 from ..indexer.ann import search_parameters
 from ..indexer.errors import ConfigError, ImageLoadError, StoreMismatchError
+from ..indexer.formats import readable_formats
 from ..indexer.images import load_image, read_image_bytes, to_rgb
 from ..indexer.scan import is_within
 from ..indexer.store import LIVE, MTIME, Store, encode_path, open_store
@@ -114,6 +115,7 @@ class ImageIndex:
             "store": str(self.store.dir),
             "generation": self.manifest["generation"],
             "index_repair": self.vectors.repair,
+            "formats": readable_formats(),  # what this installation can read
         }
 
     def failures(self, limit: int = 1000) -> list[tuple[str, str, str]]:

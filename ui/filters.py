@@ -8,7 +8,7 @@ from ..indexer.errors import ConfigError
 
 __all__ = ["build_where", "FORMATS"]
 
-FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF")
+FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF", "JXL", "RAW")
 
 
 def build_where(folder: str = "", date_from: str = "", date_to: str = "", min_width=None,
