@@ -117,14 +117,15 @@ class IndexRun:
         row, f = item.row, item.file
         self._forget(row)
         if source_id in self.missing:  # renamed or moved: the row follows the file
-            self.missing.pop(source_id)
             if row is not None:
                 self.ops.append(lambda tx: tx.delete([row.id]))
+            old = self.missing.pop(source_id).path
             self.ops.append(lambda tx: tx.move(source_id, f.path, f.root, f.size, f.mtime_ns))
             self.report.moved += 1
+            self.report.changes.append(("moved", f"{old} -> {f.path}"))
         else:  # a copy: same bytes under another path
             self.ops.append(lambda tx: tx.copy(source_id, row.id if row else None, f.path, f.root, f.size, f.mtime_ns))
-            self._count_write(row)
+            self._count_write(row, f.path)
 
     def _fail(self, item: _Read, reason: str, detail: str) -> None:
         self.ops.append(self._failure_op(item, reason, detail))
@@ -143,11 +144,12 @@ class IndexRun:
         if row is not None and self.hashes.get(row.content_hash) == row.id:
             del self.hashes[row.content_hash]
 
-    def _count_write(self, row: RowState | None) -> None:
+    def _count_write(self, row: RowState | None, path: str) -> None:
         if row is None:
             self.report.added += 1
         else:
             self.report.updated += 1
+        self.report.changes.append(("added" if row is None else "updated", path))
 
     def _commit_due(self) -> bool:
         since = time.monotonic() - self.last_commit
@@ -199,7 +201,7 @@ class IndexRun:
         for item, vector, ok in zip(batch, vectors, finite, strict=False):
             self._forget(item.row)
             if ok:
-                self._count_write(item.row)
+                self._count_write(item.row, item.file.path)
             self.embedded.append((item, vector if ok else None))
         self.report.embedded += int(finite.sum())
 
@@ -231,6 +233,7 @@ class IndexRun:
             with self.store.transaction() as tx:
                 tx.delete(ids)
             self.report.removed += len(ids)
+            self.report.changes += [("removed", row.path) for row in self.missing.values()]
             self.missing.clear()
 
 

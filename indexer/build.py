@@ -17,7 +17,16 @@ from .store import open_store
 from .vectors import open_for_writing, sync_and_save
 from .weights import weights_from_manifest
 
-__all__ = ["build_index", "IndexReport", "FileFailure"]
+__all__ = ["build_index", "load_store_encoder", "IndexReport", "FileFailure"]
+
+
+def load_store_encoder(store_dir: str | os.PathLike | None = None, weights: str | None = None, *,
+                       device: str = "auto", exact: bool = False, decode: str = "auto") -> Encoder:
+    """The encoder an index run into this store uses: `weights` (a file or "random") > what the
+    store recorded > timm's pretrained download. Load it once to run build_index many times."""
+    store = open_store(store_dir)
+    weights = weights or (weights_from_manifest(store.manifest()) if store.exists() else None)
+    return load_encoder(weights, device=device, exact=exact, decode=decode)
 
 
 def build_index(
@@ -47,8 +56,7 @@ def build_index(
     store.dir.mkdir(parents=True, exist_ok=True)
     with WriterLock(store.dir / "writer.lock"):
         if encoder is None:
-            weights = weights or (weights_from_manifest(store.manifest()) if store.exists() else None)
-            encoder = load_encoder(weights, device=device, exact=exact, decode=decode)
+            encoder = load_store_encoder(store_dir, weights, device=device, exact=exact, decode=decode)
         manifest = store.initialize(encoder_identity(encoder))
         vectors = open_for_writing(store, manifest)
         report = IndexReport(repair=vectors.repair, store=str(store.dir))

@@ -26,6 +26,7 @@ class IndexReport:
     images_per_s: float = 0.0
     embedded: int = 0
     failures: list[FileFailure] = field(default_factory=list)
+    changes: list[tuple[str, str]] = field(default_factory=list)  # (added|updated|moved|removed, path)
     repair: str | None = None
     store: str = ""
 

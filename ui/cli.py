@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="skip files or folders matching GLOB (name or path under the root); repeatable")
     index.add_argument("--include-hidden", action="store_true", help="also index hidden files and folders")
     index.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    index.add_argument("--watch", action="store_true",
+                       help="after the sync, keep running and follow changes under PATH (Ctrl-C or SIGTERM "
+                            "stops it); one line per change on stderr")
+    index.add_argument("--poll", type=_positive_float, metavar="SECONDS",
+                       help="with --watch: rescan every SECONDS instead of OS events (network filesystems, "
+                            "or trees past the OS watch limit); implies --watch")
     index.set_defaults(handler=_index)
 
     info = commands.add_parser("info", help="what a store holds")
@@ -149,6 +155,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
 def _score(text: str) -> float:
     """A cosine similarity: a number from -1 to 1 (nan and inf are refused)."""
     try:
@@ -171,24 +187,66 @@ def _port(text: str) -> int:
 
 
 def _index(args) -> int:
-    from ..indexer import build_index
+    from ..indexer.build import build_index, load_store_encoder
+    from ..indexer.scan import normalize_roots
+
+    normalize_roots(args.paths)  # a missing folder is said before the model loads
+    watching = args.watch or args.poll is not None
+    stop = _stop_on_signals() if watching else None
+    encoder = load_store_encoder(args.store, args.weights, device=args.device, exact=args.exact, decode=args.decode)
+
+    def sync(progress=None):
+        return build_index(args.paths, args.store, encoder=encoder, batch_size=args.batch_size,
+                           exclude=args.exclude, include_hidden=args.include_hidden, progress=progress)
 
     with _ProgressBar("indexing", "file") as bar:
-        report = build_index(
-            args.paths, args.store, weights=args.weights, batch_size=args.batch_size, device=args.device,
-            exact=args.exact, decode=args.decode, exclude=args.exclude, include_hidden=args.include_hidden,
-            progress=bar.update,
-        )
+        report = sync(bar.update)
     if report.repair:
         print(f"note: the FAISS index was {report.repair}", file=sys.stderr)
     for failure in report.failures:
         print(f"skipping {shown(failure.path)}: {failure.reason} ({shown(failure.detail)})", file=sys.stderr)
     summary = report.summary()
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(summary), flush=True)
     else:
-        print(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()) + f"  (store: {report.store})")
+        print(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()) + f"  (store: {report.store})",
+              flush=True)
+    if watching and not stop.is_set():
+        _watch(args, sync, stop, report.store)
     return EXIT_OK
+
+
+def _watch(args, sync, stop, store_dir: str) -> None:
+    from ..indexer.scan import normalize_roots
+    from ..indexer.watch import WatchSettings, watch_folders
+
+    roots = [str(r) for r in normalize_roots(args.paths)]
+    print(f"watching {', '.join(map(shown, roots))} (Ctrl-C or SIGTERM stops)", file=sys.stderr, flush=True)
+
+    def log(line: str) -> None:
+        print(shown(line), file=sys.stderr, flush=True)
+
+    watch_folders(roots, sync, stop, WatchSettings(poll=args.poll), log=log, ignore=(store_dir,))
+    print("stopped watching; the store is up to date with the last sync", file=sys.stderr)
+
+
+def _stop_on_signals():
+    """SIGINT/SIGTERM end a watch after the sync in progress; a second one stops at once (a kill
+    at any instant leaves a store that resumes)."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def handle(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("stopping after the sync in progress (again to stop now)", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    return stop
 
 
 def _info(args) -> int:

@@ -1,0 +1,138 @@
+"""Keep a store in step with live folders: after the first sync, each burst of file-system
+changes under the roots is followed, once it has settled, by an incremental sync.
+
+A sync is `build_index` itself (same crash-safe transactions, size+mtime skips, renames
+followed by content hash), so the watcher only decides *when* to sync, never *what*. Events
+come from the OS (inotify on Linux: one watch per folder, not per file) through watchdog; when
+the OS cannot watch the tree (watch limit, network filesystem) or `poll` is asked for, the roots
+are rescanned every `poll` seconds instead.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import VitsearchError
+from .report import IndexReport
+
+__all__ = ["watch_folders", "WatchSettings", "SETTLE_SECONDS", "MAX_DELAY_SECONDS"]
+
+SETTLE_SECONDS = 1.5  # quiet this long after the last event: a file being copied is read once, whole
+MAX_DELAY_SECONDS = 30.0  # a folder that never goes quiet is still synced this often
+DEFAULT_POLL_SECONDS = 30.0
+
+
+@dataclass
+class WatchSettings:
+    poll: float | None = None  # seconds between rescans; None: OS events (falling back to polling)
+    settle: float = SETTLE_SECONDS
+    max_delay: float = MAX_DELAY_SECONDS
+
+
+def watch_folders(roots: list[str], sync: Callable[[], IndexReport], stop: threading.Event,
+                  settings: WatchSettings | None = None, log: Callable[[str], None] = print,
+                  ignore: tuple[str, ...] = ()) -> int:
+    """Run `sync` whenever the roots changed and settled, until `stop` is set; returns passes.
+    Events under `ignore` (the store's own folder) are not changes. A sync that fails (a root
+    deleted, the store busy) is logged and tried again at the next change or rescan."""
+    settings = settings or WatchSettings()
+    changed = _Changes()
+    observer = None if settings.poll else _start_observer(roots, changed, log, ignore)
+    interval = settings.poll or DEFAULT_POLL_SECONDS
+    if observer is None:
+        log(f"watch: rescanning every {interval:g} s")
+    passes = 0
+    try:
+        while not stop.is_set():
+            if observer is None:
+                stop.wait(interval)
+                due = not stop.is_set()
+            else:
+                stop.wait(0.2)
+                due = changed.due(settings.settle, settings.max_delay)
+            if due:
+                changed.clear()
+                try:
+                    _log_report(sync(), log)
+                except VitsearchError as e:
+                    log(f"watch: sync failed: {e}")
+                passes += 1
+    finally:
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=5)
+    return passes
+
+
+class _Changes:
+    """When events arrived: the first since the last sync, and the latest."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def note(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.first = self.first or now
+            self.last = now
+
+    def due(self, settle: float, max_delay: float) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if self.first is None:
+                return False
+            return now - self.last >= settle or now - self.first >= max_delay
+
+    def clear(self) -> None:
+        with self._lock:
+            self.first = self.last = None
+
+
+def _start_observer(roots: list[str], changed: _Changes, log: Callable[[str], None], ignore: tuple[str, ...]):
+    """An OS-event observer of every root, or None (with the reason logged) when it cannot run."""
+    try:
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+    except ImportError:
+        log("watch: watchdog is not installed; falling back to rescanning")
+        return None
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event) -> None:
+            if event.event_type in ("opened", "closed_no_write"):  # reads change nothing
+                return
+            paths = [p for p in (event.src_path, getattr(event, "dest_path", "")) if p]
+            if any(not _under(os.fsdecode(p), ignore) for p in paths):
+                changed.note()
+
+    observer = Observer()
+    try:
+        for root in roots:
+            observer.schedule(Handler(), root, recursive=True)
+        observer.start()
+    except OSError as e:  # ENOSPC: the inotify watch limit; others: a filesystem without events
+        log(f"watch: the OS cannot watch these folders ({e.strerror or e}); falling back to rescanning. "
+            "On Linux, raise fs.inotify.max_user_watches, or pass --poll SECONDS")
+        try:
+            observer.stop()
+        except RuntimeError:
+            pass
+        return None
+    return observer
+
+
+def _under(path: str, folders: tuple[str, ...]) -> bool:
+    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
+
+
+def _log_report(report: IndexReport, log: Callable[[str], None]) -> None:
+    for kind, path in report.changes:
+        log(f"{kind} {path}")
+    for failure in report.failures:
+        log(f"skipping {failure.path}: {failure.reason} ({failure.detail})")

@@ -1,0 +1,148 @@
+"""`vitsearch index --watch`: live folders followed within seconds, a file being written read
+once it is whole, SIGTERM exits 0, and a watcher killed with -9 catches up when restarted."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, run_cli, scene_bytes, write_scenes
+from tests.e2e.test_crash import assert_invariants
+from vitsearch.indexer.store import Store
+
+LIMIT_SECONDS = 15
+
+
+def start_watcher(folder: Path, store: Path, *extra: str) -> subprocess.Popen:
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "vitsearch.ui.cli", "index", str(folder), "--store", str(store), "--weights",
+         "random", "--watch", *extra], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (store / "vectors.faiss").exists():  # the first sync has finished
+        assert watcher.poll() is None, watcher.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "the watcher never finished its first sync"
+        time.sleep(0.2)
+    time.sleep(0.5)  # the OS watches are set up right after
+    return watcher
+
+
+def stop(watcher: subprocess.Popen) -> str:
+    watcher.send_signal(signal.SIGTERM)
+    _, err = watcher.communicate(timeout=120)
+    assert watcher.returncode == 0, err[-2000:]
+    return err
+
+
+def rows(store: Path) -> dict[str, tuple]:
+    with Store(store).connect() as con:
+        found = con.execute("SELECT path, status, content_hash, embedding FROM images").fetchall()
+    return {path: (status, content_hash, embedding) for path, status, content_hash, embedding in found}
+
+
+def wait_until(condition, what: str, limit: float = LIMIT_SECONDS) -> float:
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < limit, f"not within {limit} s: {what}"
+        time.sleep(0.25)
+    return time.monotonic() - started
+
+
+def equals_a_fresh_index(store: Path, folder: Path, tmp_path: Path) -> bool:
+    fresh = tmp_path / f"fresh-{time.monotonic_ns()}"
+    assert run_cli("index", folder, "--store", fresh, "--weights", "random").returncode == 0
+    want, got = rows(fresh), rows(store)
+    if set(want) != set(got):
+        return False
+    for path, (status, _, vector) in want.items():
+        if got[path][0] != status or (vector is not None and float(np.dot(vector, got[path][2])) < 0.9999):
+            return False
+    return True
+
+
+def test_create_rename_delete_overwrite_within_seconds(tmp_path):
+    folder, store, source = tmp_path / "photos", tmp_path / "store", tmp_path / "source"
+    folder.mkdir()
+    originals = write_scenes(source, range(12))
+    watcher = start_watcher(folder, store)
+    try:
+        for path in originals[:10]:
+            shutil.copy(path, folder / path.name)
+        took = wait_until(lambda: sum(s == "ok" for s, _, _ in rows(store).values()) == 10, "10 photos indexed")
+        print(f"10 copied photos searchable after {took:.1f} s")
+        (folder / "scene-001.jpg").rename(folder / "renamed.jpg")
+        (folder / "scene-002.jpg").unlink()
+        shutil.copy(originals[11], folder / "scene-003.jpg")
+        wanted = {str(folder / n) for n in ["renamed.jpg", "scene-003.jpg"]}
+        wait_until(lambda: wanted <= set(rows(store)) and str(folder / "scene-002.jpg") not in rows(store)
+                   and rows(store)[str(folder / "scene-003.jpg")][1] == hashlib.blake2b(
+                       originals[11].read_bytes(), digest_size=16).hexdigest(), "rename, delete and overwrite")
+    finally:
+        err = stop(watcher)
+    assert "moved " in err and "removed " in err and "updated " in err
+    assert equals_a_fresh_index(store, folder, tmp_path)
+    assert_invariants(store)
+
+
+def test_a_file_written_slowly_is_indexed_once_whole(tmp_path):
+    folder, store = tmp_path / "photos", tmp_path / "store"
+    write_scenes(folder, range(2))
+    watcher = start_watcher(folder, store)
+    data = scene_bytes(7, "JPEG", size=(900, 700), quality=95)
+    target = folder / "slow.jpg"
+    whole = hashlib.blake2b(data, digest_size=16).hexdigest()
+    seen = set()
+    try:
+        with open(target, "wb") as f:
+            for start in range(0, len(data), len(data) // 8):  # ~4 s of writing
+                f.write(data[start:start + len(data) // 8])
+                f.flush()
+                row = rows(store).get(str(target))
+                if row is not None:
+                    seen.add(row[:2])
+                time.sleep(0.5)
+        wait_until(lambda: rows(store).get(str(target), (None, None))[:2] == ("ok", whole), "the whole file")
+    finally:
+        err = stop(watcher)
+    assert not [s for s in seen if s[0] == "ok" and s[1] != whole], "a half-written file was indexed as ok"
+    assert err.count(f"added {target}") == 1, err
+
+
+def test_kill_9_mid_change_then_restart_catches_up(tmp_path):
+    folder, store = tmp_path / "photos", tmp_path / "store"
+    write_scenes(folder, range(4))
+    watcher = start_watcher(folder, store)
+    write_scenes(folder, range(4, 30))
+    time.sleep(2.5)  # settled: the sync of the new files is under way
+    watcher.kill()
+    watcher.wait()
+    assert_invariants(store)
+    (folder / "scene-000.jpg").unlink()  # a change while nobody watched
+    watcher = start_watcher(folder, store)
+    stop(watcher)
+    assert equals_a_fresh_index(store, folder, tmp_path)
+
+
+def test_polling_follows_changes_too(tmp_path):
+    folder, store = tmp_path / "photos", tmp_path / "store"
+    write_scenes(folder, range(2))
+    watcher = start_watcher(folder, store, "--poll", "1")
+    try:
+        write_scenes(folder, range(2, 5))
+        wait_until(lambda: len(rows(store)) == 5, "polled changes")
+    finally:
+        err = stop(watcher)
+    assert "rescanning every 1 s" in err
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "nan", "soon"])
+def test_poll_needs_a_positive_number(tmp_path, value):
+    result = run_cli("index", tmp_path, "--poll", value, "--store", tmp_path / "s", "--weights", "random")
+    assert result.returncode == 2 and "--poll" in result.stderr
