@@ -31,6 +31,7 @@ class DuplicateGroup:
     scores: tuple[float, ...]  # each member's best similarity to another member
     keeper: int  # the user's choice, else the suggestion
     keeper_decided: bool
+    kept_with_keeper: tuple[int, ...] = ()  # the keeper's own RAW/JPEG partner: never a duplicate of it
 
     def to_record(self) -> dict:
         return asdict(self)
@@ -43,26 +44,27 @@ def find_duplicates(index: ImageIndex, *, near: float = NEAR_DEFAULT, similar: f
     rows = _rows(index.store)
     decisions = read_decisions(index.store)
     not_duplicates, keepers = decisions.not_duplicates, decisions.keepers
-    groups: list[DuplicateGroup] = []
+    pairs = index.pairs()
+    groups: list[DuplicateGroup | None] = []
     if "identical" in tiers:
         by_hash: dict[str, list[int]] = {}
         for row_id, (_, content_hash, _) in rows.items():
             by_hash.setdefault(content_hash, []).append(row_id)
         for members in by_hash.values():
             if len(members) > 1:
-                groups.append(_group("identical", sorted(members), {m: 1.0 for m in members}, rows, keepers))
+                groups.append(_group("identical", sorted(members), {m: 1.0 for m in members}, rows, keepers, pairs))
     if {"near", "similar"} & set(tiers):
         a, b, scores = _edges(index, similar, not_duplicates)
         near_components = _components(a, b, scores >= near, scores, not_duplicates)
         best = _best_scores(a, b, scores)
         if "near" in tiers:
-            groups += _tier_groups("near", near_components, best, rows, keepers, skip_identical=True)
+            groups += _tier_groups("near", near_components, best, rows, keepers, pairs, skip_identical=True)
         if "similar" in tiers:
             similar_components = _components(a, b, scores >= similar, scores, not_duplicates)
             known = {tuple(c) for c in near_components}
             fresh = [c for c in similar_components if tuple(c) not in known]
-            groups += _tier_groups("similar", fresh, best, rows, keepers, skip_identical=False)
-    return groups
+            groups += _tier_groups("similar", fresh, best, rows, keepers, pairs, skip_identical=False)
+    return [g for g in groups if g is not None]
 
 
 def nearest_neighbour_scores(index: ImageIndex) -> np.ndarray:
@@ -184,7 +186,7 @@ def _best_scores(a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> dict[int, 
     return best
 
 
-def _tier_groups(tier, components, best, rows, keepers, *, skip_identical):
+def _tier_groups(tier, components, best, rows, keepers, pairs, *, skip_identical):
     groups = []
     for members in components:
         members = [m for m in members if m in rows]
@@ -192,14 +194,19 @@ def _tier_groups(tier, components, best, rows, keepers, *, skip_identical):
             continue
         if skip_identical and len({rows[m][1] for m in members}) == 1:
             continue  # already reported as identical bytes
-        groups.append(_group(tier, members, best, rows, keepers))
+        groups.append(_group(tier, members, best, rows, keepers, pairs))
     return groups
 
 
-def _group(tier, members, best, rows, keepers) -> DuplicateGroup:
+def _group(tier, members, best, rows, keepers, pairs) -> DuplicateGroup | None:
+    """The group with its keeper, or None when its files are all one shot (a RAW+JPEG pair is
+    one photo, not two duplicates)."""
     decided = [m for m in members if m in keepers]
     keeper = decided[0] if decided else max(members, key=lambda m: rows[m][2])
+    partners = tuple(m for m in members if m in pairs.get(keeper, ()))
+    if len(members) - len(partners) < 2:
+        return None
     return DuplicateGroup(
         tier, tuple(members), tuple(rows[m][0] for m in members),
-        tuple(round(float(best.get(m, 1.0)), 6) for m in members), keeper, bool(decided),
+        tuple(round(float(best.get(m, 1.0)), 6) for m in members), keeper, bool(decided), partners,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import threading
@@ -21,6 +22,7 @@ from ..indexer.store import LIVE, MTIME, Store, encode_path, open_store
 from ..indexer.vectors import open_vector_index, refresh_vector_index
 from ..indexer.weights import weights_from_manifest
 from .filters import matching_ids
+from .pairs import find_pairs
 
 __all__ = ["ImageIndex", "Hit", "to_records", "to_dataframe"]
 
@@ -44,6 +46,7 @@ class Hit:
     captured_at: datetime | None
     camera: str | None
     stale: bool = False  # the file was deleted or changed after indexing
+    companions: tuple[str, ...] = ()  # the other files of the same shot (RAW+JPEG pairs)
 
     def to_record(self) -> dict:
         return asdict(self)
@@ -74,6 +77,7 @@ class ImageIndex:
         # One model call at a time: torch already uses every core, and concurrent calls from
         # a server's handlers would only oversubscribe them.
         self._model_lock = threading.RLock()
+        self._pairs: tuple[int, dict[int, tuple[int, ...]]] | None = None  # (generation, pairs)
 
     @classmethod
     def open(cls, store_dir: str | os.PathLike | None = None, *, device: str = "auto",
@@ -143,6 +147,13 @@ class ImageIndex:
     def roots(self) -> list[str]:
         """The folders this store was built from."""
         return self.store.roots()
+
+    def pairs(self) -> dict[int, tuple[int, ...]]:
+        """id -> ids of the other files of its shot (RAW+JPEG pairs), as of the loaded generation."""
+        generation = int(self.manifest.get("generation", 0))
+        if self._pairs is None or self._pairs[0] != generation:
+            self._pairs = (generation, find_pairs(self.store))
+        return self._pairs[1]
 
     @property
     def encoder(self):
@@ -262,7 +273,8 @@ class ImageIndex:
         exact_index = self.vectors.index_type == "flat"
         # Extra candidates: ties (identical copies) at the k-th place then resolve by id, and
         # approximate scores get room for exact re-ranking.
-        fetch = k + 8 if exact_index else max(4 * k, 50)
+        # Room too for the second file of RAW+JPEG pairs, which merge into one hit.
+        fetch = 2 * k + 8 if exact_index else max(4 * k, 50)
         params = search_parameters(self.vectors.index, self.vectors.choice, allowed=allowed)
         _, ids = self.vectors.index.search(vectors, min(fetch, len(self)), params=params)
         return [row[row >= 0] for row in ids]
@@ -283,7 +295,24 @@ class ImageIndex:
             scored.append(Hit(r["id"], r["path"], score, r["width"], r["height"], r["format"], r["size"],
                               r["mtime"], r["captured_at"], r["camera"], stale))
         scored.sort(key=lambda h: (-h.score, h.id))
-        return scored[:k]
+        return self._merge_pairs(scored)[:k]
+
+    def _merge_pairs(self, hits: list[Hit]) -> list[Hit]:
+        """One hit per shot: a RAW+JPEG pair shows as its better-scoring file, naming the other."""
+        pairs = self.pairs()
+        if not pairs or not any(h.id in pairs for h in hits):
+            return hits
+        partner_ids = {i for h in hits for i in pairs.get(h.id, ())}
+        paths = {i: r["path"] for i, r in self.store.records_by_id("path", partner_ids).items()}
+        merged, shown = [], set()
+        for hit in hits:
+            if hit.id in shown:
+                continue
+            partners = pairs.get(hit.id, ())
+            shown.update(partners)
+            companions = tuple(paths[i] for i in partners if i in paths)
+            merged.append(dataclasses.replace(hit, companions=companions) if companions else hit)
+        return merged
 
 
 def _disk_path(row: dict) -> str:

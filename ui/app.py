@@ -56,7 +56,9 @@ def build_app(index: ImageIndex, quarantine_dir: Path | None = None) -> gr.Block
     quarantine_dir = quarantine_dir or index.store.dir / ".quarantine"
 
     def gallery_of(hits):
-        return [(thumbs.get(h.path, h.size, h.mtime), f"{h.score:.3f} · {Path(h.path).name}") for h in hits]
+        return [(thumbs.get(h.path, h.size, h.mtime),
+                 f"{h.score:.3f} · {Path(h.path).name}" + "".join(f" + {Path(c).suffix}" for c in h.companions))
+                for h in hits]
 
     def run_search(upload, picked, k, min_score, folder, date_from, date_to, min_w, min_h, formats):
         if upload is None and not picked:
@@ -158,7 +160,7 @@ def _metadata(hit) -> dict:
         "path": hit.path, "score": round(hit.score, 4), "width": hit.width, "height": hit.height,
         "format": hit.format, "size": hit.size, "modified": str(hit.mtime) if hit.mtime else None,
         "captured": str(hit.captured_at) if hit.captured_at else None, "camera": hit.camera,
-        "stale": hit.stale, "id": hit.id,
+        "stale": hit.stale, "id": hit.id, "same shot": list(hit.companions),
     }
 
 
@@ -186,7 +188,8 @@ def _duplicates_tab(index: ImageIndex, thumbs: ThumbnailCache, quarantine_dir: P
         items = []
         for row_id, path in zip(group.ids, group.paths, strict=False):
             row = rows[row_id]
-            star = "★ keep · " if row_id == group.keeper else ""
+            star = "★ keep · " if row_id == group.keeper else ("★ keep (pair) · " if row_id in group.kept_with_keeper
+                                                                 else "")
             caption = (f"{star}{Path(path).name} · {row['width']}x{row['height']} · "
                        f"{row['size'] // 1024} KB · {row['date'] or 'no date'} · {row['camera'] or 'no camera'}")
             items.append((thumbs.get(path, row["size"], row["mtime_ns"]), caption))
@@ -210,7 +213,9 @@ def _duplicates_tab(index: ImageIndex, thumbs: ThumbnailCache, quarantine_dir: P
         if group is None:
             raise gr.Error("Pick a group first.")
         keeper_path = group.paths[group.ids.index(group.keeper)]
-        moves = plan_quarantine(list(group.paths), keeper_path, quarantine_dir)
+        # the keeper's RAW/JPEG partner stays with it: one photo, two files
+        candidates = [p for i, p in zip(group.ids, group.paths, strict=True) if i not in group.kept_with_keeper]
+        moves = plan_quarantine(candidates, keeper_path, quarantine_dir)
         lines = "\n".join(f"- {m.source} → {m.target}" for m in moves)
         if dry_run:
             return f"Dry run: would move {len(moves)} file(s), keeping {keeper_path}:\n{lines}"

@@ -293,7 +293,8 @@ def _search(args) -> int:
             elif args.paths_only:
                 print(shown(hit.path))
             else:
-                print(f"{hit.score:.4f}\t{shown(hit.path)}{'  [stale]' if hit.stale else ''}")
+                pair = "".join(f"  (+ {shown(c)})" for c in hit.companions)
+                print(f"{hit.score:.4f}\t{shown(hit.path)}{pair}{'  [stale]' if hit.stale else ''}")
     return EXIT_OK
 
 
@@ -332,7 +333,7 @@ def _dupes(args) -> int:
             print(json.dumps(group.to_record()))
         else:
             members = "  ".join(
-                f"{'*' if i == group.keeper else ''}{shown(p)} ({s:.3f})"
+                f"{'*' if i == group.keeper or i in group.kept_with_keeper else ''}{shown(p)} ({s:.3f})"
                 for i, p, s in zip(group.ids, group.paths, group.scores, strict=False)
             )
             print(f"{group.tier}\t{members}")
