@@ -30,19 +30,17 @@ UPLOAD_MAX_PIXELS = 40_000_000
 DECISION_WAIT_SECONDS = 5.0  # a decision while an index run holds the store: wait, then say busy
 
 
-class UploadedImage(gr.Image):
-    """An image input that hands the handler the uploaded file's path and nothing else: Gradio's
-    own preprocessing would open the file with Pillow (decoding some formats at full size, and
-    failing with messages that name the server's temporary paths) before our loader sees it."""
-
-    is_template = True  # Gradio's name for "draw me with my parent's frontend"
-
-    def preprocess(self, payload):
-        if payload is None:
-            return None
-        if payload.path is None:
-            raise gr.Error("Upload the image as a file.")
-        return str(payload.path)
+def _uploaded_path(payload) -> str | None:
+    """Stands in for the query image's preprocess: the uploaded file's path and nothing else.
+    Gradio's own would open the file with Pillow (some formats at full size, and failing with
+    messages that name the server's temporary paths) before our loader sees it. An instance
+    attribute, not a subclass: Gradio writes a .pyi stub beside any module defining a component
+    class, which an installed vitsearch must never do."""
+    if payload is None:
+        return None
+    if payload.path is None:
+        raise gr.Error("Upload the image as a file.")
+    return str(payload.path)
 
 
 def plain_markdown(text: str) -> str:
@@ -94,8 +92,9 @@ def build_app(index: ImageIndex, quarantine_dir: Path | None = None) -> gr.Block
         with gr.Tab("Search"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    upload = UploadedImage(type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                           label="Query image", elem_id="query-image")
+                    upload = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                      label="Query image", elem_id="query-image")
+                    upload.preprocess = _uploaded_path
                     upload_dir = upload.GRADIO_CACHE
                     find = gr.Textbox(label="…or type to find an indexed image by path", elem_id="path-find")
                     picked = gr.Dropdown(choices=[], label="Indexed image", allow_custom_value=False,

@@ -1,6 +1,8 @@
 """Benchmark: re-indexing N unchanged files (default 10k) must take seconds, not minutes.
 
-    python tests/bench/noop_reindex.py [--files 10000] [--workdir DIR]
+    python tests/bench/noop_reindex.py [--files 10000] [--per-folder 1000] [--workdir DIR]
+
+(`--files 100000 --per-folder 10` is the 100k files in 10k folders of a photo library.)
 
 Builds a store with a cheap fake encoder (the model plays no part in a no-op), then times the
 no-op re-index through build_index, and, separately, loading the real model (random weights),
@@ -23,12 +25,13 @@ from PIL import Image
 
 from tests.conftest import FakeEncoder
 from vitsearch.indexer import build_index
+from vitsearch.indexer.scan import scan_folders
 
 
-def write_tiny_images(folder: Path, count: int) -> None:
+def write_tiny_images(folder: Path, count: int, per_folder: int = 1000) -> None:
     rng = np.random.default_rng(0)
     for i in range(count):
-        sub = folder / f"{i // 1000:03d}"
+        sub = folder / f"{i // per_folder:05d}"
         sub.mkdir(parents=True, exist_ok=True)
         pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(sub / f"img-{i:06d}.png")
@@ -37,12 +40,18 @@ def write_tiny_images(folder: Path, count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--per-folder", type=int, default=1000)
     parser.add_argument("--workdir")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="vitsearch-noop-"))
     folder, store = work / "images", work / "store"
     if not folder.exists():
-        write_tiny_images(folder, args.files)
+        write_tiny_images(folder, args.files, args.per_folder)
+    folders = sum(1 for p in folder.iterdir() if p.is_dir())
+    started = time.perf_counter()
+    scanned = sum(1 for _ in scan_folders([str(folder)]))
+    print(json.dumps({"figure": "scan_s", "files": scanned, "folders": folders,
+                      "value": round(time.perf_counter() - started, 2)}))
     started = time.perf_counter()
     first = build_index([folder], store, encoder=FakeEncoder(), batch_size=256)
     print(json.dumps({"figure": "first_index_fake_encoder_s", "files": args.files,
