@@ -13,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 from .errors import ImageLoadError
 from .fast_decode import decode_fast
 from .formats import register_plugins
+from .jxl import jxl_size, looks_jxl
 from .raw import RAW_EXTENSIONS, RawImage, inspect_raw, looks_raw, open_raw
 
 __all__ = [
@@ -145,6 +146,11 @@ def _open_checked(data: bytes) -> tuple[Image.Image, ImageHeader]:
     """Open lazily, refuse bombs and junk shapes, read the EXIF facts."""
     if not data:
         raise ImageLoadError("empty", "file is empty (0 bytes)")
+    if looks_jxl(data):  # its plugin decodes everything on open: check the declared size first
+        size = jxl_size(data)
+        if size is None:
+            raise ImageLoadError("corrupt", "JPEG XL header unreadable")
+        _check_dimensions(*size)
     img = _open(data)
     width, height = img.size
     _check_dimensions(width, height)

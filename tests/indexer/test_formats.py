@@ -102,6 +102,29 @@ def test_a_raw_header_declaring_a_giant_sensor_is_refused_before_decoding():
     assert refused.value.reason in ("too_large", "corrupt"), refused.value
 
 
+def jxl_bomb(side: int) -> bytes:
+    """A JPEG XL codestream whose header declares side x side pixels, then nothing sensible."""
+    fields = [(0, 1), (3, 2), (side - 1, 30), (1, 3)]  # not small; 30-bit height; ratio 1:1
+    value, shift = 0, 0
+    for field, width in fields:
+        value |= field << shift
+        shift += width
+    return b"\xff\x0a" + value.to_bytes(8, "little") + bytes(range(256)) * 4
+
+
+@pytest.mark.parametrize("size", [(640, 427), (8, 8), (333, 777), (4000, 3000)])
+def test_the_jxl_header_reader_agrees_with_the_encoder(size):
+    from vitsearch.indexer.jxl import jxl_size
+
+    assert jxl_size(encoded(Image.new("RGB", size, (9, 99, 199)), "JXL")) == size
+
+
+def test_a_jxl_declaring_a_giant_image_is_refused_before_the_plugin_decodes_it():
+    with pytest.raises(ImageLoadError) as refused:
+        load_image(jxl_bomb(60000), draft_size=538)
+    assert refused.value.reason == "too_large"
+
+
 def test_a_library_folder_indexes_and_each_copy_finds_its_original(tmp_path):
     folder = tmp_path / "library"
     folder.mkdir()
