@@ -111,6 +111,13 @@ def _start_observer(roots: list[str], changed: _Changes, log: Callable[[str], No
             if any(not _under(os.fsdecode(p), ignore) for p in paths):
                 changed.note()
 
+    folders, allowed = _folders_under(roots), _watch_limit()
+    if allowed is not None and folders >= allowed:
+        # watchdog skips sub-folders it cannot watch without saying so: check the budget first
+        log(f"watch: the OS cannot watch these folders ({folders} folders need {folders} watches, the limit is "
+            f"{allowed}); falling back to rescanning. On Linux, raise fs.inotify.max_user_watches, or pass "
+            "--poll SECONDS")
+        return None
     observer = Observer()
     try:
         for root in roots:
@@ -125,6 +132,23 @@ def _start_observer(roots: list[str], changed: _Changes, log: Callable[[str], No
             pass
         return None
     return observer
+
+
+def _folders_under(roots: list[str]) -> int:
+    """Folders a recursive watch needs one inotify watch each for (os.walk visits each once)."""
+    return sum(1 for root in roots for _ in os.walk(root))
+
+
+def _watch_limit() -> int | None:
+    """The inotify watches this user may hold (the smaller of the global and the namespace limit)."""
+    limits = []
+    for path in ("/proc/sys/fs/inotify/max_user_watches", "/proc/sys/user/max_inotify_watches"):
+        try:
+            with open(path) as f:
+                limits.append(int(f.read().strip()))
+        except (OSError, ValueError):
+            pass
+    return min(limits) if limits else None
 
 
 def _under(path: str, folders: tuple[str, ...]) -> bool:

@@ -146,3 +146,27 @@ def test_polling_follows_changes_too(tmp_path):
 def test_poll_needs_a_positive_number(tmp_path, value):
     result = run_cli("index", tmp_path, "--poll", value, "--store", tmp_path / "s", "--weights", "random")
     assert result.returncode == 2 and "--poll" in result.stderr
+
+
+def test_past_the_os_watch_limit_it_falls_back_to_rescanning(tmp_path):
+    """In a user namespace allowed 50 inotify watches, a tree of 120 folders cannot be watched:
+    the watcher says so, rescans instead, and still follows changes."""
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "sh", "-c",
+                            "echo 50 > /proc/sys/user/max_inotify_watches"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot limit inotify watches here: {probe.stderr.decode().strip()}")
+    folder, store = tmp_path / "photos", tmp_path / "store"
+    for i in range(120):
+        (folder / f"day-{i:03d}").mkdir(parents=True)
+    write_scenes(folder / "day-000", range(2))
+    command = (f"echo 50 > /proc/sys/user/max_inotify_watches && exec {sys.executable} -m vitsearch.ui.cli index "
+               f"'{folder}' --store '{store}' --weights random --watch")
+    watcher = subprocess.Popen(["unshare", "--user", "--map-root-user", "sh", "-c", command], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: (store / "vectors.faiss").exists(), "the first sync", limit=120)
+        write_scenes(folder / "day-077", [5])
+        wait_until(lambda: len(rows(store)) == 3, "a change found by rescanning", limit=60)
+    finally:
+        err = stop(watcher)
+    assert "cannot watch these folders" in err and "rescanning every" in err, err[-2000:]
