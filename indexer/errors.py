@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "first_line",
     "VitsearchError",
     "ConfigError",
     "WeightsUnavailableError",
@@ -11,6 +12,11 @@ __all__ = [
     "StoreError",
     "ImageLoadError",
 ]
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's message as one short line (library errors run to many lines)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 class VitsearchError(Exception):

@@ -10,7 +10,7 @@ from datetime import datetime
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ImageLoadError
+from .errors import ImageLoadError, first_line
 from .fast_decode import decode_fast
 from .formats import register_plugins
 from .jxl import jxl_size, looks_jxl
@@ -171,17 +171,13 @@ def _open(data: bytes) -> Image.Image:
         allowed = ", ".join(ALLOWED_FORMATS)
         raise ImageLoadError("unidentified", f"not an image in an allowed format ({allowed})") from None
     except (OSError, SyntaxError, ValueError, RuntimeError) as e:  # plugins (JPEG XL) raise RuntimeError
-        raise ImageLoadError("corrupt", f"unreadable header: {_first_line(e)}") from e
+        raise ImageLoadError("corrupt", f"unreadable header: {first_line(e)}") from e
 
 
 def _raw_info(data: bytes, raw: RawImage) -> ImageInfo:
     notes: list[str] = [] if raw.source != "demosaic" else ["RAW demosaiced (no usable embedded preview)"]
     captured_at, camera = _raw_exif(data, notes)
     return ImageInfo(raw.width, raw.height, "RAW", captured_at, camera, tuple(notes))
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 def _check_dimensions(width: int, height: int) -> None:
@@ -201,7 +197,7 @@ def _decode(img: Image.Image) -> None:
     except Image.DecompressionBombError as e:
         raise ImageLoadError("too_large", str(e)) from e
     except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as e:
-        message = _first_line(e)
+        message = first_line(e)
         reason = "truncated" if "truncat" in message.lower() or isinstance(e, EOFError) else "corrupt"
         raise ImageLoadError(reason, f"decoding failed: {message}") from e
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .connections import connection
-from .errors import ConfigError, StoreError, StoreMismatchError
+from .errors import ConfigError, StoreError, StoreMismatchError, first_line
 from .faults import fault_point
 from .locations import default_store_dir
 
@@ -265,7 +265,7 @@ class Store:
             except BaseException as e:
                 _rollback(con)
                 if _is_duckdb_error(e):
-                    raise StoreError(f"could not write {self.db_path}: {_first_line(e)}. The last committed "
+                    raise StoreError(f"could not write {self.db_path}: {first_line(e)}. The last committed "
                                      "state is intact; fix this and run the same command again") from e
                 raise
         fault_point("after_commit")
@@ -398,10 +398,6 @@ def _rollback(con) -> None:
 
 def _is_duckdb_error(error: BaseException) -> bool:
     return type(error).__module__.split(".")[0] in ("duckdb", "_duckdb")
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
 
 
 def _column(values: list) -> np.ndarray:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from .errors import VitsearchError
 from .report import IndexReport
+from .scan import is_within
 
 __all__ = ["watch_folders", "WatchSettings", "SETTLE_SECONDS", "MAX_DELAY_SECONDS"]
 
@@ -108,7 +109,7 @@ def _start_observer(roots: list[str], changed: _Changes, log: Callable[[str], No
             if event.event_type in ("opened", "closed_no_write"):  # reads change nothing
                 return
             paths = [p for p in (event.src_path, getattr(event, "dest_path", "")) if p]
-            if any(not _under(os.fsdecode(p), ignore) for p in paths):
+            if any(not any(is_within(os.fsdecode(p), folder) for folder in ignore) for p in paths):
                 changed.note()
 
     folders, allowed = _folders_under(roots), _watch_limit()
@@ -149,10 +150,6 @@ def _watch_limit() -> int | None:
         except (OSError, ValueError):
             pass
     return min(limits) if limits else None
-
-
-def _under(path: str, folders: tuple[str, ...]) -> bool:
-    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
 
 def _log_report(report: IndexReport, log: Callable[[str], None]) -> None:

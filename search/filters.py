@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..indexer.errors import ConfigError
+from ..indexer.errors import ConfigError, first_line
 from ..indexer.store import LIVE, MTIME
 
 __all__ = ["FILTER_COLUMNS", "validate_where", "matching_ids", "metadata_sql"]
@@ -75,17 +75,13 @@ def matching_ids(con, where: str) -> np.ndarray:
     try:
         statements = con.extract_statements(query)
     except duckdb.Error as e:
-        raise ConfigError(f"--where is not valid SQL: {_first_line(e)}") from e
+        raise ConfigError(f"--where is not valid SQL: {first_line(e)}") from e
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
         raise ConfigError("--where must be a single boolean expression")
     try:
         ids = con.execute(query).fetchnumpy()["id"]
     except duckdb.Error as e:
         raise ConfigError(
-            f"--where failed: {_first_line(e)} (columns: {', '.join(FILTER_COLUMNS)})"
+            f"--where failed: {first_line(e)} (columns: {', '.join(FILTER_COLUMNS)})"
         ) from e
     return np.asarray(ids, dtype=np.int64)
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0][:300]
