@@ -19,6 +19,7 @@ from .faults import fault_point
 from .images import ImageInfo, load_image, read_image_bytes
 from .report import FileFailure, IndexReport
 from .scan import ScannedFile
+from .signatures import Signature
 from .store import RowState, Store
 
 __all__ = ["IndexRun", "default_workers"]
@@ -39,6 +40,7 @@ class _Read:
     content_hash: str | None = None
     tensor: object = None
     info: ImageInfo | None = None
+    signature: Signature | None = None
     error: ImageLoadError | None = None
 
 
@@ -85,7 +87,7 @@ class IndexRun:
             item.content_hash = hashlib.blake2b(data, digest_size=16).hexdigest()
             if not decode and (item.content_hash in self.hashes or _same_content(row, item.content_hash)):
                 return item  # the embedding can be reused: skip decoding
-            item.tensor, item.info = self._prepare(data)
+            item.tensor, item.info, item.signature = self._prepare(data)
         except ImageLoadError as e:
             item.error = e
         except Exception as e:  # noqa: BLE001 - one bad file must never stop the run
@@ -93,18 +95,20 @@ class IndexRun:
         return item
 
     def _prepare(self, data: bytes):
-        """The model input and facts of one file (on a GPU, a JPEG stays encoded until the batch)."""
+        """The model input, facts and signatures of one file. On a GPU a JPEG stays encoded until
+        the batch, and its signatures are filled in after the run (see indexer.backfill)."""
         if self.device_inputs is not None:
-            return self.device_inputs.prepare(data)
-        loaded = load_image(data, draft_size=self.encoder.draft_size)
-        return self.encoder.preprocess(loaded.image), loaded.info
+            return (*self.device_inputs.prepare(data), None)
+        loaded = load_image(data, draft_size=self.encoder.draft_size, signature=True)
+        return self.encoder.preprocess(loaded.image), loaded.info, loaded.signature
 
     def _decide(self, item: _Read) -> None:
         row, f = item.row, item.file
         if item.error is not None:
             self._fail(item, item.error.reason, item.error.detail)
         elif _same_content(row, item.content_hash):
-            self.ops.append(lambda tx: tx.touch(row.id, f.size, f.mtime_ns))
+            revive = row.status == "quarantined"  # a quarantined file is back where it was
+            self.ops.append(lambda tx: tx.touch(row.id, f.size, f.mtime_ns, revive=revive))
             self.report.unchanged += 1
         elif item.content_hash in self.hashes:
             self._reuse(item, self.hashes[item.content_hash])
@@ -219,7 +223,7 @@ class IndexRun:
                     self._failure_op(item, "bad_embedding", "the model produced NaN or Inf")(tx)
                     continue
                 row_id = tx.write_image(row.id if row else None, f.path, f.root, f.size, f.mtime_ns,
-                                        item.content_hash, item.info, vector)
+                                        item.content_hash, item.info, vector, item.signature)
                 written.append((item.content_hash, row_id))
         for content_hash, row_id in written:
             self.hashes.setdefault(content_hash, row_id)
@@ -249,7 +253,7 @@ def _on_cuda(encoder: Encoder) -> bool:
 
 
 def _same_content(row: RowState | None, content_hash: str | None) -> bool:
-    return row is not None and row.status == "ok" and row.content_hash == content_hash
+    return row is not None and row.status in ("ok", "quarantined") and row.content_hash == content_hash
 
 
 def _ordered(pool: ThreadPoolExecutor, fn, items, window: int):

@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Iterable
 
+from .backfill import backfill_signatures
 from .batching import IndexRun, Progress, default_workers
 from .encoder import Encoder, encoder_identity, load_encoder
 from .faults import fault_point
@@ -67,6 +68,8 @@ def build_index(
         run = IndexRun(store, encoder, rows, plan.missing, report, batch_size or encoder.default_batch_size)
         run.read_all(plan.to_read, workers or default_workers(encoder), progress)
         run.remove_missing()
+        report.signed = backfill_signatures(store, roots, encoder.draft_size,
+                                            workers=workers or default_workers(encoder), progress=progress)
         fault_point("before_faiss")
         sync_and_save(store, vectors)
     report.seconds = round(time.perf_counter() - started, 3)

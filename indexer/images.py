@@ -15,6 +15,7 @@ from .fast_decode import decode_fast
 from .formats import register_plugins
 from .jxl import jxl_size, looks_jxl
 from .raw import RAW_EXTENSIONS, RawImage, inspect_raw, looks_raw, open_raw
+from .signatures import Signature, signature_of
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -77,6 +78,7 @@ class ImageInfo:
 class LoadedImage:
     image: Image.Image  # RGB, upright
     info: ImageInfo
+    signature: Signature | None = None  # asked for by indexing (see indexer.signatures)
 
 
 @dataclass(frozen=True)
@@ -102,18 +104,19 @@ def read_image_bytes(path: str) -> bytes:
     return data
 
 
-def load_image(data: bytes, *, draft_size: int | None = None) -> LoadedImage:
+def load_image(data: bytes, *, draft_size: int | None = None, signature: bool = False) -> LoadedImage:
     """Decode `data` into an upright RGB image.
 
     `draft_size` lets JPEGs decode at a reduced scale whose sides stay >= draft_size
     (the DCT does the downscaling), and camera RAW files use their embedded preview when it is
-    that large; None decodes at full size.
+    that large; None decodes at full size. `signature` also hashes the decoded pixels.
     """
     if looks_raw(data):
         decoded = open_raw(data, preview_min_side=draft_size, check=_check_dimensions)
         if decoded is not None:
-            image = _reduce(decoded.image, draft_size) if draft_size else decoded.image
-            return LoadedImage(to_rgb(image), _raw_info(data, decoded))
+            rgb = to_rgb(_reduce(decoded.image, draft_size) if draft_size else decoded.image)
+            marks = signature_of(decoded.image, 1, rgb) if signature else None
+            return LoadedImage(rgb, _raw_info(data, decoded), marks)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # bomb and EXIF warnings: we check and record ourselves
         img, header = _open_checked(data)
@@ -124,11 +127,13 @@ def load_image(data: bytes, *, draft_size: int | None = None) -> LoadedImage:
             if draft_size and header.info.format in ("JPEG", "MPO"):
                 img.draft(img.mode if img.mode != "YCbCr" else "RGB", (draft_size, draft_size))
             _decode(img)
+        decoded = img
         if draft_size:
             img = _reduce(img, draft_size)
         upright = _apply_orientation(img, header.orientation)
         rgb = to_rgb(upright)
-    return LoadedImage(rgb, header.info)
+    marks = signature_of(decoded, header.orientation, rgb) if signature else None
+    return LoadedImage(rgb, header.info, marks)
 
 
 def inspect_image(data: bytes) -> ImageHeader:

@@ -33,6 +33,8 @@ def plan_sync(scanned: list[ScannedFile], rows: dict[str, RowState], roots: list
         else:
             plan.to_read.append((f, row))
     for key, row in rows.items():
+        if row.status == "quarantined":
+            continue  # moved aside on purpose: the row waits for an undo
         if key not in seen and any(is_within(key, r) for r in roots):
             plan.missing[row.id] = row
     return plan
@@ -43,4 +45,6 @@ def _same_stat(row: RowState, f: ScannedFile) -> bool:
 
 
 def _settled(row: RowState) -> bool:
+    if row.status == "quarantined":
+        return False  # its file is back: read it to bring the row back
     return row.status == "ok" or row.error not in TRANSIENT_ERRORS

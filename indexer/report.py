@@ -25,6 +25,7 @@ class IndexReport:
     seconds: float = 0.0
     images_per_s: float = 0.0
     embedded: int = 0
+    signed: int = 0  # older rows given their duplicate signatures (a decode, no model pass)
     failures: list[FileFailure] = field(default_factory=list)
     changes: list[tuple[str, str]] = field(default_factory=list)  # (added|updated|moved|removed, path)
     repair: str | None = None

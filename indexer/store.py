@@ -53,12 +53,15 @@ CREATE TABLE IF NOT EXISTS images (
     captured_at TIMESTAMP,
     camera VARCHAR,
     indexed_at TIMESTAMP NOT NULL,
-    status VARCHAR NOT NULL,        -- 'ok' or 'failed'
+    status VARCHAR NOT NULL,        -- 'ok', 'failed', or 'quarantined' (moved aside by a cleanup)
     error VARCHAR,                  -- failure reason category
     error_detail VARCHAR,
     warnings VARCHAR,
     embedding FLOAT[{dim}]
 );
+-- signatures for duplicate tiers (indexer.signatures); stores older than them gain the columns
+ALTER TABLE images ADD COLUMN IF NOT EXISTS pixel_hash VARCHAR;
+ALTER TABLE images ADD COLUMN IF NOT EXISTS orientation_hash BIGINT;
 CREATE TABLE IF NOT EXISTS vector_log (generation BIGINT NOT NULL, id BIGINT NOT NULL);
 -- the user's duplicate decisions: ('not_duplicate', a, b) with a < b, or ('keep', id, NULL)
 CREATE TABLE IF NOT EXISTS decisions (kind VARCHAR NOT NULL, a BIGINT NOT NULL, b BIGINT,
@@ -298,13 +301,15 @@ class Transaction:
         return new_id
 
     def write_image(self, row_id: int | None, path: str, root: str, size: int, mtime_ns: int,
-                    content_hash: str, info, vector: np.ndarray) -> int:
-        """Insert or replace a row with a fresh embedding."""
+                    content_hash: str, info, vector: np.ndarray, signature=None) -> int:
+        """Insert or replace a row with a fresh embedding (and its signatures, when computed)."""
         return self._upsert(row_id, path, root, size, mtime_ns, content_hash, {
             "width": info.width, "height": info.height, "format": info.format,
             "captured_at": info.captured_at, "camera": info.camera, "status": "ok",
             "error": None, "error_detail": None, "warnings": "; ".join(info.warnings) or None,
             "embedding": vector.astype(np.float32),
+            "pixel_hash": signature.pixel_hash if signature else None,
+            "orientation_hash": signature.orientation_hash if signature else None,
         })
 
     def write_failure(self, row_id: int | None, path: str, root: str, size: int, mtime_ns: int,
@@ -312,7 +317,7 @@ class Transaction:
         return self._upsert(row_id, path, root, size, mtime_ns, content_hash, {
             "width": None, "height": None, "format": None, "captured_at": None, "camera": None,
             "status": "failed", "error": reason, "error_detail": detail[:1000], "warnings": None,
-            "embedding": None,
+            "embedding": None, "pixel_hash": None, "orientation_hash": None,
         })
 
     def _upsert(self, row_id, path, root, size, mtime_ns, content_hash, fields: dict) -> int:
@@ -347,10 +352,33 @@ class Transaction:
         finally:
             self.con.unregister("vitsearch_new_rows")
 
-    def touch(self, row_id: int, size: int, mtime_ns: int) -> None:
-        """Same content, new stat: nothing to embed."""
+    def touch(self, row_id: int, size: int, mtime_ns: int, *, revive: bool = False) -> None:
+        """Same content, new stat: nothing to embed. `revive` brings a quarantined row back."""
         self.flush_inserts()
         self.con.execute("UPDATE images SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, row_id))
+        if revive:
+            self.set_status([row_id], "ok")
+
+    def set_status(self, ids, status: str) -> None:
+        """Quarantine rows ('quarantined': out of search, embedding kept) or bring them back ('ok')."""
+        self.flush_inserts()
+        ids = [int(i) for i in ids]
+        if ids:
+            self.con.execute("UPDATE images SET status = ? WHERE id IN (SELECT unnest(?::BIGINT[]))", [status, ids])
+            self.vector_changes.update(ids)
+
+    def set_signatures(self, ids, pixel_hashes, orientation_hashes) -> None:
+        """Fill in signatures of rows indexed before they existed (no embedding changes)."""
+        self.flush_inserts()
+        staged = {"id": np.asarray(ids, np.int64), "pixel_hash": _column(list(pixel_hashes)),
+                  "orientation_hash": _column(list(orientation_hashes))}
+        self.con.register("vitsearch_signatures", staged)
+        try:
+            self.con.execute(
+                "UPDATE images SET pixel_hash = s.pixel_hash, orientation_hash = s.orientation_hash::BIGINT "
+                "FROM vitsearch_signatures s WHERE images.id = s.id")
+        finally:
+            self.con.unregister("vitsearch_signatures")
 
     def move(self, row_id: int, path: str, root: str, size: int, mtime_ns: int) -> None:
         """A renamed or moved file keeps its id and embedding."""
@@ -369,11 +397,11 @@ class Transaction:
             self.delete([row_id])
         new_id = self._new_id()
         name, raw = encode_path(path)
+        copied = ("content_hash, width, height, format, captured_at, camera, status, error, error_detail, "
+                  "warnings, embedding, pixel_hash, orientation_hash")
         self.con.execute(
-            "INSERT INTO images SELECT ? AS id, ? AS path, ? AS path_bytes, ? AS root, ? AS size, "
-            "? AS mtime_ns, content_hash, width, height, format, captured_at, camera, "
-            "current_localtimestamp() AS indexed_at, status, error, error_detail, warnings, embedding "
-            "FROM images WHERE id = ?",
+            f"INSERT INTO images (id, path, path_bytes, root, size, mtime_ns, indexed_at, {copied}) "
+            f"SELECT ?, ?, ?, ?, ?, ?, current_localtimestamp(), {copied} FROM images WHERE id = ?",
             (new_id, name, raw, root, size, mtime_ns, source_id),
         )
         self.vector_changes.add(new_id)

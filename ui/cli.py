@@ -201,6 +201,9 @@ def _index(args) -> int:
         report = sync(bar.update)
     if report.repair:
         print(f"note: the FAISS index was {report.repair}", file=sys.stderr)
+    if report.signed:
+        print(f"note: computed duplicate signatures of {report.signed} earlier-indexed images (no re-embedding)",
+              file=sys.stderr)
     for failure in report.failures:
         print(f"skipping {shown(failure.path)}: {failure.reason} ({shown(failure.detail)})", file=sys.stderr)
     summary = report.summary()
