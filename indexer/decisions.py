@@ -14,7 +14,8 @@ from .faults import fault_point
 from .lock import WriterLock
 from .store import LIVE, Store, open_store
 
-__all__ = ["Decisions", "read_decisions", "record_not_duplicates", "record_keeper", "DECISION_WAIT_SECONDS"]
+__all__ = ["Decisions", "read_decisions", "record_not_duplicates", "record_keeper", "record_thresholds",
+           "DECISION_WAIT_SECONDS"]
 
 # A decision made while an index run holds the store waits this long for it, then says "busy".
 DECISION_WAIT_SECONDS = 10.0
@@ -84,3 +85,15 @@ def _write(store_dir, ids: list[int], kind: str, pairs: list[tuple], wait: float
             con.execute("ROLLBACK")
             raise
     return int(added)
+
+
+def record_thresholds(store_dir: str | os.PathLike | None, *, near: float, similar: float | None = None,
+                      labels: int = 0, wait: float = DECISION_WAIT_SECONDS) -> None:
+    """Per-store duplicate thresholds, from a calibration: later `dupes` runs use them."""
+    store = open_store(store_dir, read_only=False)
+    store.require()
+    values = {"near_threshold": float(near), "calibration_labels": int(labels)}
+    if similar is not None:
+        values["similar_threshold"] = float(similar)
+    with WriterLock(store.dir / "writer.lock", wait=wait):
+        store.set_manifest(**values)

@@ -1,26 +1,31 @@
-"""Duplicate groups in tiers (identical bytes, near-duplicates, similar) from a chunked k-NN
-self-join over the index and connected components, so memory stays bounded by k per image."""
+"""Duplicate groups from a chunked k-NN self-join over the index plus signature matches (same
+bytes, same pixels, rotated or mirrored copies), in connected components, so memory stays
+bounded by k per image. Each member says how it relates to the group's keeper (search.tiers)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from ..indexer.ann import search_parameters
 from ..indexer.decisions import read_decisions
+from ..indexer.scan import is_within
 from ..indexer.store import Store
 from .index import ImageIndex
+from .signature_edges import LAYOUT_BITS, signature_edges
+from .tiers import TIERS, Member, classify_members, group_reason, group_tier
 
-__all__ = ["DuplicateGroup", "find_duplicates", "nearest_neighbour_scores", "TIERS", "NEAR_DEFAULT",
-           "SIMILAR_DEFAULT"]
+__all__ = ["DuplicateGroup", "Member", "find_duplicates", "nearest_neighbour_scores", "TIERS", "NEAR_DEFAULT",
+           "SIMILAR_DEFAULT", "thresholds"]
 
-TIERS = ("identical", "near", "similar")
 NEAR_DEFAULT = 0.95
 SIMILAR_DEFAULT = 0.85
 NEIGHBOURS = 16
 CHUNK = 4096
 DUPES_NPROBE_MAX = 16  # duplicates sit in the same or the next list: no need to probe deeper
+_SIGNATURE_WEIGHT = 2.0  # same bytes/pixels/transform edges outrank any cosine when a veto splits a group
 
 
 @dataclass(frozen=True)
@@ -32,39 +37,60 @@ class DuplicateGroup:
     keeper: int  # the user's choice, else the suggestion
     keeper_decided: bool
     kept_with_keeper: tuple[int, ...] = ()  # the keeper's own RAW/JPEG partner: never a duplicate of it
+    members: tuple[Member, ...] = ()
+    reason: str = ""
+    unsigned: int = field(default=0, compare=False)  # images without signatures when this was found
 
     def to_record(self) -> dict:
-        return asdict(self)
+        record = asdict(self)
+        record.pop("unsigned")
+        return record
 
 
-def find_duplicates(index: ImageIndex, *, near: float = NEAR_DEFAULT, similar: float = SIMILAR_DEFAULT,
-                    tiers: tuple[str, ...] = TIERS) -> list[DuplicateGroup]:
-    """Groups of each requested tier, honouring the user's recorded decisions."""
-    similar = min(similar, near)
-    rows = _rows(index.store)
+def thresholds(store: Store, near: float | None = None, similar: float | None = None) -> tuple[float, float]:
+    """The flags > the store's calibrated thresholds (vitsearch dupes --calibrate) > the defaults."""
+    manifest = store.manifest()
+    near = near if near is not None else float(manifest.get("near_threshold", NEAR_DEFAULT))
+    similar = similar if similar is not None else float(manifest.get("similar_threshold", SIMILAR_DEFAULT))
+    return near, min(similar, near)
+
+
+def find_duplicates(index: ImageIndex, *, near: float | None = None, similar: float | None = None,
+                    tiers: tuple[str, ...] = TIERS, against: str | os.PathLike | None = None,
+                    ) -> list[DuplicateGroup]:
+    """Groups whose members have a tier in `tiers` (each member's relation to the keeper),
+    honouring the user's recorded decisions. `against` keeps only groups with members both
+    inside and outside that folder."""
+    near, similar = thresholds(index.store, near, similar)
     decisions = read_decisions(index.store)
-    not_duplicates, keepers = decisions.not_duplicates, decisions.keepers
-    pairs = index.pairs()
-    groups: list[DuplicateGroup | None] = []
-    if "identical" in tiers:
-        by_hash: dict[str, list[int]] = {}
-        for row_id, (_, content_hash, _) in rows.items():
-            by_hash.setdefault(content_hash, []).append(row_id)
-        for members in by_hash.values():
-            if len(members) > 1:
-                groups.append(_group("identical", sorted(members), {m: 1.0 for m in members}, rows, keepers, pairs))
-    if {"near", "similar"} & set(tiers):
-        a, b, scores = _edges(index, similar, not_duplicates)
-        near_components = _components(a, b, scores >= near, scores, not_duplicates)
-        best = _best_scores(a, b, scores)
-        if "near" in tiers:
-            groups += _tier_groups("near", near_components, best, rows, keepers, pairs, skip_identical=True)
-        if "similar" in tiers:
-            similar_components = _components(a, b, scores >= similar, scores, not_duplicates)
-            known = {tuple(c) for c in near_components}
-            fresh = [c for c in similar_components if tuple(c) not in known]
-            groups += _tier_groups("similar", fresh, best, rows, keepers, pairs, skip_identical=False)
-    return [g for g in groups if g is not None]
+    signatures = signature_edges(index.store)
+    a, b, scores = _edges(index, similar, decisions.not_duplicates)
+    best = _best_scores(a, b, scores)
+    sa, sb = (np.concatenate(parts) for parts in zip(
+        signatures.identical, signatures.same_pixels, signatures.transformed[:2], strict=True))
+    sa, sb = np.minimum(sa, sb), np.maximum(sa, sb)
+    if decisions.not_duplicates and len(sa):
+        allowed = np.array([(int(x), int(y)) not in decisions.not_duplicates for x, y in zip(sa, sb, strict=True)])
+        sa, sb = sa[allowed], sb[allowed]
+    for x, y in zip(sa.tolist(), sb.tolist(), strict=True):
+        best.setdefault(x, 1.0)
+        best.setdefault(y, 1.0)
+    all_a, all_b = np.concatenate([a, sa]), np.concatenate([b, sb])
+    weights = np.concatenate([scores, np.full(len(sa), _SIGNATURE_WEIGHT, np.float32)])
+    same_layout = signatures.layout_distance(a, b) <= LAYOUT_BITS  # a light crop or edit the model underrates
+    strong = np.concatenate([(scores >= near) | same_layout, np.ones(len(sa), bool)])
+    near_components = _components(all_a, all_b, strong, weights, decisions.not_duplicates)
+    components = [(c, "near") for c in near_components]
+    if "similar" in tiers or "burst" in tiers:
+        known = {tuple(c) for c in near_components}
+        loose = _components(all_a, all_b, np.ones(len(all_a), bool), weights, decisions.not_duplicates)
+        components += [(c, "similar") for c in loose if tuple(c) not in known]
+    groups = _build_groups(index, components, best, near, decisions.keepers, signatures.unsigned)
+    wanted = set(tiers)
+    groups = [g for g in (_restrict(g, wanted) for g in groups) if g is not None]
+    if against is not None:
+        groups = [g for g in groups if _crosses(g, os.path.abspath(against))]
+    return groups
 
 
 def nearest_neighbour_scores(index: ImageIndex) -> np.ndarray:
@@ -78,15 +104,6 @@ def nearest_neighbour_scores(index: ImageIndex) -> np.ndarray:
 
 
 # ---- internals ----
-
-def _rows(store: Store) -> dict[int, tuple]:
-    """id -> (path, content_hash, keeper sort key) of live images."""
-    records = store.records(
-        "id, path, content_hash, coalesce(width * height, 0) AS pixels, size, "
-        "(captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT AS richness")
-    return {r["id"]: (r["path"], r["content_hash"], (r["pixels"], r["size"], r["richness"], -r["id"]))
-            for r in records}
-
 
 def _search(index: ImageIndex, vectors: np.ndarray, k: int):
     params = search_parameters(index.vectors.index, index.vectors.choice, max_nprobe=DUPES_NPROBE_MAX)
@@ -186,27 +203,59 @@ def _best_scores(a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> dict[int, 
     return best
 
 
-def _tier_groups(tier, components, best, rows, keepers, pairs, *, skip_identical):
+def _build_groups(index: ImageIndex, components, best, near: float, keepers: set[int], unsigned: int):
+    ids = sorted({i for members, _ in components for i in members})
+    facts = index.store.records_by_id(
+        "path, content_hash, pixel_hash, orientation_hash, camera, captured_at, format, "
+        "coalesce(width * height, 0) AS pixels, size, mtime_ns, "
+        "(captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT AS richness", ids)
+    found, vectors = index.store.embeddings(np.asarray(ids, np.int64))
+    row_of = {int(i): r for r, i in enumerate(found)}
+    pairs = index.pairs()
     groups = []
-    for members in components:
-        members = [m for m in members if m in rows]
+    for members, level in components:
+        members = [m for m in members if m in facts and m in row_of]
         if len(members) < 2:
             continue
-        if skip_identical and len({rows[m][1] for m in members}) == 1:
-            continue  # already reported as identical bytes
-        groups.append(_group(tier, members, best, rows, keepers, pairs))
+        decided = [m for m in members if m in keepers]
+        keeper = decided[0] if decided else max(members, key=lambda m: suggestion_key(facts[m], m))
+        partners = tuple(m for m in members if m in pairs.get(keeper, ()))
+        if len(members) - len(partners) < 2:
+            continue  # a RAW+JPEG pair is one photo, not two duplicates
+        cosines = dict(zip(members, (vectors[[row_of[m] for m in members]] @ vectors[row_of[keeper]]).tolist(),
+                           strict=True))
+        classified = classify_members(members, keeper, facts, cosines, near=near, level=level, partners=partners)
+        why = "kept by your decision" if decided else "suggested keeper: most pixels, then metadata, then the oldest file"
+        groups.append(DuplicateGroup(
+            group_tier(classified, partners), tuple(members), tuple(facts[m]["path"] for m in members),
+            tuple(round(float(best.get(m, 1.0)), 6) for m in members), keeper, bool(decided), partners,
+            tuple(classified), group_reason(classified, why), unsigned,
+        ))
     return groups
 
 
-def _group(tier, members, best, rows, keepers, pairs) -> DuplicateGroup | None:
-    """The group with its keeper, or None when its files are all one shot (a RAW+JPEG pair is
-    one photo, not two duplicates)."""
-    decided = [m for m in members if m in keepers]
-    keeper = decided[0] if decided else max(members, key=lambda m: rows[m][2])
-    partners = tuple(m for m in members if m in pairs.get(keeper, ()))
-    if len(members) - len(partners) < 2:
+def suggestion_key(fact: dict, row_id: int) -> tuple:
+    """The keeper we suggest: most pixels, then the richest metadata, then the oldest file (copies
+    come later), the shortest path, the largest file."""
+    return fact["pixels"], fact["richness"], -fact["mtime_ns"], -len(fact["path"]), fact["size"], -row_id
+
+
+def _restrict(group: DuplicateGroup, wanted: set[str]) -> DuplicateGroup | None:
+    """The group with only the members of the wanted tiers (the keeper and its partner stay)."""
+    if set(TIERS) <= wanted:
+        return group
+    keep = [m for m in group.members
+            if m.keeper or m.id in group.kept_with_keeper or m.tier in wanted]
+    if len(keep) - 1 - len(group.kept_with_keeper) < 1:
         return None
+    index = {m.id: n for n, m in enumerate(group.members)}
+    chosen = [index[m.id] for m in keep]
     return DuplicateGroup(
-        tier, tuple(members), tuple(rows[m][0] for m in members),
-        tuple(round(float(best.get(m, 1.0)), 6) for m in members), keeper, bool(decided), partners,
-    )
+        group_tier(keep, group.kept_with_keeper), tuple(group.ids[n] for n in chosen),
+        tuple(group.paths[n] for n in chosen), tuple(group.scores[n] for n in chosen), group.keeper,
+        group.keeper_decided, group.kept_with_keeper, tuple(keep), group.reason, group.unsigned)
+
+
+def _crosses(group: DuplicateGroup, folder: str) -> bool:
+    inside = [is_within(p, folder) for p in group.paths]
+    return any(inside) and not all(inside)

@@ -94,19 +94,39 @@ def _parser() -> argparse.ArgumentParser:
 
     dupes = commands.add_parser("dupes", help="groups of identical, near-duplicate and similar images")
     _store_flag(dupes)
-    dupes.add_argument("--tier", action="append", choices=["identical", "near", "similar"],
-                       help="only these tiers (repeatable; default: all)")
-    dupes.add_argument("--near", type=_score, metavar="S", help="near-duplicate threshold (default 0.95)")
-    dupes.add_argument("--similar", type=_score, metavar="S", help="similar threshold (default 0.85)")
-    dupes.add_argument("--json", action="store_true", help="one JSON object per group")
+    dupes.add_argument("--tier", action="append",
+                       choices=["identical", "same-pixels", "near", "similar", "burst"],
+                       help="only members of these tiers (repeatable; default: all, or identical, same-pixels "
+                            "and near with --resolve)")
+    dupes.add_argument("--near", type=_score, metavar="S",
+                       help="near-duplicate threshold (default: the store's calibrated one, else 0.95)")
+    dupes.add_argument("--similar", type=_score, metavar="S",
+                       help="similar threshold (default: the store's calibrated one, else 0.85)")
+    dupes.add_argument("--json", action="store_true", help="one JSON object per group (or per plan with --resolve)")
     dupes.add_argument("--histogram", action="store_true",
                        help="print the distribution of nearest-neighbour scores, to choose thresholds")
+    dupes.add_argument("--against", metavar="PATH",
+                       help="only groups with files both under PATH and elsewhere (is this folder already in the "
+                            "library?)")
+    dupes.add_argument("--resolve", metavar="RULES",
+                       help="plan a cleanup: keeper preferences in order, ties falling to the next, e.g. "
+                            "largest-resolution,largest-file,oldest-capture,has-exif,shortest-path,prefer:PATH,"
+                            "keep-raw (a dry run unless --apply)")
+    dupes.add_argument("--protect", action="append", metavar="PATH",
+                       help="never move files under PATH; a protected copy is the one kept (repeatable)")
+    dupes.add_argument("--apply", action="store_true",
+                       help="carry out the --resolve plan: move the others into the store's quarantine folder, "
+                            "manifest first")
+    dupes.add_argument("--undo", nargs="?", const="", metavar="MANIFEST",
+                       help="put back every file of a quarantine manifest (default: the last --apply)")
+    dupes.add_argument("--calibrate", action="store_true",
+                       help="label sample pairs (same photo or not) to set this store's thresholds")
     dupes.add_argument("--not-duplicates", nargs="+", type=int, metavar="ID",
                        help="record that these images are not duplicates of one another")
     dupes.add_argument("--keep", type=int, metavar="ID", help="record this image as the one to keep")
     dupes.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
-                       help="how long a decision waits for a running `vitsearch index` to release the store "
-                            "before saying it is busy (default 10)")
+                       help="how long a decision, --apply or --undo waits for a running `vitsearch index` to "
+                            "release the store before saying it is busy (default 10)")
     dupes.set_defaults(handler=_dupes)
 
     reindex = commands.add_parser("reindex", help="rebuild the vector index from the stored embeddings")
@@ -311,46 +331,9 @@ def _parse_query(query: str):
 
 
 def _dupes(args) -> int:
-    from ..indexer.decisions import record_keeper, record_not_duplicates
-    from ..search import ImageIndex
-    from ..search.dupes import NEAR_DEFAULT, SIMILAR_DEFAULT, TIERS, find_duplicates, nearest_neighbour_scores
+    from .dupes_command import run_dupes
 
-    if args.not_duplicates or args.keep is not None:
-        if args.not_duplicates:
-            added = record_not_duplicates(args.store, args.not_duplicates, wait=args.wait)
-            print(f"recorded: not duplicates ({added} new pair{'s' if added != 1 else ''})", file=sys.stderr)
-        if args.keep is not None:
-            record_keeper(args.store, args.keep, wait=args.wait)
-            print(f"recorded: keep {args.keep}", file=sys.stderr)
-        return EXIT_OK
-    index = ImageIndex.open(args.store)
-    if args.histogram:
-        _print_histogram(nearest_neighbour_scores(index))
-        return EXIT_OK
-    groups = find_duplicates(index, near=args.near or NEAR_DEFAULT, similar=args.similar or SIMILAR_DEFAULT,
-                             tiers=tuple(args.tier or TIERS))
-    for group in groups:
-        if args.json:
-            print(json.dumps(group.to_record()))
-        else:
-            members = "  ".join(
-                f"{'*' if i == group.keeper or i in group.kept_with_keeper else ''}{shown(p)} ({s:.3f})"
-                for i, p, s in zip(group.ids, group.paths, group.scores, strict=False)
-            )
-            print(f"{group.tier}\t{members}")
-    print(f"{len(groups)} groups (* = keeper)", file=sys.stderr)
-    return EXIT_OK
-
-
-def _print_histogram(scores) -> None:
-    import numpy as np
-
-    # Rounding puts exact copies a hair above 1; anything below 0 lands in the first bin.
-    counts, edges = np.histogram(np.clip(scores, 0.0, 1.0), bins=20, range=(0.0, 1.0))
-    top = max(int(counts.max()), 1) if len(counts) else 1
-    print("nearest-neighbour score distribution (each image's best match):")
-    for count, low, high in zip(counts, edges[:-1], edges[1:], strict=False):
-        print(f"{low:.2f}-{high:.2f}\t{count}\t{'#' * int(40 * count / top)}")
+    return run_dupes(args, shown)
 
 
 def _reindex(args) -> int:
@@ -408,6 +391,9 @@ class _ProgressBar:
         self.description, self.unit, self.bar = description, unit, None
 
     def update(self, done: int, total: int) -> None:
+        if self.bar is not None and total != self.bar.total:  # a second pass (signatures) starts
+            self.bar.close()
+            self.bar, self.description = None, "signatures"
         if self.bar is None:
             from tqdm import tqdm
 

@@ -1,0 +1,147 @@
+"""Rule-based resolution of duplicate groups: an ordered list of keeper preferences picks each
+group's keeper (ties fall to the next rule), and the plan lists what would move to the
+quarantine. Planning never touches a file; applying is indexer.quarantine's job."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..indexer.errors import ConfigError
+from ..indexer.scan import is_within
+from ..indexer.store import MTIME, Store
+from .dupes import DuplicateGroup
+
+__all__ = ["GroupPlan", "plan_resolution", "parse_rules", "RULES", "RESOLVE_TIERS", "summarize"]
+
+# Only true duplicates are resolved unless asked: similar shots and bursts are different photos.
+RESOLVE_TIERS = ("identical", "same-pixels", "near")
+
+# name -> (what it prefers, key: higher is better)
+RULES: dict[str, tuple[str, Callable[[dict], object]]] = {
+    "largest-resolution": ("the most pixels", lambda f: f["pixels"]),
+    "smallest-resolution": ("the fewest pixels", lambda f: -f["pixels"]),
+    "largest-file": ("the largest file", lambda f: f["size"]),
+    "smallest-file": ("the smallest file", lambda f: -f["size"]),
+    "oldest-capture": ("the earliest capture time", lambda f: _ts(f["captured_at"], negate=True)),
+    "newest-capture": ("the latest capture time", lambda f: _ts(f["captured_at"])),
+    "oldest-file": ("the oldest file", lambda f: _ts(f["modified"], negate=True)),
+    "newest-file": ("the newest file", lambda f: _ts(f["modified"])),
+    "has-exif": ("capture time and camera recorded", lambda f: f["richness"]),
+    "shortest-path": ("the shortest path", lambda f: -len(f["path"])),
+    "keep-raw": ("the camera RAW file", lambda f: f["format"] == "RAW"),
+}
+PREFIX_RULES = ("prefer:", "avoid:")  # prefer:PATH keeps a copy under PATH; avoid:PATH one outside it
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    tier: str
+    keeper: dict  # {"id", "path"}
+    move: list[dict]  # [{"id", "path"}]: what --apply moves into the quarantine
+    rule: str  # the rule that decided the keeper
+    reason: str
+    bytes: int
+
+    def to_record(self) -> dict:
+        return {"tier": self.tier, "keeper": self.keeper, "move": self.move, "rule": self.rule,
+                "reason": self.reason, "bytes": self.bytes}
+
+
+def parse_rules(text: str) -> list[str]:
+    """'largest-resolution,prefer:/photos/best,keep-raw' -> the rule list, checked."""
+    rules = [r.strip() for r in text.split(",") if r.strip()]
+    if not rules:
+        raise ConfigError("--resolve needs at least one rule, e.g. --resolve largest-resolution,largest-file")
+    for rule in rules:
+        if rule.startswith(PREFIX_RULES):
+            if not rule.split(":", 1)[1]:
+                raise ConfigError(f"rule {rule!r} needs a folder: prefer:/path/to/folder")
+        elif rule not in RULES:
+            raise ConfigError(f"unknown rule {rule!r}; rules: {', '.join([*RULES, 'prefer:PATH', 'avoid:PATH'])}")
+    return rules
+
+
+def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str], *,
+                    protect: list[str] = (), keepers: set[int] = frozenset()) -> list[GroupPlan]:
+    """The keeper and the files to move of every group that has something to move. Never moved:
+    any group's keeper, a file the user said to keep, a protected file, a burst frame, the
+    keeper's RAW/JPEG partner, a file already gone. A file in two groups moves once."""
+    protect = [os.path.abspath(p) for p in protect]
+    ids = sorted({i for g in groups for i in g.ids})
+    facts = store.records_by_id(
+        f"path, format, size, coalesce(width * height, 0) AS pixels, captured_at, {MTIME} AS modified, "
+        "(captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT AS richness", ids)
+    chosen = [_choose_keeper(g, facts, rules, protect, keepers) for g in groups]
+    never_move = {k for k, _ in chosen} | set(keepers) | {i for i in ids if _protected(facts, i, protect)}
+    plans, moving = [], set()
+    for group, (keeper, rule) in zip(groups, chosen, strict=True):
+        staying = never_move | set(group.kept_with_keeper) | {m.id for m in group.members if m.tier == "burst"}
+        move = [i for i in group.ids if i not in staying and i not in moving and i in facts
+                and os.path.lexists(facts[i]["path"])]
+        if group.tier == "burst" or not move:
+            continue
+        moving.update(move)
+        plans.append(GroupPlan(
+            group.tier, {"id": keeper, "path": facts[keeper]["path"]},
+            [{"id": i, "path": facts[i]["path"]} for i in move], rule, group.reason,
+            sum(int(facts[i]["size"]) for i in move)))
+    return plans
+
+
+def summarize(plans: list[GroupPlan]) -> str:
+    files = sum(len(p.move) for p in plans)
+    return (f"{files:,} file{'s' if files != 1 else ''} in {len(plans):,} group{'s' if len(plans) != 1 else ''} "
+            f"would move, {_human(sum(p.bytes for p in plans))}")
+
+
+def _choose_keeper(group: DuplicateGroup, facts: dict, rules: list[str], protect: list[str],
+                   keepers: set[int]) -> tuple[int, str]:
+    candidates = [i for i in group.ids if i in facts]
+    decided = [i for i in candidates if i in keepers]
+    if decided:
+        return decided[0], "keep (your decision)"
+    guarded = [i for i in candidates if _protected(facts, i, protect)]
+    if guarded:
+        candidates = guarded
+    if len(candidates) == 1:
+        return candidates[0], "protected" if guarded else "only candidate"
+    for rule in rules:
+        scores = {i: _score(rule, facts[i]) for i in candidates}
+        best = max(scores.values())
+        candidates = [i for i in candidates if scores[i] == best]
+        if len(candidates) == 1:
+            return candidates[0], rule
+    if group.keeper in candidates:
+        return group.keeper, "tie: the suggested keeper"
+    return min(candidates), "tie: lowest id"
+
+
+def _score(rule: str, fact: dict):
+    if rule.startswith("prefer:"):
+        return is_within(fact["path"], os.path.abspath(rule.split(":", 1)[1]))
+    if rule.startswith("avoid:"):
+        return not is_within(fact["path"], os.path.abspath(rule.split(":", 1)[1]))
+    return RULES[rule][1](fact)
+
+
+def _protected(facts: dict, row_id: int, protect: list[str]) -> bool:
+    return row_id in facts and any(is_within(facts[row_id]["path"], p) for p in protect)
+
+
+def _ts(value, *, negate: bool = False) -> float:
+    """A timestamp as a number; a missing one sorts last for either direction."""
+    if value is None:
+        return float("-inf")
+    seconds = value.timestamp()
+    return -seconds if negate else seconds
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1000
+    return f"{size} B"

@@ -1,0 +1,105 @@
+"""`vitsearch dupes`: list duplicate groups with tiers and reasons, record decisions, resolve
+groups by rules (dry run, --apply, --undo), check a folder against the library, calibrate."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+__all__ = ["run_dupes"]
+
+
+def run_dupes(args, shown) -> int:
+    from ..indexer.decisions import read_decisions, record_keeper, record_not_duplicates
+
+    if args.undo is not None:
+        return _undo(args, shown)
+    if args.not_duplicates or args.keep is not None:
+        if args.not_duplicates:
+            added = record_not_duplicates(args.store, args.not_duplicates, wait=args.wait)
+            print(f"recorded: not duplicates ({added} new pair{'s' if added != 1 else ''})", file=sys.stderr)
+        if args.keep is not None:
+            record_keeper(args.store, args.keep, wait=args.wait)
+            print(f"recorded: keep {args.keep}", file=sys.stderr)
+        return 0
+    from ..search import ImageIndex
+    from ..search.dupes import TIERS, find_duplicates, nearest_neighbour_scores
+    from ..search.resolve import RESOLVE_TIERS, parse_rules, plan_resolution, summarize
+
+    if args.apply and not args.resolve:
+        from ..indexer.errors import ConfigError
+
+        raise ConfigError("--apply carries out a --resolve plan: add --resolve RULES (try it without --apply first)")
+    rules = parse_rules(args.resolve) if args.resolve else None
+    index = ImageIndex.open(args.store)
+    if args.histogram:
+        _print_histogram(nearest_neighbour_scores(index))
+        return 0
+    if args.calibrate:
+        from .calibrate import run_calibration
+
+        return run_calibration(index, args, shown)
+    tiers = tuple(args.tier or (RESOLVE_TIERS if rules else TIERS))
+    groups = find_duplicates(index, near=args.near, similar=args.similar, tiers=tiers, against=args.against)
+    if groups and groups[0].unsigned:
+        print(f"note: {groups[0].unsigned} images have no signatures yet (same-pixel, rotated and mirrored "
+              "copies among them are missed): run `vitsearch index` on their folders to add them", file=sys.stderr)
+    if rules is None:
+        for group in groups:
+            print(json.dumps(group.to_record()) if args.json else _group_line(group, shown))
+        print(f"{len(groups)} groups (* = keeper)", file=sys.stderr)
+        return 0
+    plans = plan_resolution(index.store, groups, rules, protect=args.protect or [],
+                            keepers=read_decisions(index.store).keepers)
+    for plan in plans:
+        print(json.dumps(plan.to_record()) if args.json else _plan_lines(plan, shown))
+    print(summarize(plans) + ("" if args.apply else " (dry run: add --apply to move them)"), file=sys.stderr)
+    if args.apply and plans:
+        return _apply(args, plans, shown)
+    return 0
+
+
+def _apply(args, plans, shown) -> int:
+    from ..indexer.quarantine import quarantine_files
+
+    report = quarantine_files(args.store, [m["id"] for p in plans for m in p.move], wait=args.wait)
+    for path, why in report.skipped:
+        print(f"not moved: {shown(path)}: {why}", file=sys.stderr)
+    print(f"moved {len(report.moved)} files ({report.bytes:,} bytes) into the quarantine; manifest "
+          f"{shown(str(report.manifest))}; undo with `vitsearch dupes --undo`", file=sys.stderr)
+    return 0
+
+
+def _undo(args, shown) -> int:
+    from ..indexer.quarantine import undo_quarantine
+
+    report = undo_quarantine(args.store, args.undo or None, wait=args.wait)
+    for path, why in report.skipped:
+        print(f"not restored: {shown(path)}: {why}", file=sys.stderr)
+    print(f"restored {len(report.moved)} files from {shown(str(report.manifest))}", file=sys.stderr)
+    return 1 if report.skipped else 0
+
+
+def _group_line(group, shown) -> str:
+    members = "  ".join(
+        f"{'*' if m.keeper or m.id in group.kept_with_keeper else ''}{shown(m.path)} "
+        f"({m.tier}{' ' + m.transform if m.transform else ''} {m.score:.3f})"
+        for m in group.members)
+    return f"{group.tier}\t{members}\t# {group.reason}"
+
+
+def _plan_lines(plan, shown) -> str:
+    lines = [f"{plan.tier}: keep {shown(plan.keeper['path'])}  [{plan.rule}]"]
+    lines += [f"  move {shown(m['path'])}" for m in plan.move]
+    return "\n".join(lines)
+
+
+def _print_histogram(scores) -> None:
+    import numpy as np
+
+    # Rounding puts exact copies a hair above 1; anything below 0 lands in the first bin.
+    counts, edges = np.histogram(np.clip(scores, 0.0, 1.0), bins=20, range=(0.0, 1.0))
+    top = max(int(counts.max()), 1) if len(counts) else 1
+    print("nearest-neighbour score distribution (each image's best match):")
+    for count, low, high in zip(counts, edges[:-1], edges[1:], strict=False):
+        print(f"{low:.2f}-{high:.2f}\t{count}\t{'#' * int(40 * count / top)}")
