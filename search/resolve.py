@@ -64,7 +64,8 @@ def parse_rules(text: str) -> list[str]:
 
 
 def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str], *,
-                    protect: list[str] = (), keepers: set[int] = frozenset()) -> list[GroupPlan]:
+                    protect: list[str] = (), keepers: set[int] = frozenset(),
+                    check_files: bool = True) -> list[GroupPlan]:
     """The keeper and the files to move of every group that has something to move. Never moved:
     any group's keeper, a file the user said to keep, a protected file, a burst frame, the
     keeper's RAW/JPEG partner, a file already gone. A file in two groups moves once."""
@@ -79,7 +80,7 @@ def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str]
     for group, (keeper, rule) in zip(groups, chosen, strict=True):
         staying = never_move | set(group.kept_with_keeper) | {m.id for m in group.members if m.tier == "burst"}
         move = [i for i in group.ids if i not in staying and i not in moving and i in facts
-                and os.path.lexists(facts[i]["path"])]
+                and (not check_files or os.path.lexists(facts[i]["path"]))]
         if group.tier == "burst" or not move:
             continue
         moving.update(move)

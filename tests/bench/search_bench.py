@@ -134,7 +134,7 @@ def dupes_child(store_dir: Path, n: int, planted: int) -> None:
     code = (
         "import sys, time, json; sys.path.insert(0, sys.argv[2])\n"
         "from tests.bench.memory import peak_rss_mb\n"
-        "from search import ImageIndex\nfrom search.dupes import find_duplicates\n"
+        "from vitsearch.search import ImageIndex\nfrom vitsearch.search.dupes import find_duplicates\n"
         "started = time.perf_counter()\nindex = ImageIndex.open(sys.argv[1])\n"
         "groups = find_duplicates(index, tiers=('near',))\n"
         "print(json.dumps({'seconds': round(time.perf_counter() - started, 1), 'near_groups': len(groups),"
