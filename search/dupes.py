@@ -25,6 +25,7 @@ SIMILAR_DEFAULT = 0.85
 NEIGHBOURS = 16
 CHUNK = 4096
 DUPES_NPROBE_MAX = 16  # duplicates sit in the same or the next list: no need to probe deeper
+SUGGESTION = "suggested keeper: most pixels, then metadata, then the oldest file"
 _SIGNATURE_WEIGHT = 2.0  # same bytes/pixels/transform edges outrank any cosine when a veto splits a group
 
 
@@ -225,7 +226,7 @@ def _build_groups(index: ImageIndex, components, best, near: float, keepers: set
         cosines = dict(zip(members, (vectors[[row_of[m] for m in members]] @ vectors[row_of[keeper]]).tolist(),
                            strict=True))
         classified = classify_members(members, keeper, facts, cosines, near=near, level=level, partners=partners)
-        why = "kept by your decision" if decided else "suggested keeper: most pixels, then metadata, then the oldest file"
+        why = "kept by your decision" if decided else SUGGESTION
         groups.append(DuplicateGroup(
             group_tier(classified, partners), tuple(members), tuple(facts[m]["path"] for m in members),
             tuple(round(float(best.get(m, 1.0)), 6) for m in members), keeper, bool(decided), partners,

@@ -12,14 +12,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..indexer.decisions import record_keeper, record_not_duplicates
 from ..indexer.errors import VitsearchError
 from ..indexer.images import inspect_image, read_image_bytes
 from ..indexer.scan import is_within
 from ..search import ImageIndex
-from ..search.dupes import NEAR_DEFAULT, SIMILAR_DEFAULT, find_duplicates
+from .duplicates_tab import duplicates_tab
 from .filters import FORMATS, build_where
-from .quarantine import apply_quarantine, latest_manifest, plan_quarantine, undo_quarantine
 from .thumbnails import PREVIEW_SIDE, ThumbnailCache
 
 __all__ = ["build_app", "plain_markdown", "UPLOAD_MAX_PIXELS"]
@@ -27,7 +25,6 @@ __all__ = ["build_app", "plain_markdown", "UPLOAD_MAX_PIXELS"]
 # A query needs no more than a few megapixels. Formats that cannot be decoded at reduced size
 # (PNG, TIFF, WebP, ...) are refused above this, so four concurrent uploads stay within ~1 GB.
 UPLOAD_MAX_PIXELS = 40_000_000
-DECISION_WAIT_SECONDS = 5.0  # a decision while an index run holds the store: wait, then say busy
 
 
 def _uploaded_path(payload) -> str | None:
@@ -49,9 +46,8 @@ def plain_markdown(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>&~\"'=:$])", r"\\\1", text)
 
 
-def build_app(index: ImageIndex, quarantine_dir: Path | None = None) -> gr.Blocks:
+def build_app(index: ImageIndex) -> gr.Blocks:
     thumbs = ThumbnailCache()
-    quarantine_dir = quarantine_dir or index.store.dir / ".quarantine"
 
     def gallery_of(hits):
         return [(thumbs.get(h.path, h.size, h.mtime),
@@ -129,7 +125,7 @@ def build_app(index: ImageIndex, quarantine_dir: Path | None = None) -> gr.Block
             again.click(lambda i, *f: run_search(None, i, *f), [selected_id, *filters],
                         [gallery, hits_state, status])
 
-        _duplicates_tab(index, thumbs, quarantine_dir)
+        duplicates_tab(index, thumbs)
         describe_index, index_outputs = _index_tab(index)
         app.load(describe_index, None, index_outputs)
     return app
@@ -161,104 +157,6 @@ def _metadata(hit) -> dict:
         "captured": str(hit.captured_at) if hit.captured_at else None, "camera": hit.camera,
         "stale": hit.stale, "id": hit.id, "same shot": list(hit.companions),
     }
-
-
-def _decide(record, *args) -> None:
-    """Write a decision through the writer side; a busy store is said plainly."""
-    try:
-        record(*args, wait=DECISION_WAIT_SECONDS)
-    except VitsearchError as e:
-        raise gr.Error(str(e)) from None
-
-
-def _duplicates_tab(index: ImageIndex, thumbs: ThumbnailCache, quarantine_dir: Path) -> None:
-    def find_groups(tiers, near, similar):
-        index.refresh()
-        groups = find_duplicates(index, near=near, similar=similar, tiers=tuple(tiers or ("identical", "near")))
-        labels = [f"{i + 1}. {g.tier} · {len(g.ids)} images · {Path(g.paths[0]).name}" for i, g in enumerate(groups)]
-        summary = f"{len(groups)} group{'s' if len(groups) != 1 else ''}"
-        return groups, gr.update(choices=labels, value=labels[0] if labels else None), summary
-
-    def show_group(groups, label):
-        if not label:
-            return [], [], None
-        group = groups[int(label.split(".")[0]) - 1]
-        rows = index.describe(group.ids)
-        items = []
-        for row_id, path in zip(group.ids, group.paths, strict=False):
-            row = rows[row_id]
-            star = "★ keep · " if row_id == group.keeper else ("★ keep (pair) · " if row_id in group.kept_with_keeper
-                                                                 else "")
-            caption = (f"{star}{Path(path).name} · {row['width']}x{row['height']} · "
-                       f"{row['size'] // 1024} KB · {row['date'] or 'no date'} · {row['camera'] or 'no camera'}")
-            items.append((thumbs.get(path, row["size"], row["mtime_ns"]), caption))
-        table = [[rows[i]["path"], rows[i]["width"], rows[i]["height"], rows[i]["size"], rows[i]["date"],
-                  rows[i]["camera"], "keep" if i == group.keeper else ""] for i in group.ids]
-        return items, table, group
-
-    def keep_selected(group, evt_index):
-        if group is None or evt_index is None:
-            raise gr.Error("Pick a group and click the image to keep.")
-        _decide(record_keeper, index.store.dir, group.ids[evt_index])
-        return f"Recorded: keep {Path(group.paths[evt_index]).name}"
-
-    def not_duplicates(group):
-        if group is None:
-            raise gr.Error("Pick a group first.")
-        _decide(record_not_duplicates, index.store.dir, list(group.ids))
-        return "Recorded: these images are not duplicates; later runs keep them apart."
-
-    def quarantine(group, dry_run: bool):
-        if group is None:
-            raise gr.Error("Pick a group first.")
-        keeper_path = group.paths[group.ids.index(group.keeper)]
-        # the keeper's RAW/JPEG partner stays with it: one photo, two files
-        candidates = [p for i, p in zip(group.ids, group.paths, strict=True) if i not in group.kept_with_keeper]
-        moves = plan_quarantine(candidates, keeper_path, quarantine_dir)
-        lines = "\n".join(f"- {m.source} → {m.target}" for m in moves)
-        if dry_run:
-            return f"Dry run: would move {len(moves)} file(s), keeping {keeper_path}:\n{lines}"
-        manifest = apply_quarantine(moves, quarantine_dir)
-        return f"Moved {len(moves)} file(s); manifest {manifest} (undo available)."
-
-    def undo():
-        manifest = latest_manifest(quarantine_dir)
-        if manifest is None:
-            return "Nothing to undo."
-        return f"Restored {undo_quarantine(manifest)} file(s)."
-
-    with gr.Tab("Duplicates"):
-        with gr.Row():
-            tiers = gr.CheckboxGroup(["identical", "near", "similar"], value=["identical", "near"], label="Tiers")
-            near = gr.Slider(0.5, 1.0, value=NEAR_DEFAULT, step=0.005, label="Near-duplicate threshold")
-            similar = gr.Slider(0.5, 1.0, value=SIMILAR_DEFAULT, step=0.005, label="Similar threshold")
-        find_button = gr.Button("Find duplicate groups", variant="primary", elem_id="find-dupes")
-        summary = gr.Markdown(elem_id="dupes-summary")
-        group_pick = gr.Dropdown(choices=[], label="Group", elem_id="group-pick")
-        compare = gr.Gallery(label="Side by side", columns=4, height="auto", format="jpeg", elem_id="dupes-gallery")
-        table = gr.Dataframe(headers=["path", "width", "height", "bytes", "date", "camera", "keeper"],
-                             interactive=False, elem_id="dupes-table")
-        with gr.Row():
-            keep_button = gr.Button("Keep the selected image")
-            not_dupes_button = gr.Button("Not duplicates")
-            dry_run_button = gr.Button("Quarantine the others (dry run)")
-            quarantine_button = gr.Button("Quarantine the others", variant="stop")
-            undo_button = gr.Button("Undo last quarantine")
-        # A textbox: the names of files about to be moved must read exactly as they are.
-        outcome = gr.Textbox(label="Outcome", interactive=False, lines=4, max_lines=30, elem_id="dupes-outcome")
-        groups_state, group_state, picked_state = gr.State([]), gr.State(None), gr.State(None)
-        find_button.click(find_groups, [tiers, near, similar], [groups_state, group_pick, summary])
-        group_pick.change(show_group, [groups_state, group_pick], [compare, table, group_state])
-        compare.select(_selected_index, None, picked_state)
-        keep_button.click(keep_selected, [group_state, picked_state], outcome)
-        not_dupes_button.click(not_duplicates, group_state, outcome)
-        dry_run_button.click(lambda g: quarantine(g, True), group_state, outcome)
-        quarantine_button.click(lambda g: quarantine(g, False), group_state, outcome)
-        undo_button.click(undo, None, outcome)
-
-
-def _selected_index(evt: gr.SelectData) -> int:
-    return evt.index
 
 
 def _index_tab(index: ImageIndex):

@@ -365,3 +365,35 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_cleanup_by_rules_previews_applies_and_undoes(served, browser):
+    """Runs last in this module: it moves files and puts them back."""
+    photos = served["photos"]
+    before = {p.name: p.read_bytes() for p in photos.iterdir() if p.is_file() and not p.is_symlink()}
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.goto(served["url"])
+    page.get_by_role("tab", name="Duplicates").click()
+    captions = pick_group(page, "scene-000-copy.jpg")
+    assert "identical" in captions, "each member says its tier"
+    page.wait_for_function("document.querySelector('#dupes-table').innerText.includes('same bytes as the keeper')")
+    assert "identical" in page.inner_text("#dupes-summary textarea") or "identical" in page.input_value(
+        "#dupes-summary textarea")
+    page.click("#cleanup-preview")
+    page.wait_for_function("document.querySelector('#cleanup-summary textarea').value.includes('would move')",
+                           timeout=60_000)
+    preview = page.input_value("#cleanup-summary textarea")
+    moving = int(preview.split()[0])
+    assert moving >= 2, preview  # scene-000's copy and one of the Markdown-named copies of scene-005
+    assert all((photos / name).exists() for name in before), "a preview moves nothing"
+    page.screenshot(path=str(ARTIFACTS / "cleanup-preview.png"), full_page=True)
+    page.click("#cleanup-apply")
+    page.wait_for_function("document.querySelector('#dupes-outcome textarea').value.includes('Moved')",
+                           timeout=60_000)
+    gone = [name for name in before if not (photos / name).exists()]
+    assert len(gone) == moving, page.input_value("#dupes-outcome textarea")
+    page.click("#cleanup-undo")
+    page.wait_for_function("document.querySelector('#dupes-outcome textarea').value.includes('Restored')",
+                           timeout=60_000)
+    assert {p.name: p.read_bytes() for p in photos.iterdir() if p.is_file() and not p.is_symlink()} == before
+    page.close()

@@ -1,0 +1,195 @@
+"""The Duplicates tab: groups with each member's tier and reason, one-group review with
+decisions, a rule-based cleanup with a preview count, apply and undo, and threshold calibration.
+Moves go through indexer.quarantine (manifest first, the store following); nothing is deleted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ..indexer.decisions import read_decisions, record_keeper, record_not_duplicates, record_thresholds
+from ..indexer.errors import VitsearchError
+from ..indexer.quarantine import quarantine_files, undo_quarantine
+from ..search import ImageIndex
+from ..search.calibrate import fit_near_threshold, sample_pairs
+from ..search.dupes import TIERS, find_duplicates, thresholds
+from ..search.resolve import RESOLVE_TIERS, parse_rules, plan_resolution, summarize
+
+__all__ = ["duplicates_tab", "DEFAULT_RULES"]
+
+DEFAULT_RULES = "largest-resolution,largest-file,oldest-capture,has-exif,shortest-path"
+DECISION_WAIT_SECONDS = 5.0  # a write while an index run holds the store: wait, then say busy
+
+
+def duplicates_tab(index: ImageIndex, thumbs) -> None:
+    near_default, similar_default = thresholds(index.store)
+
+    def find_groups(tiers, near, similar, against):
+        index.refresh()
+        groups = _call(find_duplicates, index, near=near, similar=similar, tiers=tuple(tiers or RESOLVE_TIERS),
+                       against=against.strip() or None)
+        labels = [f"{i + 1}. {g.tier} · {len(g.ids)} images · {Path(g.paths[0]).name} · {g.reason}"
+                  for i, g in enumerate(groups)]
+        by_tier: dict[str, int] = {}
+        for g in groups:
+            by_tier[g.tier] = by_tier.get(g.tier, 0) + 1
+        summary = f"{len(groups)} group{'s' if len(groups) != 1 else ''}" + (
+            " · " + ", ".join(f"{t}: {n}" for t, n in by_tier.items()) if by_tier else "")
+        return groups, gr.update(choices=labels, value=labels[0] if labels else None), summary
+
+    def show_group(groups, label):
+        if not label:
+            return [], [], None
+        group = groups[int(label.split(".")[0]) - 1]
+        rows = index.describe(group.ids)
+        items, table = [], []
+        for member in group.members:
+            row = rows[member.id]
+            star = "★ keep · " if member.keeper else ("★ keep (pair) · " if member.id in group.kept_with_keeper else "")
+            relation = "" if member.keeper else f"{member.tier}{' ' + member.transform if member.transform else ''} · "
+            caption = (f"{star}{relation}{Path(member.path).name} · {row['width']}x{row['height']} · "
+                       f"{row['size'] // 1024} KB · {row['date'] or 'no date'} · {row['camera'] or 'no camera'}")
+            items.append((thumbs.get(member.path, row["size"], row["mtime_ns"]), caption))
+            table.append([member.path, member.tier, member.transform or "", f"{member.score:.3f}", member.reason,
+                          row["width"], row["height"], row["size"], row["date"], "keep" if member.keeper else ""])
+        return items, table, group
+
+    def keep_selected(group, evt_index):
+        if group is None or evt_index is None:
+            raise gr.Error("Pick a group and click the image to keep.")
+        _call(record_keeper, index.store.dir, group.ids[evt_index], wait=DECISION_WAIT_SECONDS)
+        return f"Recorded: keep {Path(group.paths[evt_index]).name}"
+
+    def not_duplicates(group):
+        if group is None:
+            raise gr.Error("Pick a group first.")
+        _call(record_not_duplicates, index.store.dir, list(group.ids), wait=DECISION_WAIT_SECONDS)
+        return "Recorded: these images are not duplicates; later runs keep them apart."
+
+    def quarantine_group(group, dry_run: bool):
+        if group is None:
+            raise gr.Error("Pick a group first.")
+        # the keeper's RAW/JPEG partner stays with it (one photo, two files); burst frames are photos
+        ids = [m.id for m in group.members
+               if not m.keeper and m.id not in group.kept_with_keeper and m.tier != "burst"]
+        paths = [m.path for m in group.members if m.id in ids]
+        keeper = group.paths[group.ids.index(group.keeper)]
+        if dry_run:
+            lines = "\n".join(f"- {p}" for p in paths)
+            return f"Dry run: would move {len(paths)} file(s) into the quarantine, keeping {keeper}:\n{lines}"
+        report = _call(quarantine_files, index.store.dir, ids, wait=DECISION_WAIT_SECONDS)
+        return _moved_text(report)
+
+    def preview(tiers, near, similar, against, rules_text, protect_text):
+        plans = _plans(tiers, near, similar, against, rules_text, protect_text)
+        table = [[p.tier, p.keeper["path"], len(p.move), "\n".join(m["path"] for m in p.move), p.rule]
+                 for p in plans[:500]]
+        return plans, summarize(plans), table
+
+    def apply(tiers, near, similar, against, rules_text, protect_text):
+        plans = _plans(tiers, near, similar, against, rules_text, protect_text)
+        if not plans:
+            return "Nothing to move.", []
+        report = _call(quarantine_files, index.store.dir, [m["id"] for p in plans for m in p.move],
+                       wait=DECISION_WAIT_SECONDS)
+        return _moved_text(report), []
+
+    def _plans(tiers, near, similar, against, rules_text, protect_text):
+        index.refresh()
+        rules = _call(parse_rules, rules_text or DEFAULT_RULES)
+        groups = _call(find_duplicates, index, near=near, similar=similar, tiers=tuple(tiers or RESOLVE_TIERS),
+                       against=against.strip() or None)
+        protect = [line.strip() for line in (protect_text or "").splitlines() if line.strip()]
+        return plan_resolution(index.store, groups, rules, protect=protect,
+                               keepers=read_decisions(index.store).keepers)
+
+    def undo():
+        report = _call(undo_quarantine, index.store.dir, wait=DECISION_WAIT_SECONDS)
+        index.refresh()
+        problems = "".join(f"\nnot restored: {path}: {why}" for path, why in report.skipped)
+        return f"Restored {len(report.moved)} file(s) to where they were.{problems}"
+
+    def sample():
+        index.refresh()
+        return [[p.score, p.path_a, p.path_b, ""] for p in sample_pairs(index)]
+
+    def save_thresholds(table):
+        rows = table.values.tolist() if hasattr(table, "values") else list(table or [])
+        labels = [(float(r[0]), str(r[3]).strip().lower().startswith("y")) for r in rows
+                  if str(r[3]).strip().lower()[:1] in ("y", "n")]
+        near = fit_near_threshold(labels)
+        if near is None:
+            raise gr.Error("Label at least one pair 'yes' and one 'no' in the last column.")
+        _call(record_thresholds, index.store.dir, near=near, labels=len(labels), wait=DECISION_WAIT_SECONDS)
+        return f"Near-duplicate threshold for this store: {near:.4f} (from {len(labels)} labels).", near
+
+    with gr.Tab("Duplicates"):
+        with gr.Row():
+            tiers = gr.CheckboxGroup(list(TIERS), value=list(RESOLVE_TIERS), label="Tiers", elem_id="dupes-tiers")
+            near = gr.Slider(0.5, 1.0, value=near_default, step=0.005, label="Near-duplicate threshold")
+            similar = gr.Slider(0.5, 1.0, value=similar_default, step=0.005, label="Similar threshold")
+            against = gr.Textbox(label="Only groups crossing this folder (optional)", elem_id="dupes-against")
+        find_button = gr.Button("Find duplicate groups", variant="primary", elem_id="find-dupes")
+        summary = gr.Textbox(label="Groups", interactive=False, elem_id="dupes-summary")
+        group_pick = gr.Dropdown(choices=[], label="Group", elem_id="group-pick")
+        compare = gr.Gallery(label="Side by side", columns=4, height="auto", format="jpeg", elem_id="dupes-gallery")
+        table = gr.Dataframe(headers=["path", "tier", "transform", "score", "reason", "width", "height", "bytes",
+                                      "date", "keeper"], interactive=False, wrap=True, elem_id="dupes-table")
+        with gr.Row():
+            keep_button = gr.Button("Keep the selected image")
+            not_dupes_button = gr.Button("Not duplicates")
+            dry_run_button = gr.Button("Quarantine the others (dry run)")
+            quarantine_button = gr.Button("Quarantine the others", variant="stop")
+        with gr.Accordion("Clean up many groups by rules", open=True):
+            with gr.Row():
+                rules = gr.Textbox(value=DEFAULT_RULES, label="Keeper rules, in order (ties fall to the next)",
+                                   elem_id="cleanup-rules")
+                protect = gr.Textbox(label="Protected folders (one per line; never moved, kept first)", lines=2,
+                                     elem_id="cleanup-protect")
+            with gr.Row():
+                preview_button = gr.Button("Preview cleanup", elem_id="cleanup-preview")
+                apply_button = gr.Button("Apply cleanup (move to quarantine)", variant="stop", elem_id="cleanup-apply")
+                undo_button = gr.Button("Undo last quarantine", elem_id="cleanup-undo")
+            preview_text = gr.Textbox(label="Preview", interactive=False, elem_id="cleanup-summary")
+            plan_table = gr.Dataframe(headers=["tier", "keep", "files to move", "move", "rule"], interactive=False,
+                                      wrap=True, elem_id="cleanup-plan")
+        with gr.Accordion("Calibrate thresholds for this store", open=False):
+            sample_button = gr.Button("Sample pairs to label", elem_id="calibrate-sample")
+            pairs = gr.Dataframe(headers=["score", "image A", "image B", "same photo? (yes/no)"], interactive=True,
+                                 wrap=True, elem_id="calibrate-pairs")
+            save_button = gr.Button("Save thresholds from my labels", elem_id="calibrate-save")
+        # A textbox: the names of files about to be moved must read exactly as they are.
+        outcome = gr.Textbox(label="Outcome", interactive=False, lines=4, max_lines=30, elem_id="dupes-outcome")
+        groups_state, group_state, picked_state = gr.State([]), gr.State(None), gr.State(None)
+        plans_state = gr.State([])
+        filters = [tiers, near, similar, against]
+        find_button.click(find_groups, filters, [groups_state, group_pick, summary])
+        group_pick.change(show_group, [groups_state, group_pick], [compare, table, group_state])
+        compare.select(_selected_index, None, picked_state)
+        keep_button.click(keep_selected, [group_state, picked_state], outcome)
+        not_dupes_button.click(not_duplicates, group_state, outcome)
+        dry_run_button.click(lambda g: quarantine_group(g, True), group_state, outcome)
+        quarantine_button.click(lambda g: quarantine_group(g, False), group_state, outcome)
+        preview_button.click(preview, [*filters, rules, protect], [plans_state, preview_text, plan_table])
+        apply_button.click(apply, [*filters, rules, protect], [outcome, plan_table])
+        undo_button.click(undo, None, outcome)
+        sample_button.click(sample, None, pairs)
+        save_button.click(save_thresholds, pairs, [outcome, near])
+
+
+def _moved_text(report) -> str:
+    problems = "".join(f"\nnot moved: {path}: {why}" for path, why in report.skipped)
+    return (f"Moved {len(report.moved)} file(s), {report.bytes:,} bytes, into the quarantine; manifest "
+            f"{report.manifest} (undo available).{problems}")
+
+
+def _call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except VitsearchError as e:
+        raise gr.Error(str(e)) from None
+
+
+def _selected_index(evt: gr.SelectData) -> int:
+    return evt.index
