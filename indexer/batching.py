@@ -22,7 +22,7 @@ from .scan import ScannedFile
 from .signatures import Signature
 from .store import RowState, Store
 
-__all__ = ["IndexRun", "default_workers"]
+__all__ = ["IndexRun", "default_workers", "prepare_image"]
 
 COMMIT_EVERY_SECONDS = 5.0  # longest that decided work waits for its commit
 EMBEDDED_COMMIT_SECONDS = 1.0  # embedded rows commit at most this often: fast GPUs batch them
@@ -99,8 +99,7 @@ class IndexRun:
         the batch, and its signatures are filled in after the run (see indexer.backfill)."""
         if self.device_inputs is not None:
             return (*self.device_inputs.prepare(data), None)
-        loaded = load_image(data, draft_size=self.encoder.draft_size, signature=True)
-        return self.encoder.preprocess(loaded.image), loaded.info, loaded.signature
+        return prepare_image(data, self.encoder.preprocess, self.encoder.draft_size)
 
     def _decide(self, item: _Read) -> None:
         row, f = item.row, item.file
@@ -239,6 +238,12 @@ class IndexRun:
             self.report.removed += len(ids)
             self.report.changes += [("removed", row.path) for row in self.missing.values()]
             self.missing.clear()
+
+
+def prepare_image(data: bytes, preprocess: Callable, draft_size: int | None):
+    """One file's model input, facts and signatures: what every engine's decode step does."""
+    loaded = load_image(data, draft_size=draft_size, signature=True)
+    return preprocess(loaded.image), loaded.info, loaded.signature
 
 
 def default_workers(encoder: Encoder) -> int:

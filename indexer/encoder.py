@@ -48,6 +48,24 @@ class Encoder:
         vectors = self.encode(batch)
         return lambda: vectors
 
+    def preprocessor(self) -> Callable:
+        """RGB image -> model input, as a light picklable callable for decode workers."""
+        return self.preprocess
+
+    def recipe(self) -> EncoderRecipe:
+        """What another process needs to rebuild this encoder (cluster workers never download)."""
+        return EncoderRecipe(self)
+
+
+class EncoderRecipe:
+    """Rebuilds an encoder in a worker process. The default ships the (small) encoder itself."""
+
+    def __init__(self, encoder: Encoder):
+        self.encoder = encoder
+
+    def build(self, device: str) -> Encoder:
+        return self.encoder
+
 
 @dataclass
 class TimmEncoder(Encoder):
@@ -109,11 +127,39 @@ class TimmEncoder(Encoder):
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.split(":")[0], dtype=dtype)
 
+    def preprocessor(self) -> Callable:
+        return self.transform  # timm's transform alone: decode workers need no model
+
+    def recipe(self) -> EncoderRecipe:
+        return TimmRecipe(self)
+
     def preprocess_config(self) -> dict:
         """What must match for two embeddings to be comparable (the mode is not part of it)."""
         config = {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()}
         config.update(exif_transpose=True, alpha_background=list(BACKGROUND), high_bit="scaled")
         return config
+
+
+class TimmRecipe(EncoderRecipe):
+    """The weights as tensors plus the settings: a worker builds the same architecture and loads
+    them, whatever the weights' source (a file, random, or the hub on the driver)."""
+
+    def __init__(self, encoder: TimmEncoder):
+        self.state = {k: v.detach().to("cpu") for k, v in encoder.model.state_dict().items()}
+        self.data_config, self.weights = encoder.data_config, encoder.weights
+        self.exact, self.model_name = encoder.exact, encoder.model_name
+
+    def build(self, device: str) -> TimmEncoder:
+        import timm
+        import timm.data
+
+        model = timm.create_model(self.model_name, pretrained=False, num_classes=0)
+        model.load_state_dict(self.state)
+        model.eval().to(device)
+        precision = _default_precision(device, self.exact)  # this worker's hardware decides, as locally
+        return TimmEncoder(model=model, transform=timm.data.create_transform(**self.data_config, is_training=False),
+                           data_config=dict(self.data_config), weights=self.weights, precision=precision,
+                           exact=self.exact, device=device, model_name=self.model_name, dim=model.num_features)
 
 
 def encoder_identity(encoder: Encoder) -> dict:

@@ -24,7 +24,7 @@ from .locations import default_store_dir
 
 __all__ = [
     "Store", "RowState", "open_store", "SCHEMA_VERSION", "DB_NAME", "LIVE", "MTIME", "encode_path",
-    "default_store_dir", "fetch_records",
+    "default_store_dir", "fetch_records", "SHARD_COLUMNS",
 ]
 
 SCHEMA_VERSION = 1
@@ -208,15 +208,16 @@ class Store:
             last = int(ids[-1])
 
     def counts(self) -> dict:
-        """Live images, failed files, and failures by reason."""
+        """Live images, failed files, failures by reason, and images moved aside by a cleanup."""
         with self.connect() as con:
-            (images, failed), = con.execute(
-                f"SELECT count(*) FILTER ({LIVE}), count(*) FILTER (status = 'failed') FROM images"
+            (images, failed, quarantined), = con.execute(
+                f"SELECT count(*) FILTER ({LIVE}), count(*) FILTER (status = 'failed'), "
+                "count(*) FILTER (status = 'quarantined') FROM images"
             ).fetchall()
             reasons = con.execute(
                 "SELECT error, count(*) FROM images WHERE status = 'failed' GROUP BY error ORDER BY 2 DESC, 1"
             ).fetchall()
-        return {"images": images, "failed": failed, "failures": dict(reasons)}
+        return {"images": images, "failed": failed, "failures": dict(reasons), "quarantined": quarantined}
 
     def roots(self) -> list[str]:
         with self.connect() as con:
@@ -282,6 +283,12 @@ class Store:
             con.execute("COMMIT")
 
 
+# The images columns a cluster job writes in its Parquet shards (indexed_at is set on merge).
+SHARD_COLUMNS = ("id", "path", "path_bytes", "root", "size", "mtime_ns", "content_hash", "width", "height",
+                 "format", "captured_at", "camera", "status", "error", "error_detail", "warnings", "embedding",
+                 "pixel_hash", "orientation_hash")
+
+
 class Transaction:
     """Row writes inside Store.transaction(); ids whose vector changed are collected.
 
@@ -336,6 +343,24 @@ class Transaction:
             )
         self.vector_changes.add(row_id)
         return row_id
+
+    def reserve_ids(self, count: int) -> list[int]:
+        """Ids for rows to be written later (by a cluster job): fixed now, never handed out again."""
+        return [self._new_id() for _ in range(count)]
+
+    def merge_parquet(self, path: str, dim: int) -> list[int]:
+        """Bulk-write the rows of a Parquet shard with the images table's columns (a row with an
+        existing id replaces it); returns the ids written."""
+        self.flush_inserts()
+        shard = "read_parquet(?)"
+        ids = [r[0] for r in self.con.execute(f"SELECT id FROM {shard}", [path]).fetchall()]
+        self.con.execute(f"DELETE FROM images WHERE id IN (SELECT id FROM {shard})", [path])
+        columns = ", ".join(SHARD_COLUMNS)
+        selected = columns.replace("embedding", f"embedding::FLOAT[{int(dim)}]")
+        self.con.execute(f"INSERT INTO images ({columns}, indexed_at) SELECT {selected}, current_localtimestamp() "
+                         f"FROM {shard}", [path])
+        self.vector_changes.update(ids)
+        return ids
 
     def flush_inserts(self) -> None:
         """Insert the buffered new rows with one statement over numpy columns."""

@@ -109,6 +109,7 @@ class ImageIndex:
             "vectors": self.vectors.count,
             "failed": counts["failed"],
             "failures": counts["failures"],
+            "quarantined": counts["quarantined"],  # moved aside by `dupes --apply`; `--undo` brings them back
             "model": self.manifest["model_name"],
             "weights": self.manifest["weights_source"],
             "index_type": self.vectors.index_type,

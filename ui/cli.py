@@ -65,6 +65,18 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--poll", type=_positive_float, metavar="SECONDS",
                        help="with --watch: rescan every SECONDS instead of OS events (network filesystems, "
                             "or trees past the OS watch limit); implies --watch")
+    index.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="ray: decode and embed new and changed files on a Ray cluster (pip install "
+                            "'vitsearch[ray]'; workers must see the paths); the store is the same")
+    index.add_argument("--ray-address", metavar="auto|ADDRESS",
+                       help="join this Ray cluster (default: start a local one sized to this machine)")
+    index.add_argument("--gpus-per-worker", type=_positive_float, metavar="N",
+                       help="GPUs per embedding actor (default: 1 when the cluster has GPUs, else CPU actors)")
+    index.add_argument("--cpus-per-worker", type=_positive_float, metavar="N",
+                       help="CPUs per embedding actor (default: 1 with GPUs, else half the cores)")
+    index.add_argument("--shard-size", type=_positive_int, default=256, metavar="N",
+                       help="--engine ray: files per result shard, merged as each completes (a killed job "
+                            "redoes at most the shards in flight; default 256)")
     index.set_defaults(handler=_index)
 
     info = commands.add_parser("info", help="what a store holds")
@@ -210,6 +222,8 @@ def _index(args) -> int:
 
     normalize_roots(args.paths)  # a missing folder is said before the model loads
     watching = args.watch or args.poll is not None
+    if args.engine == "ray":
+        return _index_ray(args, watching)
     stop = _stop_on_signals() if watching else None
     encoder = load_store_encoder(args.store, args.weights, device=args.device, exact=args.exact, decode=args.decode)
 
@@ -219,6 +233,13 @@ def _index(args) -> int:
 
     with _ProgressBar("indexing", "file") as bar:
         report = sync(bar.update)
+    _print_report(args, report)
+    if watching and not stop.is_set():
+        _watch(args, sync, stop, report.store)
+    return EXIT_OK
+
+
+def _print_report(args, report) -> None:
     if report.repair:
         print(f"note: the FAISS index was {report.repair}", file=sys.stderr)
     if report.signed:
@@ -232,8 +253,25 @@ def _index(args) -> int:
     else:
         print(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()) + f"  (store: {report.store})",
               flush=True)
-    if watching and not stop.is_set():
-        _watch(args, sync, stop, report.store)
+
+
+def _index_ray(args, watching: bool) -> int:
+    from ..indexer.errors import ConfigError
+    from ..indexer.ray_engine import RayOptions, build_index_ray
+
+    if watching:
+        raise ConfigError("--watch follows changes with the local engine: drop --engine ray (the store is the same)")
+    if args.device != "auto" or args.decode != "auto":
+        raise ConfigError("with --engine ray, workers choose their device: use --gpus-per-worker instead")
+    options = RayOptions(args.ray_address, args.gpus_per_worker, args.cpus_per_worker)
+    with _ProgressBar("embedding on Ray", "file") as bar:
+        report = build_index_ray(args.paths, args.store, weights=args.weights, options=options,
+                                 batch_size=args.batch_size, exact=args.exact, exclude=args.exclude,
+                                 include_hidden=args.include_hidden, shard_size=args.shard_size,
+                                 progress=bar.update)
+    print(f"ray: {report.sent_to_cluster} files sent to the cluster, embedded on {len(report.nodes)} node(s)"
+          + (f", GPUs {sorted(report.gpu_ids)}" if report.gpu_ids else ""), file=sys.stderr)
+    _print_report(args, report)
     return EXIT_OK
 
 

