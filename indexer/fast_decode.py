@@ -3,6 +3,7 @@ photos about twice as fast as Pillow's animation decoder, to identical pixels.""
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 from PIL import Image
@@ -18,6 +19,8 @@ def decode_fast(data: bytes, img: Image.Image) -> Image.Image | None:
     applies; None means Pillow should decode it, and report whatever is wrong with it."""
     if img.format != "WEBP" or img.mode != "RGB" or getattr(img, "n_frames", 1) != 1:
         return None
+    if "torch" not in sys.modules:  # importing torch costs seconds: only worth it where the model runs
+        return None                 # (a cluster's decode workers use Pillow, to the same pixels)
     try:
         import torch
         from torchvision.io import ImageReadMode, decode_webp

@@ -38,7 +38,7 @@ __all__ = ["build_index_ray", "RayOptions", "SHARD_SIZE", "SHARD_DIR"]
 
 SHARD_SIZE = 256  # files per Parquet shard: a kill loses at most the shards in flight
 SHARD_DIR = "ray-shards"
-DECODE_BATCH = 16
+DECODE_BATCH = 4  # small decode blocks keep the embedding actors fed from the start
 
 
 @dataclass
@@ -60,12 +60,17 @@ def build_index_ray(roots: Iterable[str], store_dir=None, *, weights: str | None
     roots = normalize_roots(roots)
     store = open_store(store_dir, read_only=False)
     store.dir.mkdir(parents=True, exist_ok=True)
-    with WriterLock(store.dir / "writer.lock"):
-        encoder = encoder or load_store_encoder(store_dir, weights, device="cpu", exact=exact, decode="cpu")
+    options = options or RayOptions()
+    with WriterLock(store.dir / "writer.lock"), _Cluster() as cluster:
+        scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden))
+        if encoder is None:  # the model loads on a thread while Ray starts, if there is work for it
+            loading = _Background(load_store_encoder, store_dir, weights, device="cpu", exact=exact, decode="cpu")
+            if plan_sync(scanned, store.rows() if store.exists() else {}, roots).to_read:
+                cluster.start(options)
+            encoder = loading.result()
         manifest = store.initialize(encoder_identity(encoder))
         vectors = open_for_writing(store, manifest)
         report = IndexReport(repair=vectors.repair, store=str(store.dir))
-        scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden))
         shard_dir = store.dir / SHARD_DIR
         _merge_leftovers(store, shard_dir, scanned, encoder.dim)
         rows = store.rows()
@@ -77,13 +82,60 @@ def build_index_ray(roots: Iterable[str], store_dir=None, *, weights: str | None
         tasks = _fix_ids(store, run.pending, shard_size)
         report.sent_to_cluster = len(tasks)
         if tasks:
-            _run_job(tasks, encoder, store, shard_dir, report, options or RayOptions(),
-                     batch_size or encoder.default_batch_size, progress)
+            cluster.start(options)
+            _run_job(tasks, encoder, store, shard_dir, report, options, batch_size or encoder.default_batch_size,
+                     progress)
         report.signed = backfill_signatures(store, roots, encoder.draft_size, workers=default_workers(encoder))
         sync_and_save(store, vectors)
     report.seconds = round(time.perf_counter() - started, 3)
     report.images_per_s = round(report.embedded / report.seconds, 3) if report.seconds else 0.0
     return report
+
+
+class _Background:
+    """A call on a thread; result() waits and re-raises its error here."""
+
+    def __init__(self, fn, *args, **kwargs):
+        import threading
+
+        self.value, self.error = None, None
+        self.thread = threading.Thread(target=self._run, args=(fn, args, kwargs), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn, args, kwargs):
+        try:
+            self.value = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            self.error = e
+
+    def result(self):
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class _Cluster:
+    """Ray, started (or joined) at most once per run and shut down after it when this run started it."""
+
+    def __init__(self):
+        self.started_here = False
+
+    def start(self, options: RayOptions) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            _init_ray(options)
+            self.started_here = True
+
+    def __enter__(self) -> _Cluster:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.started_here:
+            import ray
+
+            ray.shutdown()
 
 
 class _DriverRun(IndexRun):
@@ -129,37 +181,34 @@ def _fix_ids(store: Store, pending, shard_size: int) -> list[dict]:
 
 def _run_job(tasks, encoder: Encoder, store: Store, shard_dir: Path, report: IndexReport, options: RayOptions,
              batch_size: int, progress: Progress | None) -> None:
+    import logging
+
     import ray
     import ray.data
-    from PIL import Image
 
     from .ray_job import Embedder, decode_batch
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        _init_ray(options)
-    import logging
-
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # its INFO lines would bury our progress
-    try:
-        context = ray.data.DataContext.get_current()
-        context.execution_options.preserve_order = True  # shards complete one after another
-        context.enable_progress_bars = False
-        gpus, cpus, actors = _actor_shape(ray.cluster_resources(), options)
-        preprocess = encoder.preprocessor()
-        shape = tuple(np.asarray(preprocess(Image.new("RGB", (64, 64)))).shape)
-        dataset = ray.data.from_items(tasks, override_num_blocks=max(1, min(len(tasks) // DECODE_BATCH, 200)))
-        dataset = dataset.map_batches(decode_batch, batch_size=DECODE_BATCH, num_cpus=1, fn_kwargs={
-            "preprocess": preprocess, "draft_size": encoder.draft_size, "shape": shape})
-        recipe = ray.put(encoder.recipe())  # the weights travel once, through the object store
-        dataset = dataset.map_batches(Embedder, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
-                                      num_gpus=gpus, num_cpus=cpus,
-                                      # nested in a list: the actor fetches it itself (restartable)
-                                      fn_constructor_kwargs={"recipe": [recipe], "threads": max(1, int(cpus))})
-        _collect(dataset, tasks, store, shard_dir, encoder.dim, report, progress)
-    finally:
-        if started_here:
-            ray.shutdown()
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = False  # shards are collected by their counts, in any order
+    context.enable_progress_bars = False
+    resources = ray.cluster_resources()
+    gpus, cpus, actors = _actor_shape(resources, options)
+    # Decode tasks may use what the actors leave: left unbounded they would take every slot
+    # and hold the actors back until all decoding is done.
+    blocks = max(1, min(-(-len(tasks) // DECODE_BATCH), 1000))
+    decoders = max(1, min(int(resources.get("CPU", 1) - actors * cpus), blocks))
+    dataset = ray.data.from_items(tasks, override_num_blocks=blocks)
+    dataset = dataset.map_batches(decode_batch, batch_size=DECODE_BATCH, num_cpus=1,
+                                  compute=ray.data.TaskPoolStrategy(size=decoders),
+                                  fn_kwargs={"draft_size": encoder.draft_size})
+    recipe = ray.put(encoder.recipe())  # the weights travel once, through the object store
+    batch_size = batch_size if gpus else min(batch_size, 16)  # CPU actors: smaller batches pipeline better
+    dataset = dataset.map_batches(Embedder, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
+                                  num_gpus=gpus, num_cpus=cpus,
+                                  # nested in a list: the actor fetches it itself (restartable)
+                                  fn_constructor_kwargs={"recipe": [recipe], "threads": max(1, int(cpus))})
+    _collect(dataset, tasks, store, shard_dir, encoder.dim, report, progress)
 
 
 def _init_ray(options: RayOptions) -> None:

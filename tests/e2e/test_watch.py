@@ -170,3 +170,50 @@ def test_past_the_os_watch_limit_it_falls_back_to_rescanning(tmp_path):
     finally:
         err = stop(watcher)
     assert "cannot watch these folders" in err and "rescanning every" in err, err[-2000:]
+
+
+@pytest.mark.slow
+def test_a_running_server_shows_images_the_watcher_adds(tmp_path):
+    """`serve` and `index --watch` on one store: a photo copied in is found by the page's API
+    within seconds, without restarting the server."""
+    import os
+
+    import httpx
+    from gradio_client import Client, handle_file
+
+    from tests.e2e.test_ui import free_port
+
+    folder, store = tmp_path / "photos", tmp_path / "store"
+    write_scenes(folder, range(3))
+    watcher = start_watcher(folder, store)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "vitsearch.ui.cli", "serve", "--store", str(store), "--port",
+                               str(port)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"))
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(httpx, url), "the server answers", limit=120)
+        client = Client(url, verbose=False)
+        query = tmp_path / "query.jpg"
+        query.write_bytes(scene_bytes(7))
+
+        def top_hit() -> str:
+            gallery, _ = client.predict(handle_file(str(query)), None, 1, 0.0, "", "", "", None, None, [],
+                                        api_name="/run_search")
+            return gallery[0]["caption"] if gallery else ""
+
+        assert not top_hit().endswith("new-7.jpg")
+        (folder / "new-7.jpg").write_bytes(scene_bytes(7))
+        seconds = wait_until(lambda: top_hit().endswith("new-7.jpg"), "the new photo is the top hit", limit=30)
+        assert seconds < LIMIT_SECONDS
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        stop(watcher)
+
+
+def _answers(httpx, url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
