@@ -81,20 +81,21 @@ for start in range(0, n, shard):
             for k in range(len(block))]
     _write_and_merge(rows, start // shard, store, shard_dir, 512, report)
 merged = time.perf_counter() - started
-rss_merge = peak_rss_mb()
+print("FIGURES " + json.dumps({"step": "duckdb", "rows": n, "merge_seconds": round(merged, 1),
+                               "rows_per_s": round(n / merged), "peak_rss_mb": round(peak_rss_mb(), 1)}), flush=True)
 sync_and_save(store, vectors)
-print(json.dumps({"rows": n, "merge_seconds": round(merged, 1), "rows_per_s": round(n / merged),
-                  "peak_rss_mb_after_duckdb_merge": round(rss_merge, 1),
-                  "faiss_seconds": round(time.perf_counter() - started - merged, 1),
-                  "peak_rss_mb_with_faiss": round(peak_rss_mb(), 1)}))
+print("FIGURES " + json.dumps({"step": "faiss", "index_type": vectors.choice.index_type,
+                               "seconds": round(time.perf_counter() - started - merged, 1),
+                               "peak_rss_mb": round(peak_rss_mb(), 1)}), flush=True)
 '''
     store = work / f"merge-{n}"
     result = subprocess.run([sys.executable, "-c", code, str(n), str(store), str(REPO), str(shard)],
                             capture_output=True, text=True, cwd=REPO)
+    for line in result.stdout.splitlines():
+        if line.startswith("FIGURES "):
+            emit(figure="shard_merge", n=n, shard_rows=shard, **json.loads(line[len("FIGURES "):]))
     if result.returncode:
         emit(figure="merge", n=n, error=result.stderr[-1500:])
-        return
-    emit(figure="shard_merge", shard_rows=shard, **json.loads(result.stdout.splitlines()[-1]))
 
 
 def main() -> None:
