@@ -27,6 +27,7 @@ __all__ = [
     "inspect_image",
     "load_image",
     "read_image_bytes",
+    "reduce_image",
     "to_rgb",
 ]
 
@@ -205,6 +206,12 @@ def _decode(img: Image.Image) -> None:
         message = first_line(e)
         reason = "truncated" if "truncat" in message.lower() or isinstance(e, EOFError) else "corrupt"
         raise ImageLoadError(reason, f"decoding failed: {message}") from e
+
+
+def reduce_image(img: Image.Image, min_side: int) -> Image.Image:
+    """What loading does to a decoded image of this size (see _reduce): for callers that cut
+    regions from a full-size decode and want them treated like files of that size."""
+    return _reduce(img, min_side)
 
 
 def _reduce(img: Image.Image, min_side: int) -> Image.Image:

@@ -23,6 +23,7 @@ from ..indexer.vectors import open_vector_index, refresh_vector_index
 from ..indexer.weights import weights_from_manifest
 from .filters import matching_ids
 from .pairs import find_pairs
+from .region import Box, region_of
 
 __all__ = ["ImageIndex", "Hit", "to_records", "to_dataframe"]
 
@@ -177,10 +178,24 @@ class ImageIndex:
     # ---- queries ----
 
     def search(self, query, k: int = 10, where: str | None = None,
-               min_score: float | None = None) -> list[Hit]:
+               min_score: float | None = None, box: Box | None = None) -> list[Hit]:
         """The k images most like `query`: a file path, an indexed path or id, a PIL image,
-        bytes, an HxWx3 uint8 array, or a vector."""
+        bytes, an HxWx3 uint8 array, or a vector. `box` (x0, y0, x1, y1, pixels of the upright
+        image) searches with that region of the query image only."""
+        if box is not None:
+            query = self.region(query, box)
         return self.search_many([query], k=k, where=where, min_score=min_score)[0]
+
+    def region(self, query, box: Box):
+        """The RGB crop `box` of a query image (a path, an indexed id, bytes, an image, an array)."""
+        if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
+            rows = self.store.records("path, path_bytes", f"{LIVE} AND id = ?", [int(query)])
+            if not rows:
+                raise ConfigError(f"no indexed image has id {query}")
+            query = _disk_path(rows[0])
+        elif isinstance(query, np.ndarray) and query.ndim == 1:
+            raise ConfigError("a box needs an image, not a vector")
+        return region_of(query, box, self.encoder.draft_size)
 
     def search_many(self, queries: Sequence, k: int = 10, where: str | None = None,
                     min_score: float | None = None) -> list[list[Hit]]:

@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                              "(columns: id, path, root, folder, name, size, mtime, width, height, format, "
                              "captured_at, camera, content_hash, indexed_at)")
     search.add_argument("--min-score", type=_score, metavar="S", help="drop hits below this cosine")
+    search.add_argument("--box", metavar="X0,Y0,X1,Y1",
+                        help="search with this region of each query image only (pixels of the upright image)")
     output = search.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="one JSON object per hit")
     output.add_argument("--paths-only", action="store_true")
@@ -341,6 +343,11 @@ def _search(args) -> int:
 
         raise ConfigError(f"no image files in {', '.join(args.queries)}: give an image, a folder of images, or id:N")
     parsed = [_parse_query(q) for q in queries]
+    if args.box:
+        from ..search.region import parse_box
+
+        box = parse_box(args.box)
+        parsed = [index.region(q, box) for q in parsed]
     results = index.search_many(parsed, k=args.k, where=args.where, min_score=args.min_score)
     for query, hits in zip(queries, results, strict=False):
         if not args.json and not args.paths_only and len(queries) > 1:

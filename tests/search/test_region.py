@@ -1,0 +1,63 @@
+"""A region of a picture as the query: `--box` equals searching that crop saved as a lossless PNG,
+in upright pixels (EXIF orientation applied first), through the API and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageOps
+
+from tests.conftest import run_cli, write_scenes
+from vitsearch.indexer import build_index
+from vitsearch.indexer.errors import ConfigError
+from vitsearch.search import ImageIndex
+
+BOX = (40, 30, 260, 200)
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, random_encoder):
+    import skimage
+
+    root = tmp_path_factory.mktemp("region")
+    folder = root / "photos"
+    write_scenes(folder, range(8))
+    for name in ("chelsea.png", "coffee.png", "astronaut.png"):
+        Image.open(Path(skimage.__file__).parent / "data" / name).convert("RGB").save(
+            folder / f"{Path(name).stem}.jpg", quality=92)
+    query = root / "query.jpg"  # stored on its side, with EXIF saying how to turn it upright
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.open(folder / "chelsea.jpg").transpose(Image.Transpose.ROTATE_90).save(query, quality=95, exif=exif)
+    build_index([folder], root / "store", encoder=random_encoder)
+    return root, query
+
+
+def test_a_box_equals_the_same_crop_saved_losslessly(indexed, random_encoder):
+    root, query = indexed
+    index = ImageIndex.open(root / "store", encoder=random_encoder)
+    crop = root / "crop.png"
+    ImageOps.exif_transpose(Image.open(query)).convert("RGB").crop(BOX).save(crop)
+    by_box = index.search(str(query), k=10, box=BOX)
+    by_file = index.search(str(crop), k=10)
+    assert [h.id for h in by_box] == [h.id for h in by_file]
+    assert all(abs(a.score - b.score) <= 0.001 for a, b in zip(by_box, by_file, strict=True))
+    whole = index.search(str(query), k=10)
+    assert [h.score for h in whole] != [h.score for h in by_box], "the box changes the query"
+
+
+def test_the_cli_box_matches_the_api_and_refuses_boxes_outside(indexed, random_encoder):
+    root, query = indexed
+    result = run_cli("search", query, "--store", root / "store", "--box", ",".join(map(str, BOX)), "--json")
+    assert result.returncode == 0, result.stderr
+    hits = [json.loads(line) for line in result.stdout.splitlines()]
+    expected = ImageIndex.open(root / "store", encoder=random_encoder).search(str(query), k=10, box=BOX)
+    assert [h["id"] for h in hits] == [h.id for h in expected]
+    outside = run_cli("search", query, "--store", root / "store", "--box", "0,0,5000,10")
+    assert outside.returncode != 0 and "not inside" in outside.stderr
+    with pytest.raises(ConfigError, match="X0,Y0,X1,Y1"):
+        from vitsearch.search.region import parse_box
+
+        parse_box("1,2,3")
