@@ -25,7 +25,22 @@ from .filters import matching_ids
 from .pairs import find_pairs
 from .region import Box, region_of
 
-__all__ = ["ImageIndex", "Hit", "to_records", "to_dataframe"]
+__all__ = ["ImageIndex", "Hit", "to_records", "to_dataframe", "combine_queries", "NEGATIVE_WEIGHT"]
+
+# How hard the negatives push away: half the pull of the positives, so a negative that shares
+# the positives' subject lowers its look-alikes without turning the query into its opposite.
+NEGATIVE_WEIGHT = 0.5
+
+
+def combine_queries(positives: np.ndarray, negatives: np.ndarray | None = None) -> np.ndarray:
+    """mean(positives) - NEGATIVE_WEIGHT * mean(negatives), as a unit vector."""
+    vector = positives.mean(axis=0)
+    if negatives is not None and len(negatives):
+        vector = vector - NEGATIVE_WEIGHT * negatives.mean(axis=0)
+    norm = float(np.linalg.norm(vector))
+    if norm < 1e-6:
+        raise ConfigError("the positive and negative queries cancel out: drop a negative")
+    return (vector / norm).astype(np.float32)
 
 ENCODE_BATCH = 16
 PATH_CHOICES = 50
@@ -185,6 +200,17 @@ class ImageIndex:
         if box is not None:
             query = self.region(query, box)
         return self.search_many([query], k=k, where=where, min_score=min_score)[0]
+
+    def search_combined(self, positives: Sequence, negatives: Sequence = (), k: int = 10,
+                        where: str | None = None, min_score: float | None = None) -> list[Hit]:
+        """More like these, less like those: one query vector, the normalised mean of the
+        positives' unit embeddings minus NEGATIVE_WEIGHT times the mean of the negatives'
+        (Rocchio's relevance feedback), searched like any vector."""
+        if not positives:
+            raise ConfigError("a combined search needs at least one positive query")
+        return self.search(combine_queries(self.embed_many(list(positives)),
+                                           self.embed_many(list(negatives)) if negatives else None),
+                           k=k, where=where, min_score=min_score)
 
     def region(self, query, box: Box):
         """The RGB crop `box` of a query image (a path, an indexed id, bytes, an image, an array)."""

@@ -99,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
                              "(columns: id, path, root, folder, name, size, mtime, width, height, format, "
                              "captured_at, camera, content_hash, indexed_at)")
     search.add_argument("--min-score", type=_score, metavar="S", help="drop hits below this cosine")
+    search.add_argument("--combine", action="store_true",
+                        help="one search for all the queries together (more like these) instead of one each")
+    search.add_argument("--not", dest="negatives", action="append", default=[], metavar="QUERY",
+                        help="less like this image (repeatable; implies --combine)")
     search.add_argument("--box", metavar="X0,Y0,X1,Y1",
                         help="search with this region of each query image only (pixels of the upright image)")
     output = search.add_mutually_exclusive_group()
@@ -348,7 +352,12 @@ def _search(args) -> int:
 
         box = parse_box(args.box)
         parsed = [index.region(q, box) for q in parsed]
-    results = index.search_many(parsed, k=args.k, where=args.where, min_score=args.min_score)
+    if args.combine or args.negatives:
+        negatives = [_parse_query(q) for q in _expand_queries(args.negatives)]
+        hits = index.search_combined(parsed, negatives, k=args.k, where=args.where, min_score=args.min_score)
+        queries, results = [" + ".join(queries) + "".join(f" - {q}" for q in args.negatives)], [hits]
+    else:
+        results = index.search_many(parsed, k=args.k, where=args.where, min_score=args.min_score)
     for query, hits in zip(queries, results, strict=False):
         if not args.json and not args.paths_only and len(queries) > 1:
             print(f"# {shown(query)}")

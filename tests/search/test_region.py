@@ -61,3 +61,26 @@ def test_the_cli_box_matches_the_api_and_refuses_boxes_outside(indexed, random_e
         from vitsearch.search.region import parse_box
 
         parse_box("1,2,3")
+
+
+def test_more_like_these_less_like_that(indexed, random_encoder):
+    from vitsearch.search.index import combine_queries
+
+    root, _ = indexed
+    index = ImageIndex.open(root / "store", encoder=random_encoder)
+    ids = {Path(r["path"]).stem: r["id"] for r in index.store.records("id, path")}
+    together = index.search_combined([ids["scene-001"], ids["scene-002"]], k=3)
+    assert {h.id for h in together[:2]} == {ids["scene-001"], ids["scene-002"]}
+    vectors = index.embed_many([ids["scene-001"], ids["coffee"]])
+    pushed = combine_queries(vectors[:1], vectors[1:])
+    assert float(pushed @ vectors[1]) < float(vectors[0] @ vectors[1]), "the negative pulls the query away"
+    plain = index.search(ids["scene-001"], k=12)
+    away = index.search_combined([ids["scene-001"]], [ids["coffee"]], k=12)
+    rank = lambda hits: [h.id for h in hits].index(ids["coffee"])  # noqa: E731
+    assert rank(away) > rank(plain), "less like that: the negative drops down the list"
+    cli = run_cli("search", root / "photos" / "scene-001.jpg", "--store", root / "store", "--not",
+                  root / "photos" / "coffee.jpg", "-k", "12", "--json")
+    assert cli.returncode == 0, cli.stderr
+    assert [json.loads(line)["id"] for line in cli.stdout.splitlines()] == [h.id for h in away]
+    with pytest.raises(ConfigError, match="cancel out"):
+        combine_queries(vectors[:1], vectors[:1] * 2)
