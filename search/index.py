@@ -27,6 +27,8 @@ from .region import Box, region_of
 
 __all__ = ["ImageIndex", "Hit", "to_records", "to_dataframe", "combine_queries", "NEGATIVE_WEIGHT"]
 
+COLLAPSE_POOL = 4  # a collapsed search looks this many times deeper, to still fill k after folding
+
 # How hard the negatives push away: half the pull of the positives, so a negative that shares
 # the positives' subject lowers its look-alikes without turning the query into its opposite.
 NEGATIVE_WEIGHT = 0.5
@@ -63,6 +65,7 @@ class Hit:
     camera: str | None
     stale: bool = False  # the file was deleted or changed after indexing
     companions: tuple[str, ...] = ()  # the other files of the same shot (RAW+JPEG pairs)
+    copies: tuple[str, ...] = ()  # with collapse: lower hits that are near-duplicates of this one
 
     def to_record(self) -> dict:
         return asdict(self)
@@ -193,13 +196,38 @@ class ImageIndex:
     # ---- queries ----
 
     def search(self, query, k: int = 10, where: str | None = None,
-               min_score: float | None = None, box: Box | None = None) -> list[Hit]:
+               min_score: float | None = None, box: Box | None = None, collapse: bool = False) -> list[Hit]:
         """The k images most like `query`: a file path, an indexed path or id, a PIL image,
         bytes, an HxWx3 uint8 array, or a vector. `box` (x0, y0, x1, y1, pixels of the upright
-        image) searches with that region of the query image only."""
+        image) searches with that region of the query image only. `collapse` folds hits that are
+        near-duplicates of a higher hit into it (their paths in `copies`)."""
         if box is not None:
             query = self.region(query, box)
+        if collapse:
+            hits = self.search_many([query], k=COLLAPSE_POOL * k, where=where, min_score=min_score)[0]
+            return self.collapse(hits)[:k]
         return self.search_many([query], k=k, where=where, min_score=min_score)[0]
+
+    def collapse(self, hits: list[Hit]) -> list[Hit]:
+        """Each hit whose embedding is a near-duplicate (the store's near threshold) of a higher
+        kept hit folds into that one, best first."""
+        from .dupes import thresholds
+
+        near = thresholds(self.store)[0]
+        found, vectors = self.store.embeddings(np.array([h.id for h in hits], np.int64))
+        vector_of = dict(zip(found.tolist(), vectors, strict=True))
+        kept: list[Hit] = []
+        copies: list[list[str]] = []
+        for hit in hits:
+            vector = vector_of.get(hit.id)
+            home = next((n for n, k in enumerate(kept) if vector is not None and k.id in vector_of
+                         and float(vector @ vector_of[k.id]) >= near), None)
+            if home is None:
+                kept.append(hit)
+                copies.append([])
+            else:
+                copies[home].append(hit.path)
+        return [dataclasses.replace(h, copies=tuple(c)) for h, c in zip(kept, copies, strict=True)]
 
     def search_combined(self, positives: Sequence, negatives: Sequence = (), k: int = 10,
                         where: str | None = None, min_score: float | None = None) -> list[Hit]:

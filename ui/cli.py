@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                              "(columns: id, path, root, folder, name, size, mtime, width, height, format, "
                              "captured_at, camera, content_hash, indexed_at)")
     search.add_argument("--min-score", type=_score, metavar="S", help="drop hits below this cosine")
+    search.add_argument("--collapse", action="store_true",
+                        help="fold hits that are near-duplicates of a higher hit into it (shown as +N copies)")
     search.add_argument("--combine", action="store_true",
                         help="one search for all the queries together (more like these) instead of one each")
     search.add_argument("--not", dest="negatives", action="append", default=[], metavar="QUERY",
@@ -354,10 +356,14 @@ def _search(args) -> int:
         parsed = [index.region(q, box) for q in parsed]
     if args.combine or args.negatives:
         negatives = [_parse_query(q) for q in _expand_queries(args.negatives)]
-        hits = index.search_combined(parsed, negatives, k=args.k, where=args.where, min_score=args.min_score)
+        hits = index.search_combined(parsed, negatives, k=(4 if args.collapse else 1) * args.k, where=args.where,
+                                     min_score=args.min_score)
         queries, results = [" + ".join(queries) + "".join(f" - {q}" for q in args.negatives)], [hits]
     else:
-        results = index.search_many(parsed, k=args.k, where=args.where, min_score=args.min_score)
+        results = index.search_many(parsed, k=(4 if args.collapse else 1) * args.k, where=args.where,
+                                    min_score=args.min_score)
+    if args.collapse:
+        results = [index.collapse(hits)[:args.k] for hits in results]
     for query, hits in zip(queries, results, strict=False):
         if not args.json and not args.paths_only and len(queries) > 1:
             print(f"# {shown(query)}")
@@ -369,7 +375,8 @@ def _search(args) -> int:
                 print(shown(hit.path))
             else:
                 pair = "".join(f"  (+ {shown(c)})" for c in hit.companions)
-                print(f"{hit.score:.4f}\t{shown(hit.path)}{pair}{'  [stale]' if hit.stale else ''}")
+                copies = f"  (+{len(hit.copies)} copies)" if hit.copies else ""
+                print(f"{hit.score:.4f}\t{shown(hit.path)}{pair}{copies}{'  [stale]' if hit.stale else ''}")
     return EXIT_OK
 
 

@@ -84,3 +84,22 @@ def test_more_like_these_less_like_that(indexed, random_encoder):
     assert [json.loads(line)["id"] for line in cli.stdout.splitlines()] == [h.id for h in away]
     with pytest.raises(ConfigError, match="cancel out"):
         combine_queries(vectors[:1], vectors[:1] * 2)
+
+
+def test_collapse_folds_near_duplicates_into_the_higher_hit(tmp_path, random_encoder):
+    import shutil
+
+    folder = tmp_path / "photos"
+    write_scenes(folder, range(6))
+    for n in range(3):
+        shutil.copy(folder / "scene-002.jpg", folder / f"copy-{n}.jpg")
+    store = tmp_path / "store"
+    build_index([folder], store, encoder=random_encoder)
+    index = ImageIndex.open(store, encoder=random_encoder)
+    plain = index.search(str(folder / "scene-002.jpg"), k=5)
+    assert sum(Path(h.path).name.startswith(("copy-", "scene-002")) for h in plain) == 4
+    folded = index.search(str(folder / "scene-002.jpg"), k=5, collapse=True)
+    assert len(folded) == 5 and len(folded[0].copies) == 3, "the three copies fold into the top hit"
+    assert not any(Path(h.path).name.startswith("copy-") for h in folded[1:])
+    cli = run_cli("search", folder / "scene-002.jpg", "--store", store, "--collapse", "-k", "5")
+    assert cli.returncode == 0 and "(+3 copies)" in cli.stdout.splitlines()[0] and len(cli.stdout.splitlines()) == 5
