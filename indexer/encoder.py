@@ -48,10 +48,6 @@ class Encoder:
         vectors = self.encode(batch)
         return lambda: vectors
 
-    def preprocessor(self) -> Callable:
-        """RGB image -> model input, as a light picklable callable for decode workers."""
-        return self.preprocess
-
     def recipe(self) -> EncoderRecipe:
         """What another process needs to rebuild this encoder (cluster workers never download)."""
         return EncoderRecipe(self)
@@ -126,9 +122,6 @@ class TimmEncoder(Encoder):
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.split(":")[0], dtype=dtype)
-
-    def preprocessor(self) -> Callable:
-        return self.transform  # timm's transform alone: decode workers need no model
 
     def recipe(self) -> EncoderRecipe:
         return TimmRecipe(self)

@@ -354,14 +354,15 @@ def _search(args) -> int:
 
         box = parse_box(args.box)
         parsed = [index.region(q, box) for q in parsed]
+    from ..search.index import COLLAPSE_POOL
+
+    depth = (COLLAPSE_POOL if args.collapse else 1) * args.k  # collapsing needs a deeper pool to fill k
     if args.combine or args.negatives:
         negatives = [_parse_query(q) for q in _expand_queries(args.negatives)]
-        hits = index.search_combined(parsed, negatives, k=(4 if args.collapse else 1) * args.k, where=args.where,
-                                     min_score=args.min_score)
+        hits = index.search_combined(parsed, negatives, k=depth, where=args.where, min_score=args.min_score)
         queries, results = [" + ".join(queries) + "".join(f" - {q}" for q in args.negatives)], [hits]
     else:
-        results = index.search_many(parsed, k=(4 if args.collapse else 1) * args.k, where=args.where,
-                                    min_score=args.min_score)
+        results = index.search_many(parsed, k=depth, where=args.where, min_score=args.min_score)
     if args.collapse:
         results = [index.collapse(hits)[:args.k] for hits in results]
     for query, hits in zip(queries, results, strict=False):

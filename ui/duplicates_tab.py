@@ -85,7 +85,7 @@ def duplicates_tab(index: ImageIndex, thumbs) -> None:
         plans = _plans(tiers, near, similar, against, rules_text, protect_text)
         table = [[p.tier, p.keeper["path"], len(p.move), "\n".join(m["path"] for m in p.move), p.rule]
                  for p in plans[:500]]
-        return plans, summarize(plans), table
+        return summarize(plans), table
 
     def apply(tiers, near, similar, against, rules_text, protect_text):
         plans = _plans(tiers, near, similar, against, rules_text, protect_text)
@@ -162,7 +162,6 @@ def duplicates_tab(index: ImageIndex, thumbs) -> None:
         # A textbox: the names of files about to be moved must read exactly as they are.
         outcome = gr.Textbox(label="Outcome", interactive=False, lines=4, max_lines=30, elem_id="dupes-outcome")
         groups_state, group_state, picked_state = gr.State([]), gr.State(None), gr.State(None)
-        plans_state = gr.State([])
         filters = [tiers, near, similar, against]
         find_button.click(find_groups, filters, [groups_state, group_pick, summary])
         group_pick.change(show_group, [groups_state, group_pick], [compare, table, group_state])
@@ -171,7 +170,7 @@ def duplicates_tab(index: ImageIndex, thumbs) -> None:
         not_dupes_button.click(not_duplicates, group_state, outcome)
         dry_run_button.click(lambda g: quarantine_group(g, True), group_state, outcome)
         quarantine_button.click(lambda g: quarantine_group(g, False), group_state, outcome)
-        preview_button.click(preview, [*filters, rules, protect], [plans_state, preview_text, plan_table])
+        preview_button.click(preview, [*filters, rules, protect], [preview_text, plan_table])
         apply_button.click(apply, [*filters, rules, protect], [outcome, plan_table])
         undo_button.click(undo, None, outcome)
         sample_button.click(sample, None, pairs)
