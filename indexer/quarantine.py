@@ -50,6 +50,7 @@ class QuarantineReport:
 
 
 def quarantine_dir(store_dir) -> Path:
+    """Where a store's quarantined files and manifests go (hidden: scans skip it)."""
     return open_store(store_dir).dir / ".quarantine"
 
 
@@ -60,7 +61,7 @@ def quarantine_files(store_dir, ids, *, folder: Path | None = None,
     or gone, are skipped and said."""
     store = open_store(store_dir, read_only=False)
     store.require()
-    folder = Path(folder) if folder else store.dir / ".quarantine"
+    folder = Path(folder) if folder else quarantine_dir(store.dir)
     with WriterLock(store.dir / "writer.lock", wait=wait):
         vectors = open_for_writing(store, store.manifest())
         rows = store.records_by_id("path, size, mtime_ns, content_hash", sorted({int(i) for i in ids}))
@@ -103,7 +104,7 @@ def undo_quarantine(store_dir, manifest: Path | None = None, *, folder: Path | N
     back with the embedding it had. A file whose old place is taken again stays quarantined."""
     store = open_store(store_dir, read_only=False)
     store.require()
-    folder = Path(folder) if folder else store.dir / ".quarantine"
+    folder = Path(folder) if folder else quarantine_dir(store.dir)
     manifest = Path(manifest) if manifest else latest_manifest(folder)
     if manifest is None or not manifest.is_file():
         raise ConfigError(f"nothing to undo: no quarantine manifest in {folder}")
