@@ -23,6 +23,9 @@ from vitsearch.indexer.store import Store
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
 from vitsearch.indexer.ray_engine import RayOptions, build_index_ray  # noqa: E402
 
+# Each module starts a local Ray instance (~1.5 min here): the whole module runs in the slow step.
+pytestmark = pytest.mark.slow
+
 # A logical GPU: Ray schedules the embedding actor on it (torch then finds no CUDA and uses the CPU).
 LOCAL = RayOptions(init_kwargs={"num_cpus": 4, "num_gpus": 1})
 
@@ -91,7 +94,6 @@ def test_only_new_and_changed_files_go_to_the_cluster(local_and_ray, random_enco
     assert_consistent(root / "ray")
 
 
-@pytest.mark.slow
 def test_a_killed_job_resumes_without_redoing_merged_shards(tmp_path, random_encoder):
     folder = photos(tmp_path / "photos", range(40))
     store = tmp_path / "store"
@@ -124,7 +126,6 @@ def _kill_leftover_ray(session: int) -> None:
         pass
 
 
-@pytest.mark.slow
 def test_a_simulated_cluster_places_embedding_on_the_gpu_node(tmp_path, random_encoder):
     from ray.cluster_utils import Cluster
 
