@@ -10,6 +10,7 @@ from .backfill import backfill_signatures
 from .batching import IndexRun, Progress, default_workers
 from .encoder import Encoder, encoder_identity, load_encoder
 from .faults import fault_point
+from .labels import label_rows
 from .lock import WriterLock
 from .plan import plan_sync
 from .report import FileFailure, IndexReport
@@ -70,6 +71,8 @@ def build_index(
         run.remove_missing()
         report.signed = backfill_signatures(store, roots, encoder.draft_size,
                                             workers=workers or default_workers(encoder), progress=progress)
+        if encoder.label_head is not None:
+            report.labelled = label_rows(store, encoder.label_head)
         fault_point("before_faiss")
         sync_and_save(store, vectors)
     report.seconds = round(time.perf_counter() - started, 3)

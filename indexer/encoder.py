@@ -10,7 +10,8 @@ import numpy as np
 
 from .device_preprocess import DevicePreprocess
 from .images import BACKGROUND
-from .weights import MODEL_NAME, WeightsInfo, build_model
+from .labels import LabelHead
+from .weights import MODEL_NAME, WeightsInfo, load_weights
 
 __all__ = ["Encoder", "TimmEncoder", "load_encoder", "resolve_device", "encoder_identity", "METRIC"]
 
@@ -28,6 +29,7 @@ class Encoder:
     draft_size: int | None = None  # JPEG reduced-decode target (None: full decode)
     device: str = "cpu"
     device_inputs: DevicePreprocess | None = None  # set: JPEGs are decoded on the model's device
+    label_head: LabelHead | None = None  # set: every indexed image gets its top-5 ImageNet classes
 
     @property
     def default_batch_size(self) -> int:
@@ -41,6 +43,11 @@ class Encoder:
 
     def preprocess_config(self) -> dict:
         raise NotImplementedError
+
+    def encode_with_patches(self, batch) -> tuple[np.ndarray, np.ndarray]:
+        """The embeddings (n, dim) and, from the same pass, (n, rows, cols, dim) unit vectors,
+        one per image patch, in the embedding's space (for `explain`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no patch tokens")
 
     def launch(self, batch) -> Callable[[], np.ndarray]:
         """Start encoding `batch`; the returned function waits for its vectors. By default the
@@ -75,6 +82,7 @@ class TimmEncoder(Encoder):
     model_name: str = MODEL_NAME
     dim: int = 512
     device_inputs: DevicePreprocess | None = None  # decode and preprocess on the device
+    label_head: LabelHead | None = None
 
     @property
     def draft_size(self) -> int | None:
@@ -114,6 +122,20 @@ class TimmEncoder(Encoder):
             return vectors.numpy()
 
         return wait
+
+    def encode_with_patches(self, batch) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings as encode() gives them, and the final patch tokens (registers dropped)
+        through the LayerNorm the pooled embedding goes through, as unit vectors on the grid."""
+        import torch
+
+        normalize = torch.nn.functional.normalize
+        with torch.inference_mode(), self._autocast():
+            features = self.model.forward_features(batch.to(self.device))
+            pooled = self.model.forward_head(features, pre_logits=True)
+            tokens = self.model.fc_norm(features[:, self.model.num_prefix_tokens:])
+        rows, cols = self.model.patch_embed.grid_size
+        tokens = normalize(tokens.float(), dim=-1).reshape(len(tokens), rows, cols, -1)
+        return normalize(pooled.float(), dim=1).cpu().numpy(), tokens.cpu().numpy()
 
     def _autocast(self):
         import torch
@@ -218,7 +240,9 @@ def load_encoder(
     import torch
 
     device = resolve_device(device)
-    model, info = build_model(weights)
+    loaded = load_weights(weights)
+    model, info = loaded.model, loaded.info
+    label_head = _label_head(model, loaded.head, info)
     model.to(device)
     data_config = timm.data.resolve_model_data_config(model)
     transform = timm.data.create_transform(**data_config, is_training=False)
@@ -233,9 +257,21 @@ def load_encoder(
         precision=precision or _default_precision(device, exact),
         exact=exact,
         dim=model.num_features,
+        label_head=label_head,
     )
     encoder.device_inputs = _device_inputs(decode, encoder)
     return encoder
+
+
+def _label_head(model, head, info: WeightsInfo) -> LabelHead | None:
+    """The classifier with timm's own ImageNet-1k class descriptions (shipped with timm)."""
+    if head is None:
+        return None
+    from timm.data import ImageNetInfo
+
+    classes = ImageNetInfo()
+    names = [classes.index_to_description(i) for i in range(classes.num_classes())]
+    return LabelHead.from_model(model, *head, names, random=info.is_random)
 
 
 def _device_inputs(decode: str, encoder: TimmEncoder) -> DevicePreprocess | None:

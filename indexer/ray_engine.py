@@ -27,6 +27,7 @@ from .build import load_store_encoder
 from .encoder import Encoder, encoder_identity
 from .errors import ConfigError
 from .faults import fault_point
+from .labels import label_rows
 from .lock import WriterLock
 from .plan import plan_sync
 from .report import FileFailure, IndexReport
@@ -86,6 +87,8 @@ def build_index_ray(roots: Iterable[str], store_dir=None, *, weights: str | None
             _run_job(tasks, encoder, store, shard_dir, report, options, batch_size or encoder.default_batch_size,
                      progress)
         report.signed = backfill_signatures(store, roots, encoder.draft_size, workers=default_workers(encoder))
+        if encoder.label_head is not None:  # on the driver: a matrix multiply over stored vectors
+            report.labelled = label_rows(store, encoder.label_head)
         sync_and_save(store, vectors)
     report.seconds = round(time.perf_counter() - started, 3)
     report.images_per_s = round(report.embedded / report.seconds, 3) if report.seconds else 0.0

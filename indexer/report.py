@@ -26,6 +26,7 @@ class IndexReport:
     images_per_s: float = 0.0
     embedded: int = 0
     signed: int = 0  # older rows given their duplicate signatures (a decode, no model pass)
+    labelled: int = 0  # rows given their top-5 classes (from stored embeddings: no model pass)
     sent_to_cluster: int = 0  # --engine ray: files the cluster decoded and embedded
     nodes: set[str] = field(default_factory=set)  # --engine ray: nodes whose actors embedded
     decode_nodes: set[str] = field(default_factory=set)  # --engine ray: nodes that decoded

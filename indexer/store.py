@@ -62,6 +62,10 @@ CREATE TABLE IF NOT EXISTS images (
 -- signatures for duplicate tiers (indexer.signatures); stores older than them gain the columns
 ALTER TABLE images ADD COLUMN IF NOT EXISTS pixel_hash VARCHAR;
 ALTER TABLE images ADD COLUMN IF NOT EXISTS orientation_hash BIGINT;
+-- the model head's top-5 classes, best first (indexer.labels); NULL until labelled
+ALTER TABLE images ADD COLUMN IF NOT EXISTS labels VARCHAR[];
+ALTER TABLE images ADD COLUMN IF NOT EXISTS label_probs FLOAT[];
+CREATE TABLE IF NOT EXISTS label_classes (class INTEGER PRIMARY KEY, name VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS vector_log (generation BIGINT NOT NULL, id BIGINT NOT NULL);
 -- the user's duplicate decisions: ('not_duplicate', a, b) with a < b, or ('keep', id, NULL)
 CREATE TABLE IF NOT EXISTS decisions (kind VARCHAR NOT NULL, a BIGINT NOT NULL, b BIGINT,
@@ -208,16 +212,19 @@ class Store:
             last = int(ids[-1])
 
     def counts(self) -> dict:
-        """Live images, failed files, failures by reason, and images moved aside by a cleanup."""
+        """Live images, failed files, failures by reason, images moved aside by a cleanup, and
+        live images that carry labels."""
         with self.connect() as con:
-            (images, failed, quarantined), = con.execute(
+            (images, failed, quarantined, labelled), = con.execute(
                 f"SELECT count(*) FILTER ({LIVE}), count(*) FILTER (status = 'failed'), "
-                "count(*) FILTER (status = 'quarantined') FROM images"
+                f"count(*) FILTER (status = 'quarantined'), count(*) FILTER ({LIVE} AND labels IS NOT NULL) "
+                "FROM images"
             ).fetchall()
             reasons = con.execute(
                 "SELECT error, count(*) FROM images WHERE status = 'failed' GROUP BY error ORDER BY 2 DESC, 1"
             ).fetchall()
-        return {"images": images, "failed": failed, "failures": dict(reasons), "quarantined": quarantined}
+        return {"images": images, "failed": failed, "failures": dict(reasons), "quarantined": quarantined,
+                "labelled": labelled}
 
     def roots(self) -> list[str]:
         with self.connect() as con:
@@ -317,6 +324,7 @@ class Transaction:
             "embedding": vector.astype(np.float32),
             "pixel_hash": signature.pixel_hash if signature else None,
             "orientation_hash": signature.orientation_hash if signature else None,
+            "labels": None, "label_probs": None,  # a new embedding: labelled again after the batch
         })
 
     def write_failure(self, row_id: int | None, path: str, root: str, size: int, mtime_ns: int,
@@ -324,7 +332,7 @@ class Transaction:
         return self._upsert(row_id, path, root, size, mtime_ns, content_hash, {
             "width": None, "height": None, "format": None, "captured_at": None, "camera": None,
             "status": "failed", "error": reason, "error_detail": detail[:1000], "warnings": None,
-            "embedding": None, "pixel_hash": None, "orientation_hash": None,
+            "embedding": None, "pixel_hash": None, "orientation_hash": None, "labels": None, "label_probs": None,
         })
 
     def _upsert(self, row_id, path, root, size, mtime_ns, content_hash, fields: dict) -> int:
@@ -405,6 +413,27 @@ class Transaction:
         finally:
             self.con.unregister("vitsearch_signatures")
 
+    def set_labels(self, ids, labels: list[list[str]], probs: np.ndarray) -> None:
+        """Store each row's top classes (names, best first) and their probabilities."""
+        self.flush_inserts()
+        staged = {"id": np.asarray(ids, np.int64), "labels": _column(labels), "label_probs": _column(list(probs))}
+        self.con.register("vitsearch_labels", staged)
+        try:
+            self.con.execute(
+                "UPDATE images SET labels = l.labels::VARCHAR[], label_probs = l.label_probs::FLOAT[] "
+                "FROM vitsearch_labels l WHERE images.id = l.id")
+        finally:
+            self.con.unregister("vitsearch_labels")
+
+    def reset_labels(self, names, manifest: dict) -> None:
+        """A new head: forget every row's labels and store its class names."""
+        self.flush_inserts()
+        self.con.execute("UPDATE images SET labels = NULL, label_probs = NULL WHERE labels IS NOT NULL")
+        self.con.execute("DELETE FROM label_classes")
+        self.con.execute("INSERT INTO label_classes SELECT unnest(range(len(?::VARCHAR[]))), unnest(?::VARCHAR[])",
+                         [list(names), list(names)])
+        _write_manifest(self.con, manifest)
+
     def move(self, row_id: int, path: str, root: str, size: int, mtime_ns: int) -> None:
         """A renamed or moved file keeps its id and embedding."""
         self.flush_inserts()
@@ -423,7 +452,7 @@ class Transaction:
         new_id = self._new_id()
         name, raw = encode_path(path)
         copied = ("content_hash, width, height, format, captured_at, camera, status, error, error_detail, "
-                  "warnings, embedding, pixel_hash, orientation_hash")
+                  "warnings, embedding, pixel_hash, orientation_hash, labels, label_probs")
         self.con.execute(
             f"INSERT INTO images (id, path, path_bytes, root, size, mtime_ns, indexed_at, {copied}) "
             f"SELECT ?, ?, ?, ?, ?, ?, current_localtimestamp(), {copied} FROM images WHERE id = ?",

@@ -10,7 +10,8 @@ from urllib.parse import urlparse
 
 from .errors import WeightsUnavailableError
 
-__all__ = ["WeightsInfo", "build_model", "weights_from_manifest", "RANDOM", "MODEL_NAME"]
+__all__ = ["WeightsInfo", "build_model", "load_weights", "LoadedWeights", "weights_from_manifest", "RANDOM",
+           "MODEL_NAME"]
 
 MODEL_NAME = "vit_medium_patch16_reg4_gap_256.sbb_in12k_ft_in1k"
 RANDOM = "random"
@@ -28,11 +29,25 @@ class WeightsInfo:
         return self.source.startswith("random")
 
 
+@dataclass(frozen=True)
+class LoadedWeights:
+    model: object  # the timm model without its classifier: what embeds
+    info: WeightsInfo
+    head: tuple | None  # (weight, bias) of the ImageNet-1k classifier, when the weights carry one
+
+
 def build_model(weights: str | None, model_name: str = MODEL_NAME):
-    """Create the timm model (no classifier) with weights from `weights`.
+    """Create the timm model (no classifier) with weights from `weights`: (model, WeightsInfo).
 
     `weights` is a file path, "random", or None for timm's pretrained download (cached).
     """
+    loaded = load_weights(weights, model_name)
+    return loaded.model, loaded.info
+
+
+def load_weights(weights: str | None, model_name: str = MODEL_NAME) -> LoadedWeights:
+    """The model as build_model makes it, plus the classifier the weights carry (for labels).
+    The fingerprint covers the model without its classifier: a head never changes embeddings."""
     import timm
     import torch
 
@@ -41,16 +56,25 @@ def build_model(weights: str | None, model_name: str = MODEL_NAME):
             torch.manual_seed(RANDOM_SEED)
             model = timm.create_model(model_name, pretrained=False, num_classes=0)
             _content_sensitive_init(model)
+            head = _random_head(model.num_features)
         source = f"random:seed={RANDOM_SEED}"
     elif weights:
         model = timm.create_model(model_name, pretrained=False, num_classes=0)
-        _load_file(model, weights)
+        head = _load_file(model, weights)
         source = f"file:{os.path.abspath(weights)}"
     else:
-        model = _pretrained(model_name)
+        model, head = _pretrained(model_name)
         source = f"pretrained:{model.pretrained_cfg.get('hf_hub_id') or model_name}"
     model.eval()
-    return model, WeightsInfo(source, fingerprint_model(model))
+    return LoadedWeights(model, WeightsInfo(source, fingerprint_model(model)), head)
+
+
+def _random_head(dim: int, classes: int = 1000):
+    """A classifier drawn like the other random Linear layers: N(0, 1/fan_in), zero bias."""
+    import torch
+
+    generator = torch.Generator().manual_seed(RANDOM_SEED + 1)
+    return torch.randn(classes, dim, generator=generator) * dim**-0.5, torch.zeros(classes)
 
 
 def _content_sensitive_init(model) -> None:
@@ -70,7 +94,8 @@ def _content_sensitive_init(model) -> None:
             torch.nn.init.ones_(module.gamma)
 
 
-def _load_file(model, path: str) -> None:
+def _load_file(model, path: str):
+    """Load the body into `model`; returns the file's classifier (weight, bias), if it has one."""
     import torch
 
     if not os.path.isfile(path):
@@ -88,13 +113,18 @@ def _load_file(model, path: str) -> None:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
             break
-    state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith(("head.", "module.head."))}
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    head = (state.pop("head.weight", None), state.pop("head.bias", None))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise WeightsUnavailableError(
             f"{path} does not hold weights of {MODEL_NAME}: {str(e).splitlines()[0]}"
         ) from e
+    weight, bias = head
+    if weight is None or bias is None or tuple(weight.shape) != (1000, model.num_features):
+        return None  # no ImageNet-1k head (a body-only file): no labels
+    return weight.float(), bias.float()
 
 
 def _pretrained(model_name: str):
@@ -104,9 +134,12 @@ def _pretrained(model_name: str):
     if not (_cached(hub_id) or _hub_reachable()):
         raise WeightsUnavailableError(offline_message(hub_id))
     try:
-        return timm.create_model(model_name, pretrained=True, num_classes=0)
+        model = timm.create_model(model_name, pretrained=True)
     except (OSError, RuntimeError, ValueError) as e:
         raise WeightsUnavailableError(f"{offline_message(hub_id)}\n(download failed: {e})") from e
+    head = (model.head.weight.detach().clone(), model.head.bias.detach().clone())
+    model.reset_classifier(0)  # the embedding is the pre-logits; the head only labels
+    return model, head
 
 
 def offline_message(hub_id: str) -> str:

@@ -1,7 +1,9 @@
 """`where` filters: one boolean SQL expression over the images' metadata, evaluated by DuckDB.
 
 The expression sees one table, `images`, with these columns: id, path, root, folder, name, size,
-mtime, width, height, format, captured_at, camera, content_hash, indexed_at. Anything else (a
+mtime, width, height, format, captured_at, camera, content_hash, indexed_at, labels (the model's top-5
+ImageNet classes, best first, e.g. list_contains(labels, 'tabby, tabby cat')), label_probs and label
+(the best class). Anything else (a
 second statement, a write, a comment that hides the rest of the query, file access) is refused.
 """
 
@@ -15,7 +17,7 @@ from ..indexer.store import LIVE, MTIME
 __all__ = ["FILTER_COLUMNS", "validate_where", "matching_ids", "metadata_sql"]
 
 FILTER_COLUMNS = ("id", "path", "root", "folder", "name", "size", "mtime", "width", "height",
-                  "format", "captured_at", "camera", "content_hash", "indexed_at")
+                  "format", "captured_at", "camera", "content_hash", "indexed_at", "labels", "label_probs", "label")
 MAX_WHERE_LENGTH = 4000
 
 _METADATA = f"""
@@ -23,7 +25,8 @@ SELECT id, path, root,
        regexp_replace(path, '/[^/]*$', '') AS folder,
        regexp_extract(path, '[^/]*$') AS name,
        size, {MTIME} AS mtime, width, height, format,
-       captured_at, camera, content_hash, indexed_at
+       captured_at, camera, content_hash, indexed_at,
+       labels, label_probs, labels[1] AS label
 FROM main.images WHERE {LIVE}
 """
 

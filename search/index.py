@@ -21,7 +21,9 @@ from ..indexer.scan import is_within
 from ..indexer.store import LIVE, MTIME, Store, encode_path, open_store
 from ..indexer.vectors import open_vector_index, refresh_vector_index
 from ..indexer.weights import weights_from_manifest
+from .explain import Explanation, explain_tokens
 from .filters import matching_ids
+from .labels import label_matches, resolve_label
 from .pairs import find_pairs
 from .region import Box, region_of
 
@@ -48,7 +50,7 @@ ENCODE_BATCH = 16
 PATH_CHOICES = 50
 # What a Hit carries of its row, by name.
 _HIT_COLUMNS = (f"path, width, height, format, size, {MTIME} AS mtime, captured_at, camera, "
-                "mtime_ns, path_bytes, root, embedding")
+                "mtime_ns, path_bytes, root, embedding, labels")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Hit:
     stale: bool = False  # the file was deleted or changed after indexing
     companions: tuple[str, ...] = ()  # the other files of the same shot (RAW+JPEG pairs)
     copies: tuple[str, ...] = ()  # with collapse: lower hits that are near-duplicates of this one
+    labels: tuple[str, ...] = ()  # the model head's top-5 classes, best first (empty: not labelled)
 
     def to_record(self) -> dict:
         return asdict(self)
@@ -129,6 +132,8 @@ class ImageIndex:
             "failed": counts["failed"],
             "failures": counts["failures"],
             "quarantined": counts["quarantined"],  # moved aside by `dupes --apply`; `--undo` brings them back
+            "labelled": counts["labelled"],  # images with their top-5 ImageNet classes
+            "labels": self.manifest.get("label_head", "none (the weights carry no ImageNet-1k head)"),
             "model": self.manifest["model_name"],
             "weights": self.manifest["weights_source"],
             "index_type": self.vectors.index_type,
@@ -195,18 +200,43 @@ class ImageIndex:
 
     # ---- queries ----
 
-    def search(self, query, k: int = 10, where: str | None = None,
-               min_score: float | None = None, box: Box | None = None, collapse: bool = False) -> list[Hit]:
+    def search(self, query, k: int = 10, where: str | None = None, min_score: float | None = None,
+               box: Box | None = None, collapse: bool = False, label: str | None = None) -> list[Hit]:
         """The k images most like `query`: a file path, an indexed path or id, a PIL image,
         bytes, an HxWx3 uint8 array, or a vector. `box` (x0, y0, x1, y1, pixels of the upright
         image) searches with that region of the query image only. `collapse` folds hits that are
-        near-duplicates of a higher hit into it (their paths in `copies`)."""
+        near-duplicates of a higher hit into it (their paths in `copies`). `label` keeps images
+        whose top-5 holds that class (any synonym)."""
         if box is not None:
             query = self.region(query, box)
         if collapse:
-            hits = self.search_many([query], k=COLLAPSE_POOL * k, where=where, min_score=min_score)[0]
+            hits = self.search_many([query], k=COLLAPSE_POOL * k, where=where, min_score=min_score, label=label)[0]
             return self.collapse(hits)[:k]
-        return self.search_many([query], k=k, where=where, min_score=min_score)[0]
+        return self.search_many([query], k=k, where=where, min_score=min_score, label=label)[0]
+
+    def search_label(self, name: str, k: int | None = None, where: str | None = None) -> list[Hit]:
+        """The images whose top-5 labels hold the class `name` (any of its synonyms, any case),
+        best probability first; each hit's score is that probability. A near miss is refused
+        with suggestions."""
+        ids, probs = label_matches(self.store, resolve_label(self.store, name))
+        if where is not None:
+            keep = np.isin(ids, self._allowed(where, None))
+            ids, probs = ids[keep], probs[keep]
+        rows = self.store.records_by_id(_HIT_COLUMNS, ids)
+        hits = [self._hit(rows[i], float(p)) for i, p in zip(ids.tolist(), probs.tolist(), strict=True)
+                if i in rows and is_within(rows[i]["path"], rows[i]["root"])]
+        return self._merge_pairs(hits)[:k]
+
+    def _allowed(self, where: str | None, label: str | None) -> np.ndarray | None:
+        """Ids that pass `where` and `label` (None: no filter)."""
+        allowed = None
+        if where is not None:
+            with self.store.connect() as con:  # sandboxed: no file access for user SQL
+                allowed = matching_ids(con, where)
+        if label is not None:
+            labelled = label_matches(self.store, resolve_label(self.store, label))[0]
+            allowed = np.sort(labelled) if allowed is None else np.intersect1d(allowed, labelled)
+        return allowed
 
     def collapse(self, hits: list[Hit]) -> list[Hit]:
         """Each hit whose embedding is a near-duplicate (the store's near threshold) of a higher
@@ -230,7 +260,8 @@ class ImageIndex:
         return [dataclasses.replace(h, copies=tuple(c)) for h, c in zip(kept, copies, strict=True)]
 
     def search_combined(self, positives: Sequence, negatives: Sequence = (), k: int = 10,
-                        where: str | None = None, min_score: float | None = None) -> list[Hit]:
+                        where: str | None = None, min_score: float | None = None,
+                        label: str | None = None) -> list[Hit]:
         """More like these, less like those: one query vector, the normalised mean of the
         positives' unit embeddings minus NEGATIVE_WEIGHT times the mean of the negatives'
         (Rocchio's relevance feedback), searched like any vector."""
@@ -238,27 +269,59 @@ class ImageIndex:
             raise ConfigError("a combined search needs at least one positive query")
         return self.search(combine_queries(self.embed_many(list(positives)),
                                            self.embed_many(list(negatives)) if negatives else None),
-                           k=k, where=where, min_score=min_score)
+                           k=k, where=where, min_score=min_score, label=label)
+
+    def explain(self, query, target) -> Explanation:
+        """Why `target` is like `query`: a grid over the target (the model's 16x16 patches) of
+        how well each region matches anything in the query, with the cells' place in the
+        target's pixels. Each is a path, an indexed id, bytes, a PIL image or an array."""
+        import torch
+
+        images = [self._image_and_size(query), self._image_and_size(target)]
+        batch = torch.stack([torch.as_tensor(self.encoder.preprocess(image)) for image, _ in images])
+        with self._model_lock:
+            try:
+                vectors, tokens = self.encoder.encode_with_patches(batch)
+            except NotImplementedError as e:
+                raise ConfigError(f"cannot explain with this model: {e}") from e
+        return explain_tokens(tokens[0], tokens[1], float(vectors[0] @ vectors[1]), images[1][1],
+                              getattr(self.encoder, "data_config", None))
+
+    def _image_and_size(self, query):
+        """An RGB image as the model takes it, and the upright size of the original."""
+        if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
+            query = self._indexed_path(int(query))
+        if isinstance(query, np.ndarray) and query.ndim == 1:
+            raise ConfigError("explain needs images, not vectors")
+        if isinstance(query, (str, Path, bytes, bytearray, memoryview)):
+            data = bytes(query) if not isinstance(query, (str, Path)) else read_image_bytes(str(query))
+            try:
+                loaded = load_image(data, draft_size=self.encoder.draft_size)
+            except ImageLoadError as e:
+                raise ConfigError(f"image unusable: {e}") from e
+            return loaded.image, (loaded.info.width, loaded.info.height)
+        image = self._to_image(query)
+        return image, image.size
+
+    def _indexed_path(self, row_id: int) -> str:
+        rows = self.store.records("path, path_bytes", f"{LIVE} AND id = ?", [row_id])
+        if not rows:
+            raise ConfigError(f"no indexed image has id {row_id}")
+        return _disk_path(rows[0])
 
     def region(self, query, box: Box):
         """The RGB crop `box` of a query image (a path, an indexed id, bytes, an image, an array)."""
         if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
-            rows = self.store.records("path, path_bytes", f"{LIVE} AND id = ?", [int(query)])
-            if not rows:
-                raise ConfigError(f"no indexed image has id {query}")
-            query = _disk_path(rows[0])
+            query = self._indexed_path(int(query))
         elif isinstance(query, np.ndarray) and query.ndim == 1:
             raise ConfigError("a box needs an image, not a vector")
         return region_of(query, box, self.encoder.draft_size)
 
     def search_many(self, queries: Sequence, k: int = 10, where: str | None = None,
-                    min_score: float | None = None) -> list[list[Hit]]:
+                    min_score: float | None = None, label: str | None = None) -> list[list[Hit]]:
         """Like search() for each query; images go through the model in batches."""
         vectors = self.embed_many(queries)
-        allowed = None
-        if where is not None:
-            with self.store.connect() as con:  # sandboxed: no file access for user SQL
-                allowed = matching_ids(con, where)
+        allowed = self._allowed(where, label)
         candidates = self._candidates(vectors, int(k), allowed)
         return [self._hits(ids, vector, int(k), min_score) for ids, vector in zip(candidates, vectors, strict=False)]
 
@@ -361,11 +424,15 @@ class ImageIndex:
             score = float(np.dot(np.asarray(r["embedding"], np.float32), vector))
             if min_score is not None and score < min_score:
                 continue
-            stale = not _unchanged(_disk_path(r), r["size"], r["mtime_ns"])
-            scored.append(Hit(r["id"], r["path"], score, r["width"], r["height"], r["format"], r["size"],
-                              r["mtime"], r["captured_at"], r["camera"], stale))
+            scored.append(self._hit(r, score))
         scored.sort(key=lambda h: (-h.score, h.id))
         return self._merge_pairs(scored)[:k]
+
+    @staticmethod
+    def _hit(r: dict, score: float) -> Hit:
+        stale = not _unchanged(_disk_path(r), r["size"], r["mtime_ns"])
+        return Hit(r["id"], r["path"], score, r["width"], r["height"], r["format"], r["size"], r["mtime"],
+                   r["captured_at"], r["camera"], stale, labels=tuple(r["labels"] or ()))
 
     def _merge_pairs(self, hits: list[Hit]) -> list[Hit]:
         """One hit per shot: a RAW+JPEG pair shows as its better-scoring file, naming the other."""

@@ -91,13 +91,18 @@ def _parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_export)
 
     search = commands.add_parser("search", help="find images similar to a file or an indexed id")
-    search.add_argument("queries", nargs="+", metavar="QUERY", help="an image file, a folder, or id:N")
+    search.add_argument("queries", nargs="*", metavar="QUERY",
+                        help="an image file, a folder, or id:N (none with --label: list that class's images)")
     _store_flag(search)
-    search.add_argument("-k", type=_positive_int, default=10, metavar="N")
+    search.add_argument("-k", type=_positive_int, metavar="N",
+                        help="hits per query (default 10; a --label search without a query lists all)")
     search.add_argument("--where", metavar="SQL",
                         help="boolean SQL over the metadata, e.g. \"width >= 1024 AND path LIKE '%%/2023/%%'\" "
                              "(columns: id, path, root, folder, name, size, mtime, width, height, format, "
-                             "captured_at, camera, content_hash, indexed_at)")
+                             "captured_at, camera, content_hash, indexed_at, labels, label_probs, label)")
+    search.add_argument("--label", metavar="NAME",
+                        help="images whose top-5 ImageNet classes hold NAME (any synonym, e.g. 'tabby cat'); "
+                             "alone, best probability first; with a query, a filter on its hits")
     search.add_argument("--min-score", type=_score, metavar="S", help="drop hits below this cosine")
     search.add_argument("--collapse", action="store_true",
                         help="fold hits that are near-duplicates of a higher hit into it (shown as +N copies)")
@@ -111,6 +116,15 @@ def _parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="one JSON object per hit")
     output.add_argument("--paths-only", action="store_true")
     search.set_defaults(handler=_search)
+
+    explain = commands.add_parser("explain", help="why TARGET is like QUERY: which of its regions match")
+    explain.add_argument("query", metavar="QUERY", help="an image file or id:N")
+    explain.add_argument("target", metavar="TARGET", help="an image file or id:N (the grid is over this one)")
+    _store_flag(explain)
+    explain.add_argument("--json", action="store_true",
+                         help="one object: grid (rows of floats over TARGET, top row first), width, height, box, score")
+    explain.add_argument("--out", metavar="HEAT.png", help="write TARGET with the heat map laid over it")
+    explain.set_defaults(handler=_explain)
 
     dupes = commands.add_parser("dupes", help="groups of identical, near-duplicate and similar images")
     _store_flag(dupes)
@@ -253,6 +267,9 @@ def _print_report(args, report) -> None:
     if report.signed:
         print(f"note: computed duplicate signatures of {report.signed} earlier-indexed images (no re-embedding)",
               file=sys.stderr)
+    if report.labelled and report.labelled > report.embedded:
+        print(f"note: labelled {report.labelled} images from their stored embeddings (no re-embedding)",
+              file=sys.stderr)
     for failure in report.failures:
         print(f"skipping {shown(failure.path)}: {failure.reason} ({shown(failure.detail)})", file=sys.stderr)
     summary = report.summary()
@@ -340,13 +357,20 @@ def _export(args) -> int:
 
 
 def _search(args) -> int:
+    from ..indexer.errors import ConfigError
     from ..search import ImageIndex
 
     index = ImageIndex.open(args.store)
+    if not args.queries and args.label is not None:
+        if args.box or args.negatives or args.combine:
+            raise ConfigError("--box, --combine and --not need a query image")
+        _print_hits(args, [args.label], [index.search_label(args.label, k=args.k, where=args.where)])
+        return EXIT_OK
+    if not args.queries:
+        raise ConfigError("give a query (an image, a folder of images, or id:N), or --label NAME")
+    args.k = args.k or 10
     queries = _expand_queries(args.queries)
     if not queries:
-        from ..indexer.errors import ConfigError
-
         raise ConfigError(f"no image files in {', '.join(args.queries)}: give an image, a folder of images, or id:N")
     parsed = [_parse_query(q) for q in queries]
     if args.box:
@@ -359,12 +383,18 @@ def _search(args) -> int:
     depth = (COLLAPSE_POOL if args.collapse else 1) * args.k  # collapsing needs a deeper pool to fill k
     if args.combine or args.negatives:
         negatives = [_parse_query(q) for q in _expand_queries(args.negatives)]
-        hits = index.search_combined(parsed, negatives, k=depth, where=args.where, min_score=args.min_score)
+        hits = index.search_combined(parsed, negatives, k=depth, where=args.where, min_score=args.min_score,
+                                     label=args.label)
         queries, results = [" + ".join(queries) + "".join(f" - {q}" for q in args.negatives)], [hits]
     else:
-        results = index.search_many(parsed, k=depth, where=args.where, min_score=args.min_score)
+        results = index.search_many(parsed, k=depth, where=args.where, min_score=args.min_score, label=args.label)
     if args.collapse:
         results = [index.collapse(hits)[:args.k] for hits in results]
+    _print_hits(args, queries, results)
+    return EXIT_OK
+
+
+def _print_hits(args, queries: list[str], results) -> None:
     for query, hits in zip(queries, results, strict=False):
         if not args.json and not args.paths_only and len(queries) > 1:
             print(f"# {shown(query)}")
@@ -378,6 +408,30 @@ def _search(args) -> int:
                 pair = "".join(f"  (+ {shown(c)})" for c in hit.companions)
                 copies = f"  (+{len(hit.copies)} copies)" if hit.copies else ""
                 print(f"{hit.score:.4f}\t{shown(hit.path)}{pair}{copies}{'  [stale]' if hit.stale else ''}")
+
+
+def _explain(args) -> int:
+    from ..search import ImageIndex
+
+    index = ImageIndex.open(args.store)
+    query, target = _parse_query(args.query), _parse_query(args.target)
+    explanation = index.explain(query, target)
+    if args.out:
+        from ..search.explain import heat_map
+
+        image, _ = index._image_and_size(target)
+        heat_map(image, explanation).save(args.out)
+        print(f"wrote {args.out}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(explanation.to_record()))
+        return EXIT_OK
+    shades = " .:-=+*#%@"
+    values = [v for row in explanation.grid for v in row]
+    low, span = min(values), (max(values) - min(values)) or 1.0
+    print(f"score {explanation.score:.4f}; how well each region of {shown(args.target)} matches {shown(args.query)} "
+          f"(@ best, blank worst; cells of {explanation.cell_box(0, 0)[2] - explanation.box[0]:.0f} px):")
+    for row in explanation.grid:
+        print("".join(2 * shades[min(len(shades) - 1, int((v - low) / span * len(shades)))] for v in row))
     return EXIT_OK
 
 
