@@ -1,9 +1,10 @@
 """Why is this similar: how much each patch of the target matches the query.
 
 Both images go through the model once (the same pass gives their embeddings). Each of the
-target's patch tokens, through the LayerNorm the embedding goes through, is scored by its best cosine to any of the query's patch tokens: a region of the
-target scores high when something in the query looks like it. The grid covers the square the model saw (timm's eval transform resizes
-the short side and cuts the centre), mapped back to the target's own pixels.
+target's patch tokens, through the LayerNorm the embedding goes through, is scored by its best
+cosine to any of the query's patch tokens: a region of the target scores high when something
+in the query looks like it. The grid covers the square the model saw (timm's eval transform
+resizes the short side and cuts the centre), mapped back to the target's own pixels.
 """
 
 from __future__ import annotations

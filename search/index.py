@@ -21,6 +21,7 @@ from ..indexer.scan import is_within
 from ..indexer.store import LIVE, MTIME, Store, encode_path, open_store
 from ..indexer.vectors import open_vector_index, refresh_vector_index
 from ..indexer.weights import weights_from_manifest
+from .collection_map import MapPoint, map_positions, uniqueness
 from .explain import Explanation, explain_tokens
 from .filters import matching_ids
 from .labels import label_matches, resolve_label
@@ -197,6 +198,21 @@ class ImageIndex:
                 )
             self._encoder = encoder
         return self._encoder
+
+    def map(self) -> list[MapPoint]:
+        """Every live image's place on a 2-D map of the collection (PCA of the embeddings),
+        cached beside the store until the collection changes."""
+        ids, xy = map_positions(self.store, int(self.manifest.get("generation", 0)))
+        paths = {r["id"]: r["path"] for r in self.store.records("id, path", LIVE)}
+        return [MapPoint(int(i), paths[int(i)], float(x), float(y))
+                for i, (x, y) in zip(ids.tolist(), xy.tolist(), strict=True) if int(i) in paths]
+
+    def outliers(self, k: int | None = None) -> list[tuple[int, str, float]]:
+        """(id, path, uniqueness) of the images least like any other, most unusual first."""
+        ids, scores = uniqueness(self)
+        order = np.lexsort((ids, -scores))[:k]
+        paths = {r["id"]: r["path"] for r in self.store.records("id, path", LIVE)}
+        return [(int(ids[i]), paths[int(ids[i])], float(scores[i])) for i in order if int(ids[i]) in paths]
 
     # ---- queries ----
 

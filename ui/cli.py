@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     except VitsearchError as e:
         print(f"Error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # the reader went away (`| head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush there
+        return EXIT_OK
     except OSError as e:  # disk full, permissions: the system's own words, without a traceback
         where = f" ({e.filename})" if e.filename else ""
         print(f"Error: {e.strerror or e}{where}. Nothing committed was lost; fix this and run the "
@@ -125,6 +128,19 @@ def _parser() -> argparse.ArgumentParser:
                          help="one object: grid (rows of floats over TARGET, top row first), width, height, box, score")
     explain.add_argument("--out", metavar="HEAT.png", help="write TARGET with the heat map laid over it")
     explain.set_defaults(handler=_explain)
+
+    atlas = commands.add_parser("map", help="every image's place on a 2-D map of the collection")
+    _store_flag(atlas)
+    atlas.add_argument("--json", action="store_true", help="one object per image: id, path, x, y")
+    atlas.add_argument("--out", metavar="MAP.html",
+                       help="write a self-contained page: thumbnails, zoom, click for nearest neighbours")
+    atlas.set_defaults(handler=_map)
+
+    outliers = commands.add_parser("outliers", help="the images least like any other, most unusual first")
+    _store_flag(outliers)
+    outliers.add_argument("-k", type=_positive_int, default=20, metavar="N", help="how many (default 20)")
+    outliers.add_argument("--json", action="store_true", help="one object per image: id, path, score")
+    outliers.set_defaults(handler=_outliers)
 
     dupes = commands.add_parser("dupes", help="groups of identical, near-duplicate and similar images")
     _store_flag(dupes)
@@ -432,6 +448,35 @@ def _explain(args) -> int:
           f"(@ best, blank worst; cells of {explanation.cell_box(0, 0)[2] - explanation.box[0]:.0f} px):")
     for row in explanation.grid:
         print("".join(2 * shades[min(len(shades) - 1, int((v - low) / span * len(shades)))] for v in row))
+    return EXIT_OK
+
+
+def _map(args) -> int:
+    from ..search import ImageIndex
+
+    index = ImageIndex.open(args.store)
+    if args.out:
+        from .map_page import write_map_html
+
+        count = write_map_html(index, args.out)
+        print(f"wrote {args.out}: {count} images", file=sys.stderr)
+    if args.json or not args.out:
+        for point in index.map():
+            if args.json:
+                print(json.dumps({"id": point.id, "path": point.path, "x": point.x, "y": point.y}))
+            else:
+                print(f"{point.x:.5f}\t{point.y:.5f}\t{shown(point.path)}")
+    return EXIT_OK
+
+
+def _outliers(args) -> int:
+    from ..search import ImageIndex
+
+    for row_id, path, score in ImageIndex.open(args.store).outliers(args.k):
+        if args.json:
+            print(json.dumps({"id": row_id, "path": path, "score": score}))
+        else:
+            print(f"{score:.4f}\t{shown(path)}")
     return EXIT_OK
 
 

@@ -62,7 +62,8 @@ def test_the_matching_half_scores_higher(halves, random_encoder):
     own = index.explain(str(halves / "left.png"), str(halves / "left.png"))
     assert np.allclose(own.grid, 1.0, atol=1e-4), "every patch matches itself"
     assert abs(own.score - 1.0) < 1e-5
-    assert abs(by_left.score - float(index.embed(str(halves / "left.png")) @ index.embed(str(halves / "half.png")))) < 1e-4
+    embeddings = index.embed_many([str(halves / "left.png"), str(halves / "half.png")])
+    assert abs(by_left.score - float(embeddings[0] @ embeddings[1])) < 1e-4
 
 
 def test_cells_map_onto_the_targets_pixels(halves, random_encoder):

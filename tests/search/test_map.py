@@ -1,0 +1,102 @@
+"""The collection map and outliers: every live image gets a place (the two principal axes of the
+embeddings, cached until the collection changes), and a planted unrelated image (noise, then a
+line drawing) ranks among the three most unusual of a folder of photos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.conftest import run_cli
+from vitsearch.indexer import build_index
+from vitsearch.indexer.store import Store
+from vitsearch.search import ImageIndex
+from vitsearch.search.collection_map import MAP_CACHE
+
+PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+          "motorcycle_right.png", "hubble_deep_field.jpg", "retina.jpg")
+
+
+def drawing(path: Path) -> None:
+    image = Image.new("RGB", (320, 240), "white")
+    pen = ImageDraw.Draw(image)
+    for i in range(8):
+        pen.line((i * 40, 0, 320 - i * 30, 240), fill="black", width=3)
+    pen.ellipse((100, 60, 220, 180), outline="black", width=4)
+    image.save(path)
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory, random_encoder):
+    import skimage
+
+    root = tmp_path_factory.mktemp("map")
+    folder = root / "photos"
+    folder.mkdir()
+    data = Path(skimage.__file__).parent / "data"
+    for name in PHOTOS:
+        Image.open(data / name).convert("RGB").save(folder / f"{Path(name).stem}.jpg", quality=90)
+    noise = np.random.default_rng(1).integers(0, 256, (320, 320, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "planted-noise.png")
+    build_index([folder], root / "store", encoder=random_encoder)
+    return root
+
+
+def live(store: Path) -> dict[int, np.ndarray]:
+    ids, vectors = Store(store).embeddings()
+    return dict(zip(ids.tolist(), vectors, strict=True))
+
+
+def test_map_places_every_live_image_on_the_principal_axes(collection):
+    result = run_cli("map", "--store", collection / "store", "--json")
+    assert result.returncode == 0, result.stderr
+    points = [json.loads(line) for line in result.stdout.splitlines()]
+    vectors = live(collection / "store")
+    assert sorted(p["id"] for p in points) == sorted(vectors)
+    assert all({"id", "path", "x", "y"} <= p.keys() and np.isfinite([p["x"], p["y"]]).all() for p in points)
+    matrix = np.stack([vectors[p["id"]] for p in points]).astype(np.float64)
+    centred = matrix - matrix.mean(axis=0)
+    axes = np.linalg.svd(centred, full_matrices=False)[2][:2]
+    expected = centred @ axes.T
+    got = np.array([[p["x"], p["y"]] for p in points])
+    for axis in range(2):  # an axis's sign is a convention
+        same, flipped = got[:, axis] - expected[:, axis], got[:, axis] + expected[:, axis]
+        assert min(np.abs(same).max(), np.abs(flipped).max()) < 1e-4
+    assert (collection / "store" / MAP_CACHE).exists()
+
+
+def test_outliers_rank_a_planted_unrelated_image_in_the_top_three(collection, random_encoder):
+    result = run_cli("outliers", "--store", collection / "store", "-k", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    ranked = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(ranked) == 3 and all({"id", "path", "score"} <= r.keys() for r in ranked)
+    assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
+    assert any(r["path"].endswith("planted-noise.png") for r in ranked), ranked
+    # The collection changes: the map follows (its cache was of the older generation) and the
+    # next planted image is found as well.
+    folder = collection / "photos"
+    shutil.move(folder / "planted-noise.png", collection / "noise-away.png")
+    drawing(folder / "planted-drawing.png")
+    build_index([folder], collection / "store", encoder=random_encoder)
+    index = ImageIndex.open(collection / "store", encoder=random_encoder)
+    assert {p.id for p in index.map()} == set(live(collection / "store"))
+    assert any(path.endswith("planted-drawing.png") for _, path, _ in index.outliers(3))
+
+
+def test_the_map_page_holds_every_image_and_its_neighbours(collection, tmp_path):
+    out = tmp_path / "map.html"
+    result = run_cli("map", "--store", collection / "store", "--out", out)
+    assert result.returncode == 0, result.stderr
+    page = out.read_text()
+    start = page.index("const D = ") + len("const D = ")
+    data = json.loads(page[start:page.index(";\n", start)])
+    assert sorted(p[0] for p in data["points"]) == sorted(live(collection / "store"))
+    assert all(str(p[0]) in data["thumbs"] for p in data["points"]), "a small collection is all thumbnails"
+    first = str(data["points"][0][0])
+    assert len(data["neighbours"][first]) == min(6, len(data["points"]) - 1)
+    assert data["outliers"], "the most unusual images are marked"
