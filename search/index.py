@@ -293,7 +293,7 @@ class ImageIndex:
         target's pixels. Each is a path, an indexed id, bytes, a PIL image or an array."""
         import torch
 
-        images = [self._image_and_size(query), self._image_and_size(target)]
+        images = [self.image_and_size(query), self.image_and_size(target)]
         batch = torch.stack([torch.as_tensor(self.encoder.preprocess(image)) for image, _ in images])
         with self._model_lock:
             try:
@@ -303,7 +303,7 @@ class ImageIndex:
         return explain_tokens(tokens[0], tokens[1], float(vectors[0] @ vectors[1]), images[1][1],
                               getattr(self.encoder, "data_config", None))
 
-    def _image_and_size(self, query):
+    def image_and_size(self, query):
         """An RGB image as the model takes it, and the upright size of the original."""
         if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
             query = self._indexed_path(int(query))

@@ -16,8 +16,12 @@ from ..indexer.errors import VitsearchError
 from ..indexer.images import inspect_image, read_image_bytes
 from ..indexer.scan import is_within
 from ..search import ImageIndex
+from ..search.explain import heat_map
+from ..search.labels import label_counts
+from ..search.region import parse_box
 from .duplicates_tab import duplicates_tab
 from .filters import FORMATS, build_where
+from .map_tab import map_tab
 from .thumbnails import PREVIEW_SIDE, ThumbnailCache
 
 __all__ = ["build_app", "plain_markdown", "UPLOAD_MAX_PIXELS"]
@@ -50,33 +54,113 @@ def build_app(index: ImageIndex) -> gr.Blocks:
     thumbs = ThumbnailCache()
 
     def gallery_of(hits):
-        return [(thumbs.get(h.path, h.size, h.mtime),
-                 f"{h.score:.3f} · {Path(h.path).name}" + "".join(f" + {Path(c).suffix}" for c in h.companions))
-                for h in hits]
+        return [(thumbs.get(h.path, h.size, h.mtime), _caption(h)) for h in hits]
 
-    def run_search(upload, picked, k, min_score, folder, date_from, date_to, min_w, min_h, formats):
-        if upload is None and not picked:
+    def run_search(upload, picked, k, min_score, folder, date_from, date_to, min_w, min_h, formats,
+                   collapse=True, region="", region_source=None):
+        """One search; `region` (X0,Y0,X1,Y1) with `region_source` ("query" or a hit's id)
+        searches with that part of the image only."""
+        if upload is None and not picked and region_source is None:
             raise gr.Error("Upload, paste or drop an image, or pick one from the index.")
         try:
-            query = _uploaded_bytes(upload, upload_dir) if upload is not None else picked
+            if region_source not in (None, "query"):
+                query = int(region_source)
+            else:
+                query = _uploaded_bytes(upload, upload_dir) if upload is not None else picked
+            box = parse_box(region) if region_source is not None and region else None
             index.refresh()
             where = build_where(folder, date_from, date_to, min_w, min_h, formats)
-            hits = index.search(query, k=int(k), where=where, min_score=min_score or None)
+            hits = index.search(query, k=int(k), where=where, min_score=min_score or None, box=box,
+                                collapse=bool(collapse))
         except VitsearchError as e:
             raise gr.Error(_without_upload_dir(str(e), upload_dir)) from None
-        status = f"{len(hits)} results" + (f" where {where}" if where else "")
-        return gallery_of(hits), hits, plain_markdown(status)
+        status = (f"{len(hits)} results" + (f" from region {region}" if box else "")
+                  + (f" where {where}" if where else ""))
+        return gallery_of(hits), hits, plain_markdown(status), (query, box)
 
-    def show_selected(hits, evt: gr.SelectData):
+    def search_label(choice):
+        name = _label_name(choice)
+        if not name:
+            raise gr.Error("Type or pick a label, e.g. tabby cat.")
+        try:
+            index.refresh()
+            hits = index.search_label(name)
+        except VitsearchError as e:
+            raise gr.Error(str(e)) from None
+        status = f"{len(hits)} images labelled {name}, most likely first"
+        return gallery_of(hits), hits, plain_markdown(status), (None, None)
+
+    def facets(hits):
+        counts: dict[str, int] = {}
+        for hit in hits:
+            for label in hit.labels[:1]:
+                counts[label] = counts.get(label, 0) + 1
+        if not counts:
+            return ""
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:8]
+        return plain_markdown("Labels here: " + " · ".join(f"{name.split(',')[0]} ({n})" for name, n in ranked))
+
+    def show_selected(hits, query, heat, evt: gr.SelectData):
         hit = hits[evt.index]
-        preview = thumbs.get(hit.path, hit.size, hit.mtime, side=PREVIEW_SIDE)
-        return preview, _metadata(hit), hit.id
+        return (*preview_of(hit, query, heat), _metadata(hit), hit.id)
+
+    def preview_of(hit, query, heat):
+        """The selected result's preview: the plain thumbnail, or with `heat` the heat map of
+        how each of its regions matches the query."""
+        if heat and query and query[0] is not None:
+            source, box = query
+            try:
+                explained = index.explain(index.region(source, box) if box else source, hit.id)
+                image, _ = index.image_and_size(hit.id)
+            except VitsearchError as e:
+                raise gr.Error(_without_upload_dir(str(e), upload_dir)) from None
+            image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+            return heat_map(image, explained), plain_markdown(
+                f"Heat map: yellow regions of {Path(hit.path).name} match the query best (score {explained.score:.3f})")
+        return thumbs.get(hit.path, hit.size, hit.mtime, side=PREVIEW_SIDE), ""
+
+    def toggle_heat(hits, selected, query, heat):
+        hit = next((h for h in hits if h.id == selected), None)
+        if hit is None:
+            return gr.update(), ""
+        return preview_of(hit, query, heat)
+
+    # Gradio passes the click only to functions whose signature asks for gr.SelectData.
+    def query_corner(hits, selected, first, evt: gr.SelectData):
+        return corner("query", hits, selected, first, evt)
+
+    def preview_corner(hits, selected, first, evt: gr.SelectData):
+        return corner("preview", hits, selected, first, evt)
+
+    def corner(source, hits, selected, first, evt):
+        """A click on the query image or the preview: the first corner, then the second, which
+        makes the region (in pixels of the upright image)."""
+        x, y = (float(v) for v in evt.index)
+        if source == "preview":
+            hit = next((h for h in hits if h.id == selected), None)
+            if hit is None or not hit.width:
+                return first, gr.update(), gr.update(), gr.update()
+            shown = _image_size(thumbs.get(hit.path, hit.size, hit.mtime, side=PREVIEW_SIDE))
+            x, y = x * hit.width / shown[0], y * hit.height / shown[1]
+            source = str(hit.id)
+        if first is None or first[0] != source:
+            return (source, x, y), gr.update(), gr.update(), plain_markdown(
+                "Region: first corner set; click the opposite corner on the same image.")
+        (_, x0, y0), (x1, y1) = first, (x, y)
+        box = (int(min(x0, x1)), int(min(y0, y1)), int(max(x0, x1)) + 1, int(max(y0, y1)) + 1)
+        return None, ",".join(map(str, box)), source, plain_markdown(
+            f"Region {box[0]},{box[1]} to {box[2]},{box[3]} of the {'query image' if source == 'query' else 'result'}: "
+            "press Search this region.")
 
     def find_paths(text):
         if not text or len(text) < 2:
             return gr.update(choices=[])
         paths = index.find_paths(text)
         return gr.update(choices=paths, value=paths[0] if paths else None)
+
+    def label_choices():
+        """The labels this store's images carry (best label), with how many: completion and facets."""
+        return [f"{name} ({n})" for name, n in label_counts(index.store)]
 
     # Every upload and gallery image lands in Gradio's cache: sweep it every 10 minutes of files
     # older than 30, so that a server running for weeks keeps its temporary folder small.
@@ -97,6 +181,13 @@ def build_app(index: ImageIndex) -> gr.Blocks:
                                          elem_id="path-pick")
                     k = gr.Slider(1, 100, value=12, step=1, label="Results (k)")
                     min_score = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Minimum score")
+                    collapse = gr.Checkbox(True, label="Fold near-duplicates into one result (+N copies)",
+                                           elem_id="collapse")
+                    with gr.Row():
+                        label_pick = gr.Dropdown(choices=label_choices(), value=None, filterable=True,
+                                                 allow_custom_value=True, elem_id="label-pick",
+                                                 label="…or find by what the model sees (ImageNet label)")
+                        label_button = gr.Button("Find by label", elem_id="label-search", scale=0)
                     with gr.Accordion("Filters", open=False):
                         folder = gr.Textbox(label="Folder (path prefix)")
                         with gr.Row():
@@ -109,26 +200,69 @@ def build_app(index: ImageIndex) -> gr.Blocks:
                     search_button = gr.Button("Search", variant="primary", elem_id="search-button")
                 with gr.Column(scale=3):
                     status = gr.Markdown(elem_id="search-status")
+                    label_facets = gr.Markdown(elem_id="label-facets")
                     gallery = gr.Gallery(label="Results", columns=4, height="auto", format="jpeg",
                                          elem_id="results-gallery")
                     with gr.Row():
-                        preview = gr.Image(label="Selected", interactive=False, elem_id="preview")
+                        preview = gr.Image(label="Selected (click two corners to search a region)",
+                                           interactive=False, elem_id="preview")
                         metadata = gr.JSON(label="Metadata", elem_id="metadata")
-                    again = gr.Button("Search from this", elem_id="search-from-this")
+                    heat_note = gr.Markdown(elem_id="heat-note")
+                    with gr.Row():
+                        again = gr.Button("Search from this", elem_id="search-from-this")
+                        heat = gr.Checkbox(False, label="Why similar: heat map on the selected result",
+                                           elem_id="heat-toggle")
+                    with gr.Row():
+                        region = gr.Textbox(label="Region X0,Y0,X1,Y1 (click two corners on the query image or "
+                                                  "the selected result)", elem_id="region-box")
+                        region_button = gr.Button("Search this region", elem_id="region-search", scale=0)
+                    region_note = gr.Markdown(elem_id="region-note")
             hits_state = gr.State([])
             selected_id = gr.State(None)
-            filters = [k, min_score, folder, date_from, date_to, min_w, min_h, formats]
-            search_button.click(run_search, [upload, picked, *filters], [gallery, hits_state, status])
-            upload.upload(run_search, [upload, picked, *filters], [gallery, hits_state, status])
+            query_state = gr.State((None, None))  # what the shown results were searched with: (query, box)
+            first_corner = gr.State(None)
+            region_source = gr.State(None)  # "query" or the id of the result the region is on
+            filters = [k, min_score, folder, date_from, date_to, min_w, min_h, formats, collapse]
+            results = [gallery, hits_state, status, query_state]
+            search_button.click(run_search, [upload, picked, *filters], results).then(facets, hits_state, label_facets)
+            upload.upload(run_search, [upload, picked, *filters], results).then(facets, hits_state, label_facets)
             find.change(find_paths, find, picked)
-            gallery.select(show_selected, hits_state, [preview, metadata, selected_id])
+            gallery.select(show_selected, [hits_state, query_state, heat], [preview, heat_note, metadata, selected_id])
             again.click(lambda i, *f: run_search(None, i, *f), [selected_id, *filters],
-                        [gallery, hits_state, status])
+                        results).then(facets, hits_state, label_facets)
+            label_button.click(search_label, label_pick, results).then(facets, hits_state, label_facets)
+            heat.change(toggle_heat, [hits_state, selected_id, query_state, heat], [preview, heat_note])
+            corner_outputs = [first_corner, region, region_source, region_note]
+            upload.select(query_corner, [hits_state, selected_id, first_corner], corner_outputs)
+            preview.select(preview_corner, [hits_state, selected_id, first_corner], corner_outputs)
+            region_button.click(run_search, [upload, picked, *filters, region, region_source],
+                                results).then(facets, hits_state, label_facets)
 
         duplicates_tab(index, thumbs)
+        map_tab(index, thumbs, gallery_of)
         describe_index, index_outputs = _index_tab(index)
         app.load(describe_index, None, index_outputs)
+        app.load(lambda: gr.update(choices=label_choices()), None, label_pick)
     return app
+
+
+def _caption(hit) -> str:
+    pair = "".join(f" + {Path(c).suffix}" for c in hit.companions)
+    copies = f" (+{len(hit.copies)} {'copy' if len(hit.copies) == 1 else 'copies'})" if hit.copies else ""
+    return f"{hit.score:.3f} · {Path(hit.path).name}{pair}{copies}"
+
+
+def _label_name(choice) -> str:
+    """'tabby, tabby cat (12)' (a completion) or typed text -> the label to look up."""
+    text = (choice or "").strip()
+    return re.sub(r"\s\(\d+\)$", "", text)
+
+
+def _image_size(path: str) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size
 
 
 def _without_upload_dir(message: str, upload_dir: str) -> str:
@@ -156,6 +290,7 @@ def _metadata(hit) -> dict:
         "format": hit.format, "size": hit.size, "modified": str(hit.mtime) if hit.mtime else None,
         "captured": str(hit.captured_at) if hit.captured_at else None, "camera": hit.camera,
         "stale": hit.stale, "id": hit.id, "same shot": list(hit.companions),
+        "copies": list(hit.copies), "labels": list(hit.labels),
     }
 
 

@@ -435,7 +435,7 @@ def _explain(args) -> int:
     if args.out:
         from ..search.explain import heat_map
 
-        image, _ = index._image_and_size(target)
+        image, _ = index.image_and_size(target)
         heat_map(image, explanation).save(args.out)
         print(f"wrote {args.out}", file=sys.stderr)
     if args.json:
