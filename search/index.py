@@ -217,12 +217,21 @@ class ImageIndex:
     # ---- queries ----
 
     def search(self, query, k: int = 10, where: str | None = None, min_score: float | None = None,
-               box: Box | None = None, collapse: bool = False, label: str | None = None) -> list[Hit]:
+               box: Box | None = None, collapse: bool = False, label: str | None = None,
+               negative: Sequence = ()) -> list[Hit]:
         """The k images most like `query`: a file path, an indexed path or id, a PIL image,
-        bytes, an HxWx3 uint8 array, or a vector. `box` (x0, y0, x1, y1, pixels of the upright
-        image) searches with that region of the query image only. `collapse` folds hits that are
-        near-duplicates of a higher hit into it (their paths in `copies`). `label` keeps images
-        whose top-5 holds that class (any synonym)."""
+        bytes, an HxWx3 uint8 array, or a vector; a list of them with optional `negative` ones
+        searches them together (see search_combined). `box` (x0, y0, x1, y1, pixels of the
+        upright image) searches with that region of the query image only. `collapse` folds hits
+        that are near-duplicates of a higher hit into it (their paths in `copies`). `label` keeps
+        images whose top-5 holds that class (any synonym)."""
+        if isinstance(query, (list, tuple)) or len(negative):
+            positives = list(query) if isinstance(query, (list, tuple)) else [query]
+            if box is not None:
+                positives = [self.region(q, box) for q in positives]
+            query = combine_queries(self.embed_many(positives),
+                                    self.embed_many(list(negative)) if len(negative) else None)
+            box = None
         if box is not None:
             query = self.region(query, box)
         if collapse:

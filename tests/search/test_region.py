@@ -82,6 +82,9 @@ def test_more_like_these_less_like_that(indexed, random_encoder):
                   root / "photos" / "coffee.jpg", "-k", "12", "--json")
     assert cli.returncode == 0, cli.stderr
     assert [json.loads(line)["id"] for line in cli.stdout.splitlines()] == [h.id for h in away]
+    spelled = index.search([ids["scene-001"]], k=12, negative=[ids["coffee"]])  # the spelling
+    assert [h.id for h in spelled] == [h.id for h in away]
+    assert [h.id for h in index.search([ids["scene-001"], ids["scene-002"]], k=3)] == [h.id for h in together]
     with pytest.raises(ConfigError, match="cancel out"):
         combine_queries(vectors[:1], vectors[:1] * 2)
 
