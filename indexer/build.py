@@ -19,16 +19,33 @@ from .store import open_store
 from .vectors import open_for_writing, sync_and_save
 from .weights import weights_from_manifest
 
-__all__ = ["build_index", "load_store_encoder", "IndexReport", "FileFailure"]
+__all__ = ["build_index", "load_store_encoder", "record_precision", "IndexReport", "FileFailure"]
 
 
 def load_store_encoder(store_dir: str | os.PathLike | None = None, weights: str | None = None, *,
-                       device: str = "auto", exact: bool = False, decode: str = "auto") -> Encoder:
+                       device: str = "auto", exact: bool = False, decode: str = "auto",
+                       precision: str | None = None) -> Encoder:
     """The encoder an index run into this store uses: `weights` (a file or "random") > what the
     store recorded > timm's pretrained download. Load it once to run build_index many times."""
     store = open_store(store_dir)
     weights = weights or (weights_from_manifest(store.manifest()) if store.exists() else None)
-    return load_encoder(weights, device=device, exact=exact, decode=decode)
+    return load_encoder(weights, device=device, exact=exact, decode=decode, precision=precision)
+
+
+def record_precision(store, encoder: Encoder, report: IndexReport) -> None:
+    """The precision the run used and, when the first batch checked it, its cosine to fp32."""
+    check = getattr(encoder, "precision_check", None)
+    precision = getattr(encoder, "precision", None)
+    if precision is None:
+        return  # an encoder without precisions (a test's fake)
+    report.precision = precision
+    values = {"precision": precision}
+    if check is not None:
+        report.precision_check = check
+        values.update(precision_min_cosine=check["min_cosine"], precision_checked_images=check["images"],
+                      precision_tried=check["tried"])
+    if store.manifest().get("precision") != precision or check is not None:
+        store.set_manifest(**values)
 
 
 def build_index(
@@ -41,6 +58,7 @@ def build_index(
     device: str = "auto",
     exact: bool = False,
     decode: str = "auto",
+    precision: str | None = None,
     exclude: Iterable[str] = (),
     include_hidden: bool = False,
     workers: int | None = None,
@@ -58,7 +76,8 @@ def build_index(
     store.dir.mkdir(parents=True, exist_ok=True)
     with WriterLock(store.dir / "writer.lock"):
         if encoder is None:
-            encoder = load_store_encoder(store_dir, weights, device=device, exact=exact, decode=decode)
+            encoder = load_store_encoder(store_dir, weights, device=device, exact=exact, decode=decode,
+                                         precision=precision)
         manifest = store.initialize(encoder_identity(encoder))
         vectors = open_for_writing(store, manifest)
         report = IndexReport(repair=vectors.repair, store=str(store.dir))
@@ -69,6 +88,7 @@ def build_index(
         run = IndexRun(store, encoder, rows, plan.missing, report, batch_size or encoder.default_batch_size)
         run.read_all(plan.to_read, workers or default_workers(encoder), progress)
         run.remove_missing()
+        record_precision(store, encoder, report)
         report.signed = backfill_signatures(store, roots, encoder.draft_size,
                                             workers=workers or default_workers(encoder), progress=progress)
         if encoder.label_head is not None:

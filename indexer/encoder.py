@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -13,9 +13,13 @@ from .images import BACKGROUND
 from .labels import LabelHead
 from .weights import MODEL_NAME, WeightsInfo, load_weights
 
-__all__ = ["Encoder", "TimmEncoder", "load_encoder", "resolve_device", "encoder_identity", "METRIC"]
+__all__ = ["Encoder", "TimmEncoder", "load_encoder", "resolve_device", "encoder_identity", "METRIC",
+           "PRECISIONS", "PARITY_COSINE", "precision_ladder"]
 
 METRIC = "cosine"  # inner product of L2-normalised vectors
+PRECISIONS = ("auto", "bf16", "int8", "fp32")  # what --precision accepts (CPU); CUDA runs fp16
+# A faster precision is kept only if every image of the first batch reaches this cosine to fp32.
+PARITY_COSINE = 0.999
 
 
 class Encoder:
@@ -43,6 +47,43 @@ class Encoder:
 
     def preprocess_config(self) -> dict:
         raise NotImplementedError
+
+    def _pooled(self, batch, precision: str):
+        """Unit pre-logits of a batch on the model's device, at `precision` (copied to the CPU)."""
+        import torch
+
+        model = self._model_for(precision)
+        with torch.inference_mode(), self._autocast(precision):
+            pooled = model.forward_head(model.forward_features(batch), pre_logits=True)
+            return torch.nn.functional.normalize(pooled.float(), dim=1).to("cpu", non_blocking=True)
+
+    def check_precision(self, batch) -> np.ndarray:
+        """Embed the batch at the current precision and in fp32: keep the precision if every
+        image reaches PARITY_COSINE, else fall back along the ladder. Returns the vectors of the
+        precision kept; the outcome is in `precision_check` (recorded in the store)."""
+        batch = batch.to(self.device)
+        reference = self._pooled(batch, "fp32").numpy()
+        tried = []
+        while True:
+            if self.precision == "fp32":
+                vectors, cosine = reference, 1.0
+            else:
+                vectors = self._pooled(batch, self.precision).numpy()
+                cosine = float(np.min(np.sum(vectors * reference, axis=1)))
+            tried.append({"precision": self.precision, "min_cosine": round(cosine, 6)})
+            if cosine >= PARITY_COSINE or not self.fallbacks:
+                break
+            self.precision, self.fallbacks = self.fallbacks[0], self.fallbacks[1:]
+        self.precision_check = {"precision": self.precision, "min_cosine": round(cosine, 6),
+                                "images": len(reference), "tried": tried}
+        return vectors
+
+    def _model_for(self, precision: str):
+        if precision != "int8":
+            return self.model
+        if self._int8_model is None:
+            self._int8_model = _quantized(self.model)
+        return self._int8_model
 
     def encode_with_patches(self, batch) -> tuple[np.ndarray, np.ndarray]:
         """The embeddings (n, dim) and, from the same pass, (n, rows, cols, dim) unit vectors,
@@ -76,13 +117,18 @@ class TimmEncoder(Encoder):
     transform: object
     data_config: dict
     weights: WeightsInfo
-    precision: str  # "fp32", "bf16" or "fp16"
+    precision: str  # "fp32", "bf16", "int8" (CPU, Linear layers quantised dynamically) or "fp16"
     exact: bool
     device: str = "cpu"
     model_name: str = MODEL_NAME
     dim: int = 512
     device_inputs: DevicePreprocess | None = None  # decode and preprocess on the device
     label_head: LabelHead | None = None
+    # The precisions to fall back to, in order, when the current one fails its parity check;
+    # None: the precision is not checked (fp32 itself, or a GPU).
+    fallbacks: tuple[str, ...] | None = None
+    precision_check: dict | None = None  # what the first batch measured (see check_precision)
+    _int8_model: object = field(default=None, repr=False)  # built on first use of int8
 
     @property
     def draft_size(self) -> int | None:
@@ -102,18 +148,17 @@ class TimmEncoder(Encoder):
     def launch(self, batch) -> Callable[[], np.ndarray]:
         """Queue the batch on the device; the returned function waits for its vectors.
         On CUDA the copy back is queued too, so the caller can commit the previous batch
-        while this one computes."""
-        import torch
-
+        while this one computes. The first batch also checks the precision (check_precision)."""
+        if self.precision_check is None and self.fallbacks is not None:
+            vectors = self.check_precision(batch)
+            return lambda: vectors
         if batch.device.type == "cpu" and self.device.startswith("cuda"):
             batch = batch.pin_memory()
-        batch = batch.to(self.device, non_blocking=True)
-        with torch.inference_mode(), self._autocast():
-            features = self.model.forward_features(batch)
-            pooled = self.model.forward_head(features, pre_logits=True)
-            vectors = torch.nn.functional.normalize(pooled.float(), dim=1).to("cpu", non_blocking=True)
+        vectors = self._pooled(batch.to(self.device, non_blocking=True), self.precision)
         if not self.device.startswith("cuda"):
             return lambda: vectors.numpy()
+        import torch
+
         done = torch.cuda.Event()
         done.record()
 
@@ -123,26 +168,64 @@ class TimmEncoder(Encoder):
 
         return wait
 
+    def _pooled(self, batch, precision: str):
+        """Unit pre-logits of a batch on the model's device, at `precision` (copied to the CPU)."""
+        import torch
+
+        model = self._model_for(precision)
+        with torch.inference_mode(), self._autocast(precision):
+            pooled = model.forward_head(model.forward_features(batch), pre_logits=True)
+            return torch.nn.functional.normalize(pooled.float(), dim=1).to("cpu", non_blocking=True)
+
+    def check_precision(self, batch) -> np.ndarray:
+        """Embed the batch at the current precision and in fp32: keep the precision if every
+        image reaches PARITY_COSINE, else fall back along the ladder. Returns the vectors of the
+        precision kept; the outcome is in `precision_check` (recorded in the store)."""
+        batch = batch.to(self.device)
+        reference = self._pooled(batch, "fp32").numpy()
+        tried = []
+        while True:
+            if self.precision == "fp32":
+                vectors, cosine = reference, 1.0
+            else:
+                vectors = self._pooled(batch, self.precision).numpy()
+                cosine = float(np.min(np.sum(vectors * reference, axis=1)))
+            tried.append({"precision": self.precision, "min_cosine": round(cosine, 6)})
+            if cosine >= PARITY_COSINE or not self.fallbacks:
+                break
+            self.precision, self.fallbacks = self.fallbacks[0], self.fallbacks[1:]
+        self.precision_check = {"precision": self.precision, "min_cosine": round(cosine, 6),
+                                "images": len(reference), "tried": tried}
+        return vectors
+
+    def _model_for(self, precision: str):
+        if precision != "int8":
+            return self.model
+        if self._int8_model is None:
+            self._int8_model = _quantized(self.model)
+        return self._int8_model
+
     def encode_with_patches(self, batch) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings as encode() gives them, and the final patch tokens (registers dropped)
         through the LayerNorm the pooled embedding goes through, as unit vectors on the grid."""
         import torch
 
         normalize = torch.nn.functional.normalize
-        with torch.inference_mode(), self._autocast():
-            features = self.model.forward_features(batch.to(self.device))
-            pooled = self.model.forward_head(features, pre_logits=True)
-            tokens = self.model.fc_norm(features[:, self.model.num_prefix_tokens:])
+        model = self._model_for(self.precision)
+        with torch.inference_mode(), self._autocast(self.precision):
+            features = model.forward_features(batch.to(self.device))
+            pooled = model.forward_head(features, pre_logits=True)
+            tokens = model.fc_norm(features[:, model.num_prefix_tokens:])
         rows, cols = self.model.patch_embed.grid_size
         tokens = normalize(tokens.float(), dim=-1).reshape(len(tokens), rows, cols, -1)
         return normalize(pooled.float(), dim=1).cpu().numpy(), tokens.cpu().numpy()
 
-    def _autocast(self):
+    def _autocast(self, precision: str):
         import torch
 
-        if self.precision == "fp32":
+        if precision in ("fp32", "int8"):
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.split(":")[0], dtype=dtype)
 
     def recipe(self) -> EncoderRecipe:
@@ -171,10 +254,11 @@ class TimmRecipe(EncoderRecipe):
         model = timm.create_model(self.model_name, pretrained=False, num_classes=0)
         model.load_state_dict(self.state)
         model.eval().to(device)
-        precision = _default_precision(device, self.exact)  # this worker's hardware decides, as locally
+        ladder = precision_ladder(device, self.exact)  # this worker's hardware decides, as locally
         return TimmEncoder(model=model, transform=timm.data.create_transform(**self.data_config, is_training=False),
-                           data_config=dict(self.data_config), weights=self.weights, precision=precision,
-                           exact=self.exact, device=device, model_name=self.model_name, dim=model.num_features)
+                           data_config=dict(self.data_config), weights=self.weights, precision=ladder[0],
+                           exact=self.exact, device=device, model_name=self.model_name, dim=model.num_features,
+                           fallbacks=_fallbacks(ladder))
 
 
 def encoder_identity(encoder: Encoder) -> dict:
@@ -206,21 +290,61 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def _default_precision(device: str, exact: bool) -> str:
+def precision_ladder(device: str, exact: bool, requested: str = "auto") -> tuple[str, ...]:
+    """The precisions to try, fastest first, ending in fp32 on a CPU. `--exact` is fp32; a GPU
+    runs fp16; on a CPU, "auto" tries bf16 where it is native (AVX512-BF16, AMX), then int8
+    where int8 dot products are (VNNI, AMX), then fp32. A requested precision is tried alone
+    before fp32."""
+    from .errors import ConfigError
+
+    if requested not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, not {requested!r}")
     if exact:
-        return "fp32"
+        if requested not in ("auto", "fp32"):
+            raise ConfigError("--exact is fp32: drop --precision or --exact")
+        return ("fp32",)
     if device.startswith("cuda"):
-        return "fp16"
-    return "bf16" if _cpu_has_native_bf16() else "fp32"
+        return ("fp16",)
+    if requested != "auto":
+        return (requested,) if requested == "fp32" else (requested, "fp32")
+    ladder = ["bf16"] if _cpu_has_native_bf16() else []
+    if _cpu_has_int8_dot_products():
+        ladder.append("int8")
+    return (*ladder, "fp32")
+
+
+def _fallbacks(ladder: tuple[str, ...]) -> tuple[str, ...] | None:
+    """None for a precision that needs no check (fp32 itself, fp16 on a GPU)."""
+    return None if ladder[0] in ("fp32", "fp16") else ladder[1:]
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return {flag for line in f if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        return set()
 
 
 def _cpu_has_native_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def _cpu_has_int8_dot_products() -> bool:
+    return bool(_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def _quantized(model):
+    """The model with its Linear layers quantised to int8 (weights ahead, activations per batch)."""
+    import copy
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch points eager quantisation users to torchao
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).cpu(), {torch.nn.Linear},
+                                                      dtype=torch.qint8)
 
 
 def load_encoder(
@@ -232,6 +356,7 @@ def load_encoder(
     decode: str = "auto",
 ) -> TimmEncoder:
     """Build the encoder. `weights`: file path, "random", or None for the pretrained download.
+    `precision`: "auto" (None) or one of bf16, int8, fp32 (see precision_ladder).
 
     `decode`: "device" decodes JPEGs and runs the transform on the model's device, "cpu" uses
     Pillow and timm's transform in the reader threads, "auto" is "device" on CUDA unless exact.
@@ -240,6 +365,7 @@ def load_encoder(
     import torch
 
     device = resolve_device(device)
+    ladder = precision_ladder(device, exact, precision or "auto")
     loaded = load_weights(weights)
     model, info = loaded.model, loaded.info
     label_head = _label_head(model, loaded.head, info)
@@ -254,7 +380,8 @@ def load_encoder(
         data_config=dict(data_config),
         weights=info,
         device=device,
-        precision=precision or _default_precision(device, exact),
+        precision=ladder[0],
+        fallbacks=_fallbacks(ladder),
         exact=exact,
         dim=model.num_features,
         label_head=label_head,

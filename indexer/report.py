@@ -31,6 +31,8 @@ class IndexReport:
     nodes: set[str] = field(default_factory=set)  # --engine ray: nodes whose actors embedded
     decode_nodes: set[str] = field(default_factory=set)  # --engine ray: nodes that decoded
     gpu_ids: set[str] = field(default_factory=set)  # --engine ray: GPU ids Ray gave those actors
+    precision: str | None = None  # what the model ran at (bf16, int8, fp32, fp16)
+    precision_check: dict | None = None  # the first batch's parity check, when this run made one
     failures: list[FileFailure] = field(default_factory=list)
     changes: list[tuple[str, str]] = field(default_factory=list)  # (added|updated|moved|removed, path)
     repair: str | None = None

@@ -137,6 +137,8 @@ class ImageIndex:
             "labels": self.manifest.get("label_head", "none (the weights carry no ImageNet-1k head)"),
             "model": self.manifest["model_name"],
             "weights": self.manifest["weights_source"],
+            "precision": self.manifest.get("precision"),  # what indexing ran the model at
+            "precision_min_cosine": self.manifest.get("precision_min_cosine"),  # its first batch vs fp32
             "index_type": self.vectors.index_type,
             "index_recall_at_10": self.vectors.choice.recall,
             "index_params": self.vectors.choice.params,

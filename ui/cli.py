@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
                             "(nvJPEG on CUDA), 'cpu' = Pillow in reader threads (default: device on CUDA)")
     index.add_argument("--exact", action="store_true",
                        help="fp32 and full-size decoding: embeddings equal the reference pipeline's")
+    index.add_argument("--precision", choices=["auto", "bf16", "int8", "fp32"], default="auto",
+                       help="CPU model precision (default auto: the fastest this CPU runs natively among bf16 "
+                            "and int8, kept only if the first batch reaches cosine 0.999 to fp32 on every image, "
+                            "else the next; recorded in the store, shown by info)")
     index.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                        help="skip files or folders matching GLOB (name or path under the root); repeatable")
     index.add_argument("--include-hidden", action="store_true", help="also index hidden files and folders")
@@ -263,7 +267,8 @@ def _index(args) -> int:
     if args.engine == "ray":
         return _index_ray(args, watching)
     stop = _stop_on_signals() if watching else None
-    encoder = load_store_encoder(args.store, args.weights, device=args.device, exact=args.exact, decode=args.decode)
+    encoder = load_store_encoder(args.store, args.weights, device=args.device, exact=args.exact, decode=args.decode,
+                                 precision=args.precision)
 
     def sync(progress=None):
         return build_index(args.paths, args.store, encoder=encoder, batch_size=args.batch_size,
@@ -282,6 +287,11 @@ def _print_report(args, report) -> None:
         print(f"note: the FAISS index was {report.repair}", file=sys.stderr)
     if report.signed:
         print(f"note: computed duplicate signatures of {report.signed} earlier-indexed images (no re-embedding)",
+              file=sys.stderr)
+    check = report.precision_check
+    if check and check["tried"][0]["precision"] != check["precision"]:
+        failed = ", ".join(f"{t['precision']} reached {t['min_cosine']:.4f}" for t in check["tried"][:-1])
+        print(f"note: {failed} (< 0.999 to fp32 on the first batch): the model runs {check['precision']}",
               file=sys.stderr)
     if report.labelled and report.labelled > report.embedded:
         print(f"note: labelled {report.labelled} images from their stored embeddings (no re-embedding)",

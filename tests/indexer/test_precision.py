@@ -1,0 +1,92 @@
+"""The precision ladder: the fastest precision the CPU runs natively, kept only if the first batch
+reaches cosine 0.999 to fp32 on every image, else the next; recorded in the store. The CPU's
+flags are forced here, so the no-bf16 (int8) branch and the fallback run on any machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import run_cli, write_scenes
+from vitsearch.indexer import build_index, encoder
+from vitsearch.indexer.errors import ConfigError
+from vitsearch.indexer.store import Store
+
+
+def cpu_with(monkeypatch, *flags: str) -> None:
+    monkeypatch.setattr(encoder, "_cpu_flags", lambda: set(flags))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    import skimage
+
+    folder = tmp_path_factory.mktemp("precision") / "photos"
+    write_scenes(folder, range(5))
+    for name in ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg"):
+        Image.open(Path(skimage.__file__).parent / "data" / name).convert("RGB").save(
+            folder / f"{Path(name).stem}.jpg", quality=92)
+    return folder
+
+
+def embeddings(store: Path) -> dict[str, np.ndarray]:
+    with Store(store).connect() as con:
+        rows = con.execute("SELECT path, embedding FROM images WHERE status = 'ok'").fetchall()
+    return {p: np.asarray(v, np.float32) for p, v in rows}
+
+
+def test_the_ladder_follows_the_cpu(monkeypatch):
+    cpu_with(monkeypatch)
+    assert encoder.precision_ladder("cpu", False) == ("fp32",)
+    cpu_with(monkeypatch, "avx512_vnni")
+    assert encoder.precision_ladder("cpu", False) == ("int8", "fp32")
+    cpu_with(monkeypatch, "avx512_bf16", "avx512_vnni")
+    assert encoder.precision_ladder("cpu", False) == ("bf16", "int8", "fp32")
+    assert encoder.precision_ladder("cpu", True) == ("fp32",), "--exact is fp32"
+    assert encoder.precision_ladder("cuda", False) == ("fp16",)
+    assert encoder.precision_ladder("cpu", False, "int8") == ("int8", "fp32")
+    with pytest.raises(ConfigError, match="--exact is fp32"):
+        encoder.precision_ladder("cpu", True, "int8")
+    with pytest.raises(ConfigError, match="--precision"):
+        encoder.precision_ladder("cpu", False, "fp8")
+
+
+def test_without_bf16_int8_is_chosen_checked_and_recorded(monkeypatch, photos, tmp_path):
+    cpu_with(monkeypatch, "avx512_vnni")  # a laptop without bf16: the int8 branch
+    int8 = encoder.load_encoder("random", device="cpu")
+    assert int8.precision == "int8"
+    report = build_index([photos], tmp_path / "int8", encoder=int8)
+    assert report.precision == "int8" and report.precision_check["min_cosine"] >= 0.999
+    fp32 = encoder.load_encoder("random", device="cpu", precision="fp32")
+    build_index([photos], tmp_path / "fp32", encoder=fp32)
+    ours, reference = embeddings(tmp_path / "int8"), embeddings(tmp_path / "fp32")
+    assert ours.keys() == reference.keys() and len(ours) == 9
+    cosines = [float(ours[p] @ reference[p]) for p in ours]
+    assert min(cosines) >= 0.999, cosines
+    assert max(cosines) < 0.999999, "the int8 model really ran (not fp32 under another name)"
+    info = json.loads(run_cli("info", "--store", tmp_path / "int8", "--json").stdout)
+    assert info["precision"] == "int8" and info["precision_min_cosine"] >= 0.999
+
+
+def test_a_precision_that_fails_its_check_falls_back_and_says_so(monkeypatch, photos, tmp_path):
+    cpu_with(monkeypatch, "avx512_bf16", "avx512_vnni")
+    monkeypatch.setattr(encoder, "PARITY_COSINE", 1.5)  # nothing but fp32 itself can pass
+    chosen = encoder.load_encoder("random", device="cpu")
+    report = build_index([photos], tmp_path / "store", encoder=chosen)
+    assert report.precision == "fp32"
+    assert [t["precision"] for t in report.precision_check["tried"]] == ["bf16", "int8", "fp32"]
+    manifest = Store(tmp_path / "store").manifest()
+    assert manifest["precision"] == "fp32" and manifest["precision_tried"][0]["precision"] == "bf16"
+
+
+def test_the_cli_takes_a_precision(photos, tmp_path):
+    result = run_cli("index", photos, "--store", tmp_path / "store", "--weights", "random", "--precision", "int8")
+    assert result.returncode == 0, result.stderr
+    assert Store(tmp_path / "store").manifest()["precision"] == "int8"
+    refused = run_cli("index", photos, "--store", tmp_path / "other", "--weights", "random", "--exact",
+                      "--precision", "int8")
+    assert refused.returncode == 2 and "--exact is fp32" in refused.stderr
