@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import model_cache
 from .device_preprocess import DevicePreprocess
 from .images import BACKGROUND
 from .labels import LabelHead
@@ -361,17 +362,22 @@ def load_encoder(
     `decode`: "device" decodes JPEGs and runs the transform on the model's device, "cpu" uses
     Pillow and timm's transform in the reader threads, "auto" is "device" on CUDA unless exact.
     """
-    import timm.data
     import torch
 
     device = resolve_device(device)
     ladder = precision_ladder(device, exact, precision or "auto")
-    loaded = load_weights(weights)
-    model, info = loaded.model, loaded.info
-    label_head = _label_head(model, loaded.head, info)
+    fast = device == "cpu" and decode != "device"  # the cached model has no device-side transform
+    prepared = model_cache.load_prepared(weights, MODEL_NAME) if fast else None
+    if prepared is None:
+        model, info, data_config, transform, head, names = _build_with_timm(weights, save=fast)
+    else:
+        from .transform import EvalTransform  # timm's eval transform without importing timm
+
+        model, info, data_config, head, names = (prepared.model, prepared.info, prepared.data_config,
+                                                 prepared.head, prepared.names)
+        transform = EvalTransform(data_config)
+    label_head = LabelHead.from_model(model, *head, names, random=info.is_random) if head and names else None
     model.to(device)
-    data_config = timm.data.resolve_model_data_config(model)
-    transform = timm.data.create_transform(**data_config, is_training=False)
     if device == "cpu":
         torch.set_num_threads(max(1, torch.get_num_threads()))
     encoder = TimmEncoder(
@@ -390,15 +396,21 @@ def load_encoder(
     return encoder
 
 
-def _label_head(model, head, info: WeightsInfo) -> LabelHead | None:
-    """The classifier with timm's own ImageNet-1k class descriptions (shipped with timm)."""
-    if head is None:
-        return None
-    from timm.data import ImageNetInfo
+def _build_with_timm(weights: str | None, *, save: bool):
+    """timm's model, transform and class names (the first run with these weights); with `save`,
+    cached so that later CPU runs start without importing timm (see model_cache)."""
+    import timm.data
 
-    classes = ImageNetInfo()
-    names = [classes.index_to_description(i) for i in range(classes.num_classes())]
-    return LabelHead.from_model(model, *head, names, random=info.is_random)
+    loaded = load_weights(weights)
+    data_config = dict(timm.data.resolve_model_data_config(loaded.model))
+    transform = timm.data.create_transform(**data_config, is_training=False)
+    names = None
+    if loaded.head is not None:  # the class descriptions shipped with timm
+        classes = timm.data.ImageNetInfo()
+        names = [classes.index_to_description(i) for i in range(classes.num_classes())]
+    if save:
+        model_cache.save_prepared(weights, MODEL_NAME, loaded.model, loaded.info, data_config, loaded.head, names)
+    return loaded.model, loaded.info, data_config, transform, loaded.head, names
 
 
 def _device_inputs(decode: str, encoder: TimmEncoder) -> DevicePreprocess | None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,11 @@ REPO = Path(__file__).resolve().parent.parent
 # Tests never reach the hub: the offline path must answer at once.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# The prepared-model cache (indexer.model_cache) of this run, shared with the CLI's child
+# processes, never the user's own.
+if "VITSEARCH_CACHE" not in os.environ:
+    os.environ["VITSEARCH_CACHE"] = tempfile.mkdtemp(prefix="vitsearch-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["VITSEARCH_CACHE"], True)
 
 
 class FakeEncoder(Encoder):

@@ -1,0 +1,90 @@
+"""The precision ladder on this CPU, in one run on the same files: one JSON line per figure.
+
+    python tests/bench/precision_bench.py FOLDER [--batch-size 32]
+
+For fp32, int8 and (where the CPU has it natively) bf16: the model alone on ready tensors
+(images/s at batch 32), and `vitsearch index FOLDER --precision P` end to end into a fresh store
+(decoding included), with the minimum cosine of its embeddings to the fp32 store's. Ratios are
+against fp32 from the same run (these machines are shared and noisy). Random weights: speed does
+not depend on weight values, and they are content-sensitive, so the cosines mean something.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+import numpy as np
+
+from vitsearch.indexer import encoder as encoders
+from vitsearch.indexer.store import Store
+
+
+def emit(**figure) -> None:
+    print(json.dumps(figure), flush=True)
+
+
+def model_alone(precision: str, batch_size: int, rounds: int = 3) -> float:
+    import torch
+
+    model = encoders.load_encoder("random", device="cpu", precision=precision)
+    model.fallbacks = None  # measure this precision as it is, no check
+    batch = torch.randn(batch_size, 3, 256, 256)
+    model.encode(batch)  # warm-up (and int8's quantisation)
+    started = time.perf_counter()
+    for _ in range(rounds):
+        model.encode(batch)
+    return rounds * batch_size / (time.perf_counter() - started)
+
+
+def index_with(folder: Path, store: Path, precision: str, batch_size: int) -> dict:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "vitsearch.ui.cli", "index", str(folder), "--store", str(store),
+                             "--weights", "random", "--precision", precision, "--batch-size", str(batch_size),
+                             "--json"], cwd=REPO, capture_output=True, text=True, check=True)
+    summary = json.loads(result.stdout.splitlines()[-1])
+    summary["wall_s"] = round(time.perf_counter() - started, 2)
+    return summary
+
+
+def embeddings(store: Path) -> dict[str, np.ndarray]:
+    with Store(store).connect() as con:
+        rows = con.execute("SELECT path, embedding FROM images WHERE status = 'ok'").fetchall()
+    return {p: np.asarray(v, np.float32) for p, v in rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+    precisions = ["fp32", "int8"] + (["bf16"] if encoders._cpu_has_native_bf16() else [])
+    emit(figure="cpu", native_bf16=encoders._cpu_has_native_bf16(),
+         int8_dot_products=encoders._cpu_has_int8_dot_products(), auto_ladder=encoders.precision_ladder("cpu", False))
+    alone = {p: model_alone(p, args.batch_size) for p in precisions}
+    for p in precisions:
+        emit(figure="model_alone", precision=p, images_per_s=round(alone[p], 2),
+             vs_fp32=round(alone[p] / alone["fp32"], 2))
+    with tempfile.TemporaryDirectory(prefix="vitsearch-precision-") as scratch:
+        runs = {p: index_with(args.folder, Path(scratch) / p, p, args.batch_size) for p in precisions}
+        reference = embeddings(Path(scratch) / "fp32")
+        for p in precisions:
+            ours = embeddings(Path(scratch) / p)
+            cosines = [float(ours[k] @ reference[k]) for k in reference if k in ours]
+            emit(figure="vitsearch_index", precision=p, images=runs[p]["added"], seconds=runs[p]["seconds"],
+                 wall_s=runs[p]["wall_s"], images_per_s=runs[p]["images_per_s"],
+                 vs_fp32=round(runs["fp32"]["seconds"] / runs[p]["seconds"], 2),
+                 min_cosine_to_fp32=round(min(cosines), 5), recorded=Store(Path(scratch) / p).manifest().get(
+                     "precision_min_cosine"))
+
+
+if __name__ == "__main__":
+    main()
