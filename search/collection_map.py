@@ -1,10 +1,13 @@
 """The collection as a whole: a 2-D map of every image, and how unusual each image is.
 
-Map: PCA of the stored embeddings to two dimensions, computed in bounded memory (one pass for
-the mean and the 512x512 covariance, one to project, `CHUNK` rows at a time) and cached beside
-the store until its generation changes. Outliers: each image's uniqueness is the weighted
-cosine distance to its nearest neighbours (weights 0.6, 0.3, 0.1 for the first three, as
-FiftyOne's uniqueness weighs them): an image unlike any other scores high.
+Map: UMAP of the stored embeddings (cosine, through umap-learn, the `map` extra) up to
+UMAP_MAX_IMAGES images; past that, or without umap-learn, PCA to two dimensions, computed in
+bounded memory (one pass for the mean and the 512x512 covariance, one to project, `CHUNK` rows at
+a time). Either is cached beside the store until its generation changes.
+
+Outliers: each image's uniqueness is the weighted cosine distance to its nearest neighbours
+(weights 0.6, 0.3, 0.1 for the first three, as FiftyOne's uniqueness weighs them): an image
+unlike any other scores high.
 """
 
 from __future__ import annotations
@@ -16,11 +19,17 @@ import numpy as np
 
 from ..indexer.store import Store
 
-__all__ = ["MapPoint", "map_positions", "uniqueness", "CHUNK", "NEIGHBOUR_WEIGHTS", "MAP_CACHE"]
+__all__ = ["MapPoint", "map_positions", "uniqueness", "umap_available", "CHUNK", "NEIGHBOUR_WEIGHTS", "MAP_CACHE",
+           "UMAP_MAX_IMAGES", "METHODS"]
 
 CHUNK = 65_536  # rows held at once: 128 MB of float32 embeddings
 NEIGHBOUR_WEIGHTS = (0.6, 0.3, 0.1)
 MAP_CACHE = "map-cache.npz"
+METHODS = ("auto", "umap", "pca")
+# UMAP holds every embedding and its neighbour graph in memory (~0.4 GB at this size) and takes
+# minutes on a laptop; past it the map is PCA, whose memory does not grow with the collection.
+UMAP_MAX_IMAGES = 100_000
+UMAP_MIN_IMAGES = 5  # fewer: nothing to lay out, PCA places them
 
 
 @dataclass(frozen=True)
@@ -31,18 +40,50 @@ class MapPoint:
     y: float
 
 
-def map_positions(store: Store, generation: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, (n, 2) positions) of every live image, from the cache when it is of `generation`."""
+def umap_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("umap") is not None
+
+
+def map_positions(store: Store, generation: int, method: str = "auto") -> tuple[np.ndarray, np.ndarray, str]:
+    """(ids, (n, 2) positions, the method used) of every live image, from the cache when it is
+    of `generation` and of the method asked for. "auto": UMAP when umap-learn is installed and
+    the store holds at most UMAP_MAX_IMAGES images, else PCA."""
+    from ..indexer.errors import ConfigError
+
+    if method not in METHODS:
+        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+    if method == "umap" and not umap_available():
+        raise ConfigError("--method umap needs umap-learn: pip install 'vitsearch[map]'")
+    count = store.counts()["images"]
+    if method == "auto":
+        method = "umap" if umap_available() and count <= UMAP_MAX_IMAGES else "pca"
+    if method == "umap" and count < UMAP_MIN_IMAGES:
+        method = "pca"
     cache = store.dir / MAP_CACHE
     try:
         with np.load(cache) as saved:
-            if int(saved["generation"]) == generation:
-                return saved["ids"], saved["xy"]
+            if int(saved["generation"]) == generation and str(saved["method"]) == method:
+                return saved["ids"], saved["xy"], method
     except (OSError, KeyError, ValueError):
         pass  # no cache, or an unreadable one: compute again
-    ids, xy = _pca_positions(store)
-    _save_atomically(cache, generation=np.int64(generation), ids=ids, xy=xy)
-    return ids, xy
+    ids, xy = _umap_positions(store) if method == "umap" else _pca_positions(store)
+    _save_atomically(cache, generation=np.int64(generation), ids=ids, xy=xy, method=np.str_(method))
+    return ids, xy, method
+
+
+def _umap_positions(store: Store) -> tuple[np.ndarray, np.ndarray]:
+    import warnings
+
+    import umap
+
+    ids, vectors = store.embeddings()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a fixed random_state turns parallelism off, and says so
+        # 15 neighbours (UMAP's default) once there are enough images; a small set keeps its local structure
+        layout = umap.UMAP(n_neighbors=min(15, max(2, len(ids) // 4)), metric="cosine", init="pca", random_state=0)
+        return ids, layout.fit_transform(vectors).astype(np.float32)
 
 
 def _pca_positions(store: Store) -> tuple[np.ndarray, np.ndarray]:

@@ -201,10 +201,11 @@ class ImageIndex:
             self._encoder = encoder
         return self._encoder
 
-    def map(self) -> list[MapPoint]:
-        """Every live image's place on a 2-D map of the collection (PCA of the embeddings),
-        cached beside the store until the collection changes."""
-        ids, xy = map_positions(self.store, int(self.manifest.get("generation", 0)))
+    def map(self, method: str = "auto") -> list[MapPoint]:
+        """Every live image's place on a 2-D map of the collection (UMAP of the embeddings, or
+        PCA for huge stores or without umap-learn; see search.collection_map), cached beside
+        the store until the collection changes."""
+        ids, xy, _ = map_positions(self.store, int(self.manifest.get("generation", 0)), method)
         paths = {r["id"]: r["path"] for r in self.store.records("id, path", LIVE)}
         return [MapPoint(int(i), paths[int(i)], float(x), float(y))
                 for i, (x, y) in zip(ids.tolist(), xy.tolist(), strict=True) if int(i) in paths]

@@ -138,6 +138,9 @@ def _parser() -> argparse.ArgumentParser:
     atlas.add_argument("--json", action="store_true", help="one object per image: id, path, x, y")
     atlas.add_argument("--out", metavar="MAP.html",
                        help="write a self-contained page: thumbnails, zoom, click for nearest neighbours")
+    atlas.add_argument("--method", choices=["auto", "umap", "pca"], default="auto",
+                       help="auto (default): UMAP when umap-learn is installed (pip install 'vitsearch[map]') "
+                            "and the store holds at most 100,000 images, else PCA")
     atlas.set_defaults(handler=_map)
 
     outliers = commands.add_parser("outliers", help="the images least like any other, most unusual first")
@@ -468,10 +471,10 @@ def _map(args) -> int:
     if args.out:
         from .map_page import write_map_html
 
-        count = write_map_html(index, args.out)
+        count = write_map_html(index, args.out, args.method)
         print(f"wrote {args.out}: {count} images", file=sys.stderr)
     if args.json or not args.out:
-        for point in index.map():
+        for point in index.map(args.method):
             if args.json:
                 print(json.dumps({"id": point.id, "path": point.path, "x": point.x, "y": point.y}))
             else:

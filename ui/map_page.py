@@ -50,10 +50,10 @@ class MapView:
         return self.points[int(np.argmin(((positions - (x, y)) ** 2).sum(axis=1)))]
 
 
-def map_view(index: ImageIndex) -> MapView:
+def map_view(index: ImageIndex, method: str = "auto") -> MapView:
     """Every image (an even sample past MAP_POINTS), thumbnails for an even sample of those and
     for the most unusual images."""
-    everything = index.map()
+    everything = index.map(method)
     outliers = [i for i, _, _ in index.outliers(OUTLIERS_SHOWN)]
     keep = set(outliers)
     every = max(1, -(-len(everything) // MAP_POINTS))
@@ -81,10 +81,10 @@ def render_map(view: MapView, width: int = 1200, height: int = 800) -> Image.Ima
     return canvas
 
 
-def write_map_html(index: ImageIndex, out: str) -> int:
+def write_map_html(index: ImageIndex, out: str, method: str = "auto") -> int:
     """A page that needs nothing else: zoom (wheel), pan (drag), hover for the file, click for
     the image's nearest neighbours. Returns the number of points."""
-    view = map_view(index)
+    view = map_view(index, method)
     thumbed = [p for p in view.points if p.id in view.thumbs]
     vectors = dict(zip(*index.store.embeddings(np.array([p.id for p in thumbed], np.int64)), strict=True))
     neighbours = {}

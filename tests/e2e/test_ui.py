@@ -454,16 +454,16 @@ def test_map_tab_click_searches_from_the_image_under_it(served, browser):
     from vitsearch.ui.map_page import map_view
     from vitsearch.ui.map_tab import MAP_HEIGHT, MAP_WIDTH
 
-    view = map_view(served_index(served))
-    positions = view.layout(MAP_WIDTH, MAP_HEIGHT)
-    target = next(n for n, p in enumerate(view.points) if p.path.endswith("chelsea.jpg"))
-    x, y = positions[target]
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     page.goto(served["url"])
     page.get_by_role("tab", name="Map").click()
     page.click("#draw-map")
     page.wait_for_function("document.querySelector('#map-note textarea, #map-note input').value.includes('images')",
-                           timeout=120_000)
+                           timeout=180_000)
+    view = map_view(served_index(served))  # the positions the server computed (from its cache)
+    positions = view.layout(MAP_WIDTH, MAP_HEIGHT)
+    target = next(n for n, p in enumerate(view.points) if p.path.endswith("chelsea.jpg"))
+    x, y = positions[target]
     image = page.locator("#map-image img").first
     image.wait_for()
     box = image.bounding_box()

@@ -53,7 +53,8 @@ def live(store: Path) -> dict[int, np.ndarray]:
 
 
 def test_map_places_every_live_image_on_the_principal_axes(collection):
-    result = run_cli("map", "--store", collection / "store", "--json")
+    """PCA: what huge stores (and installs without umap-learn) get."""
+    result = run_cli("map", "--store", collection / "store", "--json", "--method", "pca")
     assert result.returncode == 0, result.stderr
     points = [json.loads(line) for line in result.stdout.splitlines()]
     vectors = live(collection / "store")
@@ -84,13 +85,13 @@ def test_outliers_rank_a_planted_unrelated_image_in_the_top_three(collection, ra
     drawing(folder / "planted-drawing.png")
     build_index([folder], collection / "store", encoder=random_encoder)
     index = ImageIndex.open(collection / "store", encoder=random_encoder)
-    assert {p.id for p in index.map()} == set(live(collection / "store"))
+    assert {p.id for p in index.map("pca")} == set(live(collection / "store"))
     assert any(path.endswith("planted-drawing.png") for _, path, _ in index.outliers(3))
 
 
 def test_the_map_page_holds_every_image_and_its_neighbours(collection, tmp_path):
     out = tmp_path / "map.html"
-    result = run_cli("map", "--store", collection / "store", "--out", out)
+    result = run_cli("map", "--store", collection / "store", "--out", out, "--method", "pca")
     assert result.returncode == 0, result.stderr
     page = out.read_text()
     start = page.index("const D = ") + len("const D = ")
@@ -100,3 +101,24 @@ def test_the_map_page_holds_every_image_and_its_neighbours(collection, tmp_path)
     first = str(data["points"][0][0])
     assert len(data["neighbours"][first]) == min(6, len(data["points"]) - 1)
     assert data["outliers"], "the most unusual images are marked"
+
+
+@pytest.mark.slow  # umap-learn compiles its kernels with numba on first use (~30 s here)
+def test_umap_places_every_image_and_keeps_copies_together(collection, random_encoder):
+    pytest.importorskip("umap", reason="UMAP is the `map` extra: pip install -e '.[map]'")
+    folder = collection / "photos"
+    shutil.copy(folder / "chelsea.jpg", folder / "chelsea-copy.jpg")
+    Image.open(folder / "coffee.jpg").resize((400, 266)).save(folder / "coffee-small.jpg", quality=80)
+    build_index([folder], collection / "store", encoder=random_encoder)
+    index = ImageIndex.open(collection / "store", encoder=random_encoder)
+    points = {Path(p.path).name: np.array([p.x, p.y]) for p in index.map("umap")}
+    assert len(points) == len(live(collection / "store"))
+
+    def nearest(name: str) -> str:
+        return min((n for n in points if n != name), key=lambda n: np.linalg.norm(points[n] - points[name]))
+
+    assert nearest("chelsea-copy.jpg") == "chelsea.jpg" and nearest("coffee-small.jpg") == "coffee.jpg"
+    with np.load(collection / "store" / MAP_CACHE) as cached:
+        assert str(cached["method"]) == "umap"
+    again = {Path(p.path).name: np.array([p.x, p.y]) for p in index.map("auto")}  # auto is UMAP here: cached
+    assert all(np.array_equal(again[name], points[name]) for name in points)
