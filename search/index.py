@@ -172,6 +172,12 @@ class ImageIndex:
             row["date"] = str(row["date"])[:19] if row["date"] else None
         return rows
 
+    def describe_paths(self, paths) -> dict[str, dict]:
+        """Size and mtime_ns of these indexed paths, keyed by path."""
+        wanted = [encode_path(p)[0] for p in paths]
+        rows = self.store.records("path, size, mtime_ns", f"{LIVE} AND list_contains(?, path)", [wanted])
+        return {r["path"]: r for r in rows}
+
     def roots(self) -> list[str]:
         """The folders this store was built from."""
         return self.store.roots()

@@ -126,31 +126,48 @@ def build_app(index: ImageIndex) -> gr.Blocks:
         return preview_of(hit, query, heat)
 
     # Gradio passes the click only to functions whose signature asks for gr.SelectData.
-    def query_corner(hits, selected, first, evt: gr.SelectData):
-        return corner("query", hits, selected, first, evt)
+    def query_corner(upload, hits, selected, first, evt: gr.SelectData):
+        return corner("query", upload, hits, selected, first, evt)
 
-    def preview_corner(hits, selected, first, evt: gr.SelectData):
-        return corner("preview", hits, selected, first, evt)
+    def preview_corner(upload, hits, selected, first, evt: gr.SelectData):
+        return corner("preview", upload, hits, selected, first, evt)
 
-    def corner(source, hits, selected, first, evt):
+    def corner(source, upload, hits, selected, first, evt):
         """A click on the query image or the preview: the first corner, then the second, which
-        makes the region (in pixels of the upright image)."""
+        makes the region (in pixels of the upright image), shown cut out beside it."""
+        unchanged = (first, gr.update(), gr.update(), gr.update(), gr.update())
         x, y = (float(v) for v in evt.index)
         if source == "preview":
             hit = next((h for h in hits if h.id == selected), None)
             if hit is None or not hit.width:
-                return first, gr.update(), gr.update(), gr.update()
+                return unchanged
             shown = _image_size(thumbs.get(hit.path, hit.size, hit.mtime, side=PREVIEW_SIDE))
             x, y = x * hit.width / shown[0], y * hit.height / shown[1]
             source = str(hit.id)
+        elif upload is None:
+            return unchanged
         if first is None or first[0] != source:
             return (source, x, y), gr.update(), gr.update(), plain_markdown(
-                "Region: first corner set; click the opposite corner on the same image.")
+                "Region: first corner set; click the opposite corner on the same image."), gr.update()
         (_, x0, y0), (x1, y1) = first, (x, y)
         box = (int(min(x0, x1)), int(min(y0, y1)), int(max(x0, x1)) + 1, int(max(y0, y1)) + 1)
+        try:
+            crop = index.region(_uploaded_bytes(upload, upload_dir) if source == "query" else int(source), box)
+        except VitsearchError as e:
+            raise gr.Error(_without_upload_dir(str(e), upload_dir)) from None
+        crop.thumbnail((PREVIEW_SIDE // 2, PREVIEW_SIDE // 2))
+        where = "query image" if source == "query" else "result"
         return None, ",".join(map(str, box)), source, plain_markdown(
-            f"Region {box[0]},{box[1]} to {box[2]},{box[3]} of the {'query image' if source == 'query' else 'result'}: "
-            "press Search this region.")
+            f"Region {box[0]},{box[1]} to {box[2]},{box[3]} of the {where}: press Search this region."), crop
+
+    def show_copies(hits, selected):
+        """The near-duplicates folded into the selected result, as a gallery of their own."""
+        hit = next((h for h in hits if h.id == selected), None)
+        if hit is None or not hit.copies:
+            raise gr.Error("Select a result that shows +N copies.")
+        rows = index.describe_paths(hit.copies)
+        return [(thumbs.get(path, rows[path]["size"], rows[path]["mtime_ns"]), Path(path).name)
+                for path in hit.copies if path in rows]
 
     def find_paths(text):
         if not text or len(text) < 2:
@@ -216,7 +233,12 @@ def build_app(index: ImageIndex) -> gr.Blocks:
                         region = gr.Textbox(label="Region X0,Y0,X1,Y1 (click two corners on the query image or "
                                                   "the selected result)", elem_id="region-box")
                         region_button = gr.Button("Search this region", elem_id="region-search", scale=0)
-                    region_note = gr.Markdown(elem_id="region-note")
+                    with gr.Row():
+                        region_note = gr.Markdown(elem_id="region-note")
+                        region_crop = gr.Image(label="Region", interactive=False, height=160, elem_id="region-crop")
+                    with gr.Accordion("Copies folded into the selected result", open=False):
+                        copies_button = gr.Button("Show its copies", elem_id="show-copies")
+                        copies_gallery = gr.Gallery(columns=6, height="auto", format="jpeg", elem_id="copies-gallery")
             hits_state = gr.State([])
             selected_id = gr.State(None)
             query_state = gr.State((None, None))  # what the shown results were searched with: (query, box)
@@ -232,9 +254,10 @@ def build_app(index: ImageIndex) -> gr.Blocks:
                         results).then(facets, hits_state, label_facets)
             label_button.click(search_label, label_pick, results).then(facets, hits_state, label_facets)
             heat.change(toggle_heat, [hits_state, selected_id, query_state, heat], [preview, heat_note])
-            corner_outputs = [first_corner, region, region_source, region_note]
-            upload.select(query_corner, [hits_state, selected_id, first_corner], corner_outputs)
-            preview.select(preview_corner, [hits_state, selected_id, first_corner], corner_outputs)
+            corner_outputs = [first_corner, region, region_source, region_note, region_crop]
+            upload.select(query_corner, [upload, hits_state, selected_id, first_corner], corner_outputs)
+            preview.select(preview_corner, [upload, hits_state, selected_id, first_corner], corner_outputs)
+            copies_button.click(show_copies, [hits_state, selected_id], copies_gallery)
             region_button.click(run_search, [upload, picked, *filters, region, region_source],
                                 results).then(facets, hits_state, label_facets)
 

@@ -431,6 +431,45 @@ def test_a_region_drawn_on_the_query_image_searches_that_region(served, browser)
     page.close()
 
 
+def test_copies_expand_and_a_region_of_a_result_searches(served, browser):
+    from vitsearch.search.region import parse_box
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(served["url"])
+    page.wait_for_selector("#query-image")
+    page.set_input_files("#query-image input[type=file]", str(served["photos"] / "scene-005.jpg"))
+    page.wait_for_function("document.querySelectorAll('#results-gallery .caption-label').length > 0",
+                           timeout=120_000)
+    assert "copies)" in gallery_captions(page, "results-gallery")[0], "its two byte-identical copies fold into it"
+    page.locator("#results-gallery button.thumbnail-item").first.click()
+    page.wait_for_function("document.querySelector('#preview img')")
+    page.get_by_text("Copies folded into the selected result").click()
+    page.click("#show-copies")
+    page.wait_for_function("document.querySelectorAll('#copies-gallery .caption-label').length > 0", timeout=60_000)
+    shown = set(gallery_captions(page, "copies-gallery"))
+    top = served_index(served).search(str(served["photos"] / "scene-005.jpg"), k=12, collapse=True)[0]
+    assert shown == {Path(p).name for p in top.copies}
+    assert shown | {Path(top.path).name} == {"scene-005.jpg", *MARKDOWN_NAMES}, "the three identical files"
+
+    # Two clicks on the selected result's preview make a region of that image, in its own pixels.
+    image = page.locator("#preview img").first
+    box = image.bounding_box()
+    image.click(position={"x": box["width"] * 0.1, "y": box["height"] * 0.1})
+    page.wait_for_function("document.querySelector('#region-note').innerText.includes('first corner')")
+    image.click(position={"x": box["width"] * 0.7, "y": box["height"] * 0.8})
+    page.wait_for_function("document.querySelector('#region-note').innerText.includes('of the result')")
+    page.wait_for_selector("#region-crop img")
+    x0, y0, x1, y1 = parse_box(page.input_value("#region-box textarea, #region-box input"))
+    assert x1 <= top.width and y1 <= top.height and x1 - x0 > top.width / 3, (x0, y0, x1, y1)
+    page.click("#region-search")
+    page.wait_for_function("document.querySelector('#search-status').innerText.includes('from region')",
+                           timeout=60_000)
+    expected = served_index(served).search(top.id, k=12, box=(x0, y0, x1, y1), collapse=True)
+    page.wait_for_function(f"document.querySelectorAll('#results-gallery .caption-label').length == {len(expected)}")
+    assert caption_names(page, "results-gallery") == [Path(h.path).name for h in expected]
+    page.close()
+
+
 def test_heat_map_overlay_on_a_result_toggles(served, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(served["url"])
