@@ -32,6 +32,16 @@ def load_store_encoder(store_dir: str | os.PathLike | None = None, weights: str 
     return load_encoder(weights, device=device, exact=exact, decode=decode, precision=precision)
 
 
+def reuse_precision_check(manifest: dict, encoder: Encoder) -> None:
+    """A store whose images already passed (or failed) the check for this encoder's ladder, on
+    this CPU and torch, keeps that outcome: small daily runs do not pay an fp32 pass each time."""
+    key = getattr(encoder, "precision_key", lambda: None)()
+    if key is None or getattr(encoder, "precision_check", None) is not None:
+        return
+    if manifest.get("precision_check_key") == key and manifest.get("precision"):
+        encoder.adopt_precision(manifest["precision"], manifest.get("precision_min_cosine"))
+
+
 def record_precision(store, encoder: Encoder, report: IndexReport) -> None:
     """The precision the run used and, when the first batch checked it, its cosine to fp32."""
     check = getattr(encoder, "precision_check", None)
@@ -40,11 +50,11 @@ def record_precision(store, encoder: Encoder, report: IndexReport) -> None:
         return  # an encoder without precisions (a test's fake)
     report.precision = precision
     values = {"precision": precision}
-    if check is not None:
+    if check is not None and not check.get("reused"):
         report.precision_check = check
         values.update(precision_min_cosine=check["min_cosine"], precision_checked_images=check["images"],
-                      precision_tried=check["tried"])
-    if store.manifest().get("precision") != precision or check is not None:
+                      precision_tried=check["tried"], precision_check_key=encoder.precision_key())
+    if store.manifest().get("precision") != precision or len(values) > 1:
         store.set_manifest(**values)
 
 
@@ -79,6 +89,7 @@ def build_index(
             encoder = load_store_encoder(store_dir, weights, device=device, exact=exact, decode=decode,
                                          precision=precision)
         manifest = store.initialize(encoder_identity(encoder))
+        reuse_precision_check(manifest, encoder)
         vectors = open_for_writing(store, manifest)
         report = IndexReport(repair=vectors.repair, store=str(store.dir))
         scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden))

@@ -79,6 +79,22 @@ class Encoder:
                                 "images": len(reference), "tried": tried}
         return vectors
 
+    def precision_key(self) -> str | None:
+        """What a parity check's outcome depends on besides the images: the ladder tried, the
+        weights, torch and this CPU's features (None when nothing is checked)."""
+        if len(self.ladder) < 2:
+            return None
+        import torch
+
+        flags = ",".join(sorted(_cpu_flags() & _PRECISION_FLAGS))
+        return "|".join([*self.ladder, self.weights.fingerprint, torch.__version__, flags])
+
+    def adopt_precision(self, precision: str, min_cosine: float | None) -> None:
+        """Run at a precision an earlier check of this store chose (see build.reuse_precision_check)."""
+        self.precision, self.fallbacks = precision, None
+        self.precision_check = {"precision": precision, "min_cosine": min_cosine, "images": 0, "tried": [],
+                                "reused": True}
+
     def _model_for(self, precision: str):
         if precision != "int8":
             return self.model
@@ -128,6 +144,7 @@ class TimmEncoder(Encoder):
     # The precisions to fall back to, in order, when the current one fails its parity check;
     # None: the precision is not checked (fp32 itself, or a GPU).
     fallbacks: tuple[str, ...] | None = None
+    ladder: tuple[str, ...] = ()  # every precision this encoder was set to try, in order
     precision_check: dict | None = None  # what the first batch measured (see check_precision)
     _int8_model: object = field(default=None, repr=False)  # built on first use of int8
 
@@ -199,6 +216,22 @@ class TimmEncoder(Encoder):
                                 "images": len(reference), "tried": tried}
         return vectors
 
+    def precision_key(self) -> str | None:
+        """What a parity check's outcome depends on besides the images: the ladder tried, the
+        weights, torch and this CPU's features (None when nothing is checked)."""
+        if len(self.ladder) < 2:
+            return None
+        import torch
+
+        flags = ",".join(sorted(_cpu_flags() & _PRECISION_FLAGS))
+        return "|".join([*self.ladder, self.weights.fingerprint, torch.__version__, flags])
+
+    def adopt_precision(self, precision: str, min_cosine: float | None) -> None:
+        """Run at a precision an earlier check of this store chose (see build.reuse_precision_check)."""
+        self.precision, self.fallbacks = precision, None
+        self.precision_check = {"precision": precision, "min_cosine": min_cosine, "images": 0, "tried": [],
+                                "reused": True}
+
     def _model_for(self, precision: str):
         if precision != "int8":
             return self.model
@@ -259,7 +292,7 @@ class TimmRecipe(EncoderRecipe):
         return TimmEncoder(model=model, transform=timm.data.create_transform(**self.data_config, is_training=False),
                            data_config=dict(self.data_config), weights=self.weights, precision=ladder[0],
                            exact=self.exact, device=device, model_name=self.model_name, dim=model.num_features,
-                           fallbacks=_fallbacks(ladder))
+                           fallbacks=_fallbacks(ladder), ladder=ladder)
 
 
 def encoder_identity(encoder: Encoder) -> dict:
@@ -327,6 +360,9 @@ def _cpu_flags() -> set[str]:
         return set()
 
 
+_PRECISION_FLAGS = {"avx512_bf16", "amx_bf16", "avx512_vnni", "avx_vnni", "amx_int8"}
+
+
 def _cpu_has_native_bf16() -> bool:
     return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
@@ -388,6 +424,7 @@ def load_encoder(
         device=device,
         precision=ladder[0],
         fallbacks=_fallbacks(ladder),
+        ladder=ladder,
         exact=exact,
         dim=model.num_features,
         label_head=label_head,

@@ -70,6 +70,12 @@ def test_without_bf16_int8_is_chosen_checked_and_recorded(monkeypatch, photos, t
     assert max(cosines) < 0.999999, "the int8 model really ran (not fp32 under another name)"
     info = json.loads(run_cli("info", "--store", tmp_path / "int8", "--json").stdout)
     assert info["precision"] == "int8" and info["precision_min_cosine"] >= 0.999
+    # A later run into the same store (same weights, torch and CPU) keeps the outcome: no fp32 pass.
+    write_scenes(photos.parent / "more", range(40, 43))
+    again = encoder.load_encoder("random", device="cpu")
+    later = build_index([photos, photos.parent / "more"], tmp_path / "int8", encoder=again)
+    assert later.embedded == 3 and again.precision == "int8" and again.precision_check["reused"]
+    assert later.precision_check is None, "nothing was checked again"
 
 
 def test_a_precision_that_fails_its_check_falls_back_and_says_so(monkeypatch, photos, tmp_path):
