@@ -121,7 +121,7 @@ def load_image(data: bytes, *, draft_size: int | None = None, signature: bool = 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # bomb and EXIF warnings: we check and record ourselves
         img, header = _open_checked(data)
-        fast = decode_fast(data, img)
+        fast = decode_fast(data, img, draft_size)
         if fast is not None:
             img = fast
         else:
@@ -161,7 +161,7 @@ def _open_checked(data: bytes) -> tuple[Image.Image, ImageHeader]:
     width, height = img.size
     _check_dimensions(width, height)
     notes: list[str] = []
-    captured_at, camera, orientation = _read_exif(img, notes)
+    captured_at, camera, orientation = _read_exif(img, notes, data)
     if orientation >= 5:  # the stored pixels lie on their side
         width, height = height, width
     info = ImageInfo(width, height, img.format or "UNKNOWN", captured_at, camera, tuple(notes))
@@ -223,14 +223,33 @@ def _reduce(img: Image.Image, min_side: int) -> Image.Image:
     return img.reduce(factor)
 
 
-def _read_exif(img: Image.Image, notes: list[str]) -> tuple[datetime | None, str | None, int]:
+def _read_exif(img: Image.Image, notes: list[str],
+               data: bytes | None = None) -> tuple[datetime | None, str | None, int]:
     """Return (capture time, camera, orientation); bad EXIF is noted, not fatal."""
     try:
-        exif = img.getexif()
+        exif = _png_exif(data) if img.format == "PNG" and data is not None and "exif" not in img.info \
+            else img.getexif()
     except Exception as e:  # noqa: BLE001 - EXIF parsers raise anything on junk
         notes.append(f"exif unreadable: {e}")
         return None, None, 1
     return _exif_facts(exif, notes)
+
+
+def _png_exif(data: bytes) -> Image.Exif:
+    """A PNG's eXIf chunk found by walking the chunk headers. Pillow's getexif() decodes the
+    whole image to look past the pixel data, and a fast decoder would then decode it twice."""
+    exif = Image.Exif()
+    position = 8  # after the signature
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        kind = data[position + 4:position + 8]
+        if kind == b"eXIf":
+            exif.load(data[position + 8:position + 8 + length])
+            break
+        if kind == b"IEND":
+            break
+        position += 12 + length  # length, type, data, CRC
+    return exif
 
 
 def _raw_exif(data: bytes, notes: list[str]) -> tuple[datetime | None, str | None]:

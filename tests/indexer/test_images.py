@@ -217,6 +217,8 @@ def test_reduced_decoding_keeps_orientation_and_size():
 
 
 def test_webp_fast_path_gives_pillows_pixels():
+    import torch  # noqa: F401 - the WebP fast path runs where the model does: with torch loaded
+
     from vitsearch.indexer.fast_decode import decode_fast
 
     photo = upright_test_image().resize((600, 400))
@@ -240,3 +242,56 @@ def test_broken_webp_body_is_reported_by_pillow():
     with pytest.raises(ImageLoadError) as caught:
         load_image(broken)
     assert caught.value.reason in ("corrupt", "truncated", "unidentified")
+
+
+def test_png_fast_path_gives_pillows_pixels_and_leaves_the_rest_to_pillow():
+    from vitsearch.indexer.fast_decode import decode_fast
+
+    photo = upright_test_image().resize((600, 400))
+    translucent = photo.convert("RGBA")
+    translucent.putalpha(Image.linear_gradient("L").resize(photo.size))
+    for image in (photo, translucent):
+        data = encode(image, "PNG")
+        fast = decode_fast(data, Image.open(io.BytesIO(data)))
+        assert fast is not None and fast.mode == image.mode
+        reference = Image.open(io.BytesIO(data))
+        reference.load()
+        assert np.array_equal(np.asarray(fast), np.asarray(reference))
+    left_to_pillow = [encode(photo.convert("L"), "PNG"), encode(photo.convert("P"), "PNG"),
+                      encode(photo, "PNG", transparency=(0, 0, 0)),
+                      encode(Image.fromarray(np.asarray(photo.convert("L"), np.uint16) * 257), "PNG")]
+    for data in left_to_pillow:
+        assert decode_fast(data, Image.open(io.BytesIO(data))) is None
+
+
+def test_png_exif_is_read_without_decoding_the_pixels(monkeypatch):
+    from PIL import PngImagePlugin
+
+    photo = upright_test_image().resize((90, 60))
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 6, "PngCam"
+    data = encode(photo, "PNG", exif=exif)
+    decoded = []
+    real_load = PngImagePlugin.PngImageFile.load
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: decoded.append(1) or real_load(self))
+    loaded = load_image(data)
+    assert loaded.info.camera == "PngCam" and loaded.image.size == (60, 90), "orientation 6: upright"
+    assert not decoded, "libspng decoded the pixels, once; Pillow never did"
+    truncated = data[: len(data) // 2]
+    with pytest.raises(ImageLoadError) as caught:
+        load_image(truncated)
+    assert caught.value.reason in ("truncated", "corrupt")
+
+
+def test_a_large_webp_decodes_at_reduced_scale_in_default_mode():
+    """libwebp's scaled decoding (through libvips): what the model sees stays close to a full
+    decode reduced the usual way; embeddings are held to cosine 0.999 by the parity test."""
+    pytest.importorskip("pyvips")
+    photo = upright_test_image().resize((1200, 1100))
+    data = encode(photo, "WEBP", quality=90)
+    scaled = load_image(data, draft_size=500).image
+    full = load_image(data).image
+    assert scaled.size == (600, 550) and full.size == (1200, 1100)
+    reduced = np.asarray(full.reduce(2), np.float64)
+    assert np.abs(np.asarray(scaled, np.float64) - reduced).mean() < 3.0
+    assert load_image(data, draft_size=700).image.size == (1200, 1100), "under twice the target: full size"
