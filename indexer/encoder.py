@@ -52,63 +52,6 @@ class Encoder:
     def preprocess_config(self) -> dict:
         raise NotImplementedError
 
-    def _pooled(self, batch, precision: str):
-        """Unit pre-logits of a batch on the model's device, at `precision` (copied to the CPU)."""
-        import torch
-
-        model = self._model_for(precision)
-        with torch.inference_mode(), self._autocast(precision):
-            pooled = model.forward_head(model.forward_features(batch), pre_logits=True)
-            return torch.nn.functional.normalize(pooled.float(), dim=1).to("cpu", non_blocking=True)
-
-    def check_precision(self, batch) -> np.ndarray:
-        """Embed the batch's first PARITY_IMAGES at the current precision and in fp32: keep the
-        precision if every one reaches PARITY_COSINE, else fall back along the ladder. Returns
-        the batch's vectors at the precision kept; the outcome is in `precision_check` (recorded
-        in the store)."""
-        batch = batch.to(self.device)
-        sample = batch[:PARITY_IMAGES]
-        reference = self._pooled(sample, "fp32").numpy()
-        tried = []
-        while True:
-            if self.precision == "fp32":
-                vectors, cosine = reference, 1.0
-            else:
-                vectors = self._pooled(sample, self.precision).numpy()
-                cosine = float(np.min(np.sum(vectors * reference, axis=1)))
-            tried.append({"precision": self.precision, "min_cosine": round(cosine, 6)})
-            if cosine >= PARITY_COSINE or not self.fallbacks:
-                break
-            self.precision, self.fallbacks = self.fallbacks[0], self.fallbacks[1:]
-        self.precision_check = {"precision": self.precision, "min_cosine": round(cosine, 6),
-                                "images": len(reference), "tried": tried}
-        if len(batch) > len(sample):
-            vectors = np.concatenate([vectors, self._pooled(batch[len(sample):], self.precision).numpy()])
-        return vectors
-
-    def precision_key(self) -> str | None:
-        """What a parity check's outcome depends on besides the images: the ladder tried, the
-        weights, torch and this CPU's features (None when nothing is checked)."""
-        if len(self.ladder) < 2:
-            return None
-        import torch
-
-        flags = ",".join(sorted(_cpu_flags() & _PRECISION_FLAGS))
-        return "|".join([*self.ladder, self.weights.fingerprint, torch.__version__, flags])
-
-    def adopt_precision(self, precision: str, min_cosine: float | None) -> None:
-        """Run at a precision an earlier check of this store chose (see build.reuse_precision_check)."""
-        self.precision, self.fallbacks = precision, None
-        self.precision_check = {"precision": precision, "min_cosine": min_cosine, "images": 0, "tried": [],
-                                "reused": True}
-
-    def _model_for(self, precision: str):
-        if precision != "int8":
-            return self.model
-        if self._int8_model is None:
-            self._int8_model = _quantized(self.model)
-        return self._int8_model
-
     def encode_with_patches(self, batch) -> tuple[np.ndarray, np.ndarray]:
         """The embeddings (n, dim) and, from the same pass, (n, rows, cols, dim) unit vectors,
         one per image patch, in the embedding's space (for `explain`)."""
