@@ -24,9 +24,20 @@ class EvalTransform:
             raise ValueError(f"no equivalent of timm's transform for {data_config}")
         self.size = int(data_config["input_size"][-1])
         self.scale_size = math.floor(self.size / float(data_config["crop_pct"]))
-        self.resample = _RESAMPLE[data_config["interpolation"]]
+        self.interpolation = data_config["interpolation"]
+        self.resample = _RESAMPLE[self.interpolation]
         self.mean = torch.tensor(data_config["mean"], dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(data_config["std"], dtype=torch.float32).view(-1, 1, 1)
+
+    @property
+    def transforms(self) -> list:
+        """The same steps as torchvision transforms, as timm builds them (device_preprocess
+        applies those to tensors); torchvision is imported only when asked for."""
+        from torchvision import transforms as T
+
+        mode = T.InterpolationMode(self.interpolation)
+        return [T.Resize(self.scale_size, interpolation=mode), T.CenterCrop((self.size, self.size)), T.ToTensor(),
+                T.Normalize(self.mean.flatten().tolist(), self.std.flatten().tolist())]
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         width, height = image.size

@@ -31,7 +31,8 @@ def test_concurrent_requests_for_one_thumbnail_never_read_a_torn_file(tmp_path):
     def request(i):
         # Forget what is known so that every call writes the file again, as concurrent first
         # requests for one thumbnail would.
-        cache._items.clear()
+        with cache._lock:  # the cache's own lock: clearing beside a get() would race the test, not the cache
+            cache._items.clear()
         for known in (tmp_path / "thumbs").glob("[!.]*.jpg"):
             known.unlink(missing_ok=True)
         return cache.get(str(photo), photo.stat().st_size, photo.stat().st_mtime_ns)
