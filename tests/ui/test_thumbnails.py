@@ -37,12 +37,14 @@ def test_concurrent_requests_for_one_thumbnail_never_read_a_torn_file(tmp_path):
             known.unlink(missing_ok=True)
         return cache.get(str(photo), photo.stat().st_size, photo.stat().st_mtime_ns)
 
-    watcher = threading.Thread(target=reader)
+    watcher = threading.Thread(target=reader, daemon=True)
     watcher.start()
-    with ThreadPoolExecutor(8) as pool:
-        paths = set(pool.map(request, range(200)))
-    stop.set()
-    watcher.join()
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            paths = set(pool.map(request, range(200)))
+    finally:  # a failure must not leave the reader spinning (pytest would never exit)
+        stop.set()
+        watcher.join()
     assert len(paths) == 1 and not torn, torn[:3]
     assert not list((tmp_path / "thumbs").glob(".thumb-*")), "no staging files left behind"
 
