@@ -84,6 +84,24 @@ def write_scenes(folder: Path, seeds, fmt: str = "JPEG", ext: str = "jpg") -> li
     return paths
 
 
+def sample_photo(name: str) -> Image.Image:
+    """One of the public-domain photos scikit-image ships (e.g. "chelsea.png"), as RGB."""
+    import skimage
+
+    return Image.open(Path(skimage.__file__).parent / "data" / name).convert("RGB")
+
+
+def write_photos(folder: Path, names, quality: int = 92) -> list[Path]:
+    """scikit-image's photos saved in `folder` as JPEGs named by their stem (chelsea.jpg, ...)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in names:
+        path = folder / f"{Path(name).stem}.jpg"
+        sample_photo(name).save(path, quality=quality)
+        paths.append(path)
+    return paths
+
+
 def run_cli(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
     """Run the real `vitsearch` command in a child process."""
     full_env = dict(os.environ, **(env or {}))

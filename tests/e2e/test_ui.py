@@ -377,6 +377,17 @@ def caption_names(page, gallery_id: str) -> list[str]:
     return [c.split(" · ", 1)[1].split(" (+")[0] for c in gallery_captions(page, gallery_id)]
 
 
+def searched_page(served, browser, photo: str, height: int = 1000, at_least: int = 1):
+    """A new page that has searched with photos/`photo` and shows at least `at_least` results."""
+    page = browser.new_page(viewport={"width": 1400, "height": height})
+    page.goto(served["url"])
+    page.wait_for_selector("#query-image")
+    page.set_input_files("#query-image input[type=file]", str(served["photos"] / photo))
+    page.wait_for_function(f"document.querySelectorAll('#results-gallery .caption-label').length >= {at_least}",
+                           timeout=120_000)
+    return page
+
+
 def test_label_search_box_completes_a_class_and_lists_its_images(served, browser):
     from vitsearch.search.labels import label_counts
 
@@ -401,13 +412,8 @@ def test_label_search_box_completes_a_class_and_lists_its_images(served, browser
 def test_a_region_drawn_on_the_query_image_searches_that_region(served, browser):
     from vitsearch.search.region import parse_box
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(served["url"])
-    page.wait_for_selector("#query-image")
     query = served["photos"] / "chelsea.jpg"
-    page.set_input_files("#query-image input[type=file]", str(query))
-    page.wait_for_function("document.querySelectorAll('#results-gallery .caption-label').length > 0",
-                           timeout=120_000)
+    page = searched_page(served, browser, query.name)
     image = page.locator("#query-image img").first
     image.wait_for()
     box = image.bounding_box()
@@ -434,12 +440,7 @@ def test_a_region_drawn_on_the_query_image_searches_that_region(served, browser)
 def test_copies_expand_and_a_region_of_a_result_searches(served, browser):
     from vitsearch.search.region import parse_box
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1400})
-    page.goto(served["url"])
-    page.wait_for_selector("#query-image")
-    page.set_input_files("#query-image input[type=file]", str(served["photos"] / "scene-005.jpg"))
-    page.wait_for_function("document.querySelectorAll('#results-gallery .caption-label').length > 0",
-                           timeout=120_000)
+    page = searched_page(served, browser, "scene-005.jpg", height=1400)
     assert "copies)" in gallery_captions(page, "results-gallery")[0], "its two byte-identical copies fold into it"
     page.locator("#results-gallery button.thumbnail-item").first.click()
     page.wait_for_function("document.querySelector('#preview img')")
@@ -471,12 +472,7 @@ def test_copies_expand_and_a_region_of_a_result_searches(served, browser):
 
 
 def test_heat_map_overlay_on_a_result_toggles(served, browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(served["url"])
-    page.wait_for_selector("#query-image")
-    page.set_input_files("#query-image input[type=file]", str(served["photos"] / "coffee.jpg"))
-    page.wait_for_function("document.querySelectorAll('#results-gallery .caption-label').length > 1",
-                           timeout=120_000)
+    page = searched_page(served, browser, "coffee.jpg", at_least=2)
     page.locator("#results-gallery button.thumbnail-item").nth(1).click()
     page.wait_for_function("document.querySelector('#preview img')")
     plain = page.locator("#preview img").get_attribute("src")

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import REPO
+from tests.conftest import REPO, write_photos
 from vitsearch.indexer.encoder import load_encoder
 from vitsearch.indexer.transform import EvalTransform
 from vitsearch.indexer.vit import ViT
@@ -45,11 +45,7 @@ def probe(cache: Path, weights: str, image: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory) -> Path:
-    import skimage
-
-    path = tmp_path_factory.mktemp("photo") / "chelsea.jpg"
-    Image.open(Path(skimage.__file__).parent / "data" / "chelsea.png").convert("RGB").save(path, quality=92)
-    return path
+    return write_photos(tmp_path_factory.mktemp("photo"), ["chelsea.png"])[0]
 
 
 def test_the_transform_equals_timms_bit_for_bit(photo):

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from tests.conftest import run_cli, write_scenes
+from tests.conftest import run_cli, write_photos, write_scenes
 from vitsearch.indexer import build_index, encoder
 from vitsearch.indexer.errors import ConfigError
 from vitsearch.indexer.store import Store
@@ -23,13 +22,9 @@ def cpu_with(monkeypatch, *flags: str) -> None:
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    import skimage
-
     folder = tmp_path_factory.mktemp("precision") / "photos"
     write_scenes(folder, range(5))
-    for name in ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg"):
-        Image.open(Path(skimage.__file__).parent / "data" / name).convert("RGB").save(
-            folder / f"{Path(name).stem}.jpg", quality=92)
+    write_photos(folder, ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg"))
     return folder
 
 

@@ -5,13 +5,12 @@ the grid maps onto the target's pixels and the heat map is written over the targ
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import run_cli, write_scenes
+from tests.conftest import run_cli, sample_photo, write_scenes
 from vitsearch.indexer import build_index
 from vitsearch.search import ImageIndex
 
@@ -20,13 +19,10 @@ SIZE = (480, 320)  # wider than tall: the model sees the central square
 
 @pytest.fixture(scope="module")
 def halves(tmp_path_factory, random_encoder):
-    import skimage
-
     root = tmp_path_factory.mktemp("explain")
     write_scenes(root / "photos", range(4))
-    data = Path(skimage.__file__).parent / "data"
-    left = Image.open(data / "chelsea.png").convert("RGB").resize(SIZE)
-    right = Image.open(data / "coffee.png").convert("RGB").resize(SIZE)
+    left = sample_photo("chelsea.png").resize(SIZE)
+    right = sample_photo("coffee.png").resize(SIZE)
     left.save(root / "left.png")
     right.save(root / "right.png")
     half = left.copy()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from tests.conftest import run_cli, write_scenes
+from tests.conftest import run_cli, write_photos, write_scenes
 from vitsearch.indexer import build_index
 from vitsearch.indexer.encoder import load_encoder
 from vitsearch.indexer.errors import ConfigError
@@ -53,16 +53,13 @@ def reference_top5(model, path: Path) -> tuple[list[int], list[float]]:
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):
-    import skimage
     import timm.data
     from safetensors.torch import save_file
 
     root = tmp_path_factory.mktemp("labels")
     folder = root / "photos"
     write_scenes(folder, range(6))
-    for name in ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "horse.png", "camera.png"):
-        Image.open(Path(skimage.__file__).parent / "data" / name).convert("RGB").save(
-            folder / f"{Path(name).stem}.jpg", quality=92)
+    write_photos(folder, ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "horse.png", "camera.png"))
     model = full_model_with_head()
     weights = root / "with-head.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, write_photos
 from vitsearch.indexer import build_index
 from vitsearch.indexer.store import Store
 from vitsearch.search import ImageIndex
@@ -33,14 +33,9 @@ def drawing(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory, random_encoder):
-    import skimage
-
     root = tmp_path_factory.mktemp("map")
     folder = root / "photos"
-    folder.mkdir()
-    data = Path(skimage.__file__).parent / "data"
-    for name in PHOTOS:
-        Image.open(data / name).convert("RGB").save(folder / f"{Path(name).stem}.jpg", quality=90)
+    write_photos(folder, PHOTOS, quality=90)
     noise = np.random.default_rng(1).integers(0, 256, (320, 320, 3), dtype=np.uint8)
     Image.fromarray(noise).save(folder / "planted-noise.png")
     build_index([folder], root / "store", encoder=random_encoder)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageOps
 
-from tests.conftest import run_cli, write_scenes
+from tests.conftest import run_cli, write_photos, write_scenes
 from vitsearch.indexer import build_index
 from vitsearch.indexer.errors import ConfigError
 from vitsearch.search import ImageIndex
@@ -19,14 +19,10 @@ BOX = (40, 30, 260, 200)
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory, random_encoder):
-    import skimage
-
     root = tmp_path_factory.mktemp("region")
     folder = root / "photos"
     write_scenes(folder, range(8))
-    for name in ("chelsea.png", "coffee.png", "astronaut.png"):
-        Image.open(Path(skimage.__file__).parent / "data" / name).convert("RGB").save(
-            folder / f"{Path(name).stem}.jpg", quality=92)
+    write_photos(folder, ("chelsea.png", "coffee.png", "astronaut.png"))
     query = root / "query.jpg"  # stored on its side, with EXIF saying how to turn it upright
     exif = Image.Exif()
     exif[0x0112] = 6
