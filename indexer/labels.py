@@ -84,10 +84,10 @@ def top_labels(units: np.ndarray, head: LabelHead, k: int = TOP_K) -> tuple[np.n
 def label_rows(store: Store, head: LabelHead, progress: Callable[[int, int], None] | None = None) -> int:
     """Give every live row without labels its top-5; returns how many rows were labelled.
     A different head than the one the store's labels came from relabels every row."""
-    manifest = store.manifest()
-    with store.transaction() as tx:
-        if manifest.get("label_head_fingerprint") != head.fingerprint:
-            tx.reset_labels(head.names, {"label_head_fingerprint": head.fingerprint, "label_head": head.source})
+    fingerprint = head.fingerprint
+    if store.manifest().get("label_head_fingerprint") != fingerprint:  # a transaction only when it changes
+        with store.transaction() as tx:
+            tx.reset_labels(head.names, {"label_head_fingerprint": fingerprint, "label_head": head.source})
     with store.connect() as con:
         (todo,) = con.execute(f"SELECT count(*) FROM images WHERE {LIVE} AND labels IS NULL").fetchone()
     done, last = 0, -1
