@@ -24,12 +24,13 @@ __all__ = ["build_index", "load_store_encoder", "record_precision", "IndexReport
 
 def load_store_encoder(store_dir: str | os.PathLike | None = None, weights: str | None = None, *,
                        device: str = "auto", exact: bool = False, decode: str = "auto",
-                       precision: str | None = None) -> Encoder:
+                       precision: str | None = None, compile_mode: str = "auto") -> Encoder:
     """The encoder an index run into this store uses: `weights` (a file or "random") > what the
     store recorded > timm's pretrained download. Load it once to run build_index many times."""
     store = open_store(store_dir)
     weights = weights or (weights_from_manifest(store.manifest()) if store.exists() else None)
-    return load_encoder(weights, device=device, exact=exact, decode=decode, precision=precision)
+    return load_encoder(weights, device=device, exact=exact, decode=decode, precision=precision,
+                        compile_mode=compile_mode)
 
 
 def reuse_precision_check(manifest: dict, encoder: Encoder) -> None:
@@ -50,6 +51,9 @@ def record_precision(store, encoder: Encoder, report: IndexReport) -> None:
         return  # an encoder without precisions (a test's fake)
     report.precision = precision
     values = {"precision": precision}
+    graph = getattr(encoder, "graph", "eager")
+    if report.embedded and store.manifest().get("model_graph") != graph:
+        values["model_graph"] = graph  # how the last run that embedded ran the model
     if check is not None and not check.get("reused"):
         report.precision_check = check
         values.update(precision_min_cosine=check["min_cosine"], precision_checked_images=check["images"],
@@ -69,6 +73,7 @@ def build_index(
     exact: bool = False,
     decode: str = "auto",
     precision: str | None = None,
+    compile_mode: str = "auto",
     exclude: Iterable[str] = (),
     include_hidden: bool = False,
     workers: int | None = None,
@@ -87,7 +92,7 @@ def build_index(
     with WriterLock(store.dir / "writer.lock"):
         if encoder is None:
             encoder = load_store_encoder(store_dir, weights, device=device, exact=exact, decode=decode,
-                                         precision=precision)
+                                         precision=precision, compile_mode=compile_mode)
         manifest = store.initialize(encoder_identity(encoder))
         reuse_precision_check(manifest, encoder)
         vectors = open_for_writing(store, manifest)
@@ -96,7 +101,10 @@ def build_index(
         rows = store.rows()
         plan = plan_sync(scanned, rows, roots)
         report.unchanged = plan.unchanged
-        run = IndexRun(store, encoder, rows, plan.missing, report, batch_size or encoder.default_batch_size)
+        batch_size = batch_size or encoder.default_batch_size
+        if hasattr(encoder, "prepare_graph"):
+            encoder.prepare_graph(len(plan.to_read), batch_size)
+        run = IndexRun(store, encoder, rows, plan.missing, report, batch_size)
         run.read_all(plan.to_read, workers or default_workers(encoder), progress)
         run.remove_missing()
         record_precision(store, encoder, report)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import model_cache
+from .compiled import CompiledForward, should_compile
 from .device_preprocess import DevicePreprocess
 from .images import BACKGROUND
 from .labels import LabelHead
@@ -96,6 +97,8 @@ class TimmEncoder(Encoder):
     fallbacks: tuple[str, ...] | None = None
     ladder: tuple[str, ...] = ()  # every precision this encoder was set to try, in order
     precision_check: dict | None = None  # what the first batch measured (see check_precision)
+    compile_mode: str = "auto"  # see indexer.compiled: "auto" compiles long CPU runs
+    compiled: CompiledForward | None = None  # set by prepare_graph when this run compiles
     _int8_model: object = field(default=None, repr=False)  # built on first use of int8
 
     @property
@@ -142,8 +145,26 @@ class TimmEncoder(Encoder):
 
         model = self._model_for(precision)
         with torch.inference_mode(), self._autocast(precision):
-            pooled = model.forward_head(model.forward_features(batch), pre_logits=True)
+            if self.compiled is not None and self.compiled.serves(batch, precision):
+                pooled = self.compiled(batch)
+            else:
+                pooled = model.forward_head(model.forward_features(batch), pre_logits=True)
             return torch.nn.functional.normalize(pooled.float(), dim=1).to("cpu", non_blocking=True)
+
+    def prepare_graph(self, images: int, batch_size: int) -> None:
+        """Compile the model for this run's batches when the run is long enough to pay for it."""
+        if self.compiled is None and should_compile(self.compile_mode, device=self.device,
+                                                    precision=self.precision, images=images):
+            model = self.model
+            self.compiled = CompiledForward(
+                lambda batch: model.forward_head(model.forward_features(batch), pre_logits=True),
+                batch_size, self.precision)
+
+    @property
+    def graph(self) -> str:
+        """How this run's batches ran: 'compiled' when through the compiled graph, else 'eager'."""
+        used = self.compiled is not None and self.compiled.used and self.compiled.failed is None
+        return "compiled" if used else "eager"
 
     def check_precision(self, batch) -> np.ndarray:
         """Embed the batch's first PARITY_IMAGES at the current precision and in fp32: keep the
@@ -151,23 +172,23 @@ class TimmEncoder(Encoder):
         the batch's vectors at the precision kept; the outcome is in `precision_check` (recorded
         in the store)."""
         batch = batch.to(self.device)
-        sample = batch[:PARITY_IMAGES]
-        reference = self._pooled(sample, "fp32").numpy()
+        reference = self._pooled(batch[:PARITY_IMAGES], "fp32").numpy()
         tried = []
         while True:
             if self.precision == "fp32":
-                vectors, cosine = reference, 1.0
-            else:
-                vectors = self._pooled(sample, self.precision).numpy()
-                cosine = float(np.min(np.sum(vectors * reference, axis=1)))
+                vectors, cosine = None, 1.0
+            else:  # the whole batch, so that a compiled graph's output is what is checked
+                vectors = self._pooled(batch, self.precision).numpy()
+                cosine = float(np.min(np.sum(vectors[:len(reference)] * reference, axis=1)))
             tried.append({"precision": self.precision, "min_cosine": round(cosine, 6)})
             if cosine >= PARITY_COSINE or not self.fallbacks:
                 break
             self.precision, self.fallbacks = self.fallbacks[0], self.fallbacks[1:]
         self.precision_check = {"precision": self.precision, "min_cosine": round(cosine, 6),
                                 "images": len(reference), "tried": tried}
-        if len(batch) > len(sample):
-            vectors = np.concatenate([vectors, self._pooled(batch[len(sample):], self.precision).numpy()])
+        if vectors is None:
+            rest = [self._pooled(batch[len(reference):], "fp32").numpy()] if len(batch) > len(reference) else []
+            vectors = np.concatenate([reference, *rest])
         return vectors
 
     def precision_key(self) -> str | None:
@@ -345,17 +366,20 @@ def load_encoder(
     exact: bool = False,
     precision: str | None = None,
     decode: str = "auto",
+    compile_mode: str = "auto",
 ) -> TimmEncoder:
     """Build the encoder. `weights`: file path, "random", or None for the pretrained download.
     `precision`: "auto" (None) or one of bf16, int8, fp32 (see precision_ladder).
 
     `decode`: "device" decodes JPEGs and runs the transform on the model's device, "cpu" uses
     Pillow and timm's transform in the reader threads, "auto" is "device" on CUDA unless exact.
+    `compile_mode`: auto, yes or no (see indexer.compiled); a run decides in prepare_graph.
     """
     import torch
 
     device = resolve_device(device)
     ladder = precision_ladder(device, exact, precision or "auto")
+    should_compile(compile_mode, device=device, precision="fp32", images=0)  # a bad mode is said before loading
     fast = device == "cpu" and decode != "device"  # the cached model has no device-side transform
     prepared = model_cache.load_prepared(weights, MODEL_NAME) if fast else None
     if prepared is None:
@@ -382,6 +406,7 @@ def load_encoder(
         exact=exact,
         dim=model.num_features,
         label_head=label_head,
+        compile_mode=compile_mode,
     )
     encoder.device_inputs = _device_inputs(decode, encoder)
     return encoder

@@ -1,4 +1,4 @@
-"""Write a benchmark folder of 2-24 MP photos in mixed JPEG, PNG and WebP.
+"""Write a benchmark folder of 2-24 MP photos in mixed JPEG (half of them progressive), PNG and WebP.
 
     python tests/bench/make_photos.py OUT_DIR [--count 64]
 
@@ -44,7 +44,7 @@ def write_photos(out: Path, count: int) -> list[Path]:
         if (i // 40) % 2:  # the (source, size, format) cycle repeats every 40: keep every file distinct
             photo = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         photo = Image.eval(photo, lambda v, k=1 + 0.03 * (i // 80): min(255, int(v * k)))
-        fmt, ext, options = [("JPEG", "jpg", {"quality": 90}), ("JPEG", "jpg", {"quality": 85}),
+        fmt, ext, options = [("JPEG", "jpg", {"quality": 90}), ("JPEG", "jpg", {"quality": 85, "progressive": True}),
                              ("PNG", "png", {"compress_level": 6}), ("WEBP", "webp", {"quality": 85})][i % 4]
         path = out / f"photo-{i:03d}-{megapixels}mp.{ext}"
         photo.save(path, fmt, **options)

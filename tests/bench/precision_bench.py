@@ -1,6 +1,6 @@
 """The precision ladder on this CPU, in one run on the same files: one JSON line per figure.
 
-    python tests/bench/precision_bench.py FOLDER [--batch-size 32]
+    python tests/bench/precision_bench.py FOLDER [--batch-size 32] [--compiled]
 
 For fp32, int8 and (where the CPU has it natively) bf16: the model alone on ready tensors
 (images/s at batch 32), and `vitsearch index FOLDER --precision P` end to end into a fresh store
@@ -32,13 +32,19 @@ def emit(**figure) -> None:
     print(json.dumps(figure), flush=True)
 
 
-def model_alone(precision: str, batch_size: int, rounds: int = 3) -> float:
+def model_alone(precision: str, batch_size: int, rounds: int = 3, compile_graph: bool = False) -> float:
     import torch
 
-    model = encoders.load_encoder("random", device="cpu", precision=precision)
+    model = encoders.load_encoder("random", device="cpu", precision=precision,
+                                  compile_mode="yes" if compile_graph else "no")
     model.fallbacks = None  # measure this precision as it is, no check
+    model.prepare_graph(10**9, batch_size)
     batch = torch.randn(batch_size, 3, 256, 256)
-    model.encode(batch)  # warm-up (and int8's quantisation)
+    started = time.perf_counter()
+    model.encode(batch)  # warm-up (and int8's quantisation, or compiling)
+    if compile_graph:
+        emit(figure="compile_s", precision=precision, batch_size=batch_size,
+             seconds=round(time.perf_counter() - started, 1), used=model.graph == "compiled")
     started = time.perf_counter()
     for _ in range(rounds):
         model.encode(batch)
@@ -65,6 +71,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--compiled", action="store_true",
+                        help="also the compiled graph (torch.compile, frozen weights) against eager")
     args = parser.parse_args()
     precisions = ["fp32", "int8"] + (["bf16"] if encoders._cpu_has_native_bf16() else [])
     emit(figure="cpu", native_bf16=encoders._cpu_has_native_bf16(),
@@ -73,6 +81,12 @@ def main() -> None:
     for p in precisions:
         emit(figure="model_alone", precision=p, images_per_s=round(alone[p], 2),
              vs_fp32=round(alone[p] / alone["fp32"], 2))
+    if args.compiled:  # eager again right after, so that the ratio compares like with like
+        best = "bf16" if "bf16" in precisions else "fp32"
+        graph = model_alone(best, args.batch_size, compile_graph=True)
+        eager = model_alone(best, args.batch_size)
+        emit(figure="model_alone_compiled", precision=best, images_per_s=round(graph, 2),
+             eager_images_per_s=round(eager, 2), vs_eager=round(graph / eager, 2))
     with tempfile.TemporaryDirectory(prefix="vitsearch-precision-") as scratch:
         runs = {p: index_with(args.folder, Path(scratch) / p, p, args.batch_size) for p in precisions}
         reference = embeddings(Path(scratch) / "fp32")

@@ -1,11 +1,14 @@
 """Benchmark: `vitsearch index --watch`, file written -> searchable, and the watcher's memory.
 
     python tests/bench/watch_latency.py [--files 40] [--background 0] [--cycles 200] [--workdir DIR]
+    python tests/bench/watch_latency.py --files 5 --minutes 60 --interval 2   # an hour of changes
 
 Starts the real command (random weights) on a folder, then writes one new photo at a time and
 times until it is in the store (p50/p95 over --files), then runs --cycles create/modify/delete
-cycles and prints the watcher's resident memory before and after. `--background N` puts N tiny
-files in the tree first (every sync rescans it). Prints one JSON line per figure.
+cycles and prints the watcher's resident memory before and after. `--minutes M` runs the churn
+for M minutes instead (one change every --interval seconds), sampling the resident memory each
+minute, and reports the growth over the second half (the first half is warm-up: caches fill).
+`--background N` puts N tiny files in the tree first (every sync rescans it). One JSON line per figure.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=40)
     parser.add_argument("--background", type=int, default=0)
     parser.add_argument("--cycles", type=int, default=200)
+    parser.add_argument("--minutes", type=float, help="churn for this long instead of --cycles")
+    parser.add_argument("--interval", type=float, default=0.2, help="seconds between churn changes")
     parser.add_argument("--workdir")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="vitsearch-watch-"))
@@ -80,14 +85,26 @@ def main() -> None:
          p50=round(float(np.percentile(latencies, 50)), 2), p95=round(float(np.percentile(latencies, 95)), 2))
     before = rss_mb(watcher.pid)
     churn = folder / "churn"
-    for cycle in range(args.cycles):
+    deadline = time.perf_counter() + 60 * args.minutes if args.minutes else None
+    samples, next_sample, cycle = [(0.0, before)], time.perf_counter() + 60, 0
+    while (cycle < args.cycles) if deadline is None else (time.perf_counter() < deadline):
         churn.mkdir(exist_ok=True)
         (churn / f"c-{cycle % 5}.jpg").write_bytes(scene_bytes(cycle % 50, "JPEG"))
         if cycle % 3 == 2:
             shutil.rmtree(churn)
-        time.sleep(0.2)
+        cycle += 1
+        time.sleep(args.interval)
+        if time.perf_counter() >= next_sample:
+            samples.append((round((time.perf_counter() - started) / 60, 1), rss_mb(watcher.pid)))
+            next_sample += 60
+            if deadline is not None:
+                emit(figure="watch_rss_sample", minute=samples[-1][0], rss_mb=samples[-1][1], changes=cycle)
     time.sleep(5)
-    emit(figure="watch_rss_mb", cycles=args.cycles, before=before, after=rss_mb(watcher.pid))
+    emit(figure="watch_rss_mb", cycles=cycle, before=before, after=rss_mb(watcher.pid))
+    if deadline is not None and len(samples) >= 4:
+        half = samples[len(samples) // 2:]
+        emit(figure="watch_rss_growth_second_half", minutes=round(half[-1][0] - half[0][0], 1),
+             mb=round(half[-1][1] - half[0][1], 1), max_mb=max(rss for _, rss in samples))
     watcher.send_signal(signal.SIGTERM)
     watcher.wait(timeout=300)
     emit(figure="sigterm_exit_code", value=watcher.returncode)
