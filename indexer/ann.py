@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 __all__ = [
-    "INDEX_TYPES", "IndexChoice", "choose_index_type", "build_ann", "new_index", "index_ids",
+    "INDEX_TYPES", "IndexChoice", "choose_index_type", "build_ann", "build_ann_streamed", "new_index", "index_ids",
     "set_search_depth", "search_parameters", "measure_recall", "exact_neighbours",
     "DEFAULT_MEMORY_BUDGET", "FLAT_MAX", "SMALL_SUBSET", "IVF_MIN_VECTORS",
 ]
@@ -23,6 +24,8 @@ _TUNING_QUERIES = 1000
 TUNING_MARGIN = 0.02  # the held-out estimate is itself noisy: aim above the target
 IVF_MIN_VECTORS = 1000  # fewer than this cannot train an IVF layout: such an index stays flat
 SMALL_SUBSET = 20_000  # filtered sets up to this size: every list is scanned (exact candidates)
+STREAM_CHUNK = 65_536  # vectors added per step (~128 MB of float32 at 512-d)
+TRAIN_SAMPLE_MAX = 262_144  # 64 points per list up to 4,096 lists, fewer past (faiss asks >= 39)
 
 
 @dataclass
@@ -74,23 +77,70 @@ def new_index(index_type: str, dim: int, nlist: int = 0):
 
 def build_ann(ids: np.ndarray, vectors: np.ndarray, index_type: str, *, seed: int = 0):
     """Train (on a sample), add everything, tune the search depth; returns (index, IndexChoice)."""
+    order = np.argsort(ids, kind="stable")
+
+    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for start in range(0, len(ids), STREAM_CHUNK):
+            yield ids[start:start + STREAM_CHUNK], vectors[start:start + STREAM_CHUNK]
+
+    def fetch(wanted: np.ndarray) -> np.ndarray:
+        return vectors[order[np.searchsorted(ids, wanted, sorter=order)]]
+
+    return build_ann_streamed(ids, chunks, fetch, vectors.shape[1] if vectors.ndim == 2 else 0, index_type,
+                              seed=seed)
+
+
+def build_ann_streamed(ids: np.ndarray, chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
+                       fetch: Callable[[np.ndarray], np.ndarray], dim: int, index_type: str, *, seed: int = 0):
+    """build_ann without the collection in memory. `ids`: every id; `chunks()`: (ids, vectors)
+    of all of them, a chunk at a time; `fetch(ids)`: the vectors of some, in the order asked.
+    One pass over the chunks adds them and finds the tuning queries' exact neighbours, so the
+    peak is the index itself, one chunk, and the training sample (at most TRAIN_SAMPLE_MAX)."""
     started = time.perf_counter()
-    n, dim = vectors.shape
+    n = len(ids)
     nlist = _nlist_for(n) if index_type != "flat" else 0
     index = new_index(index_type, dim, nlist)
     choice = IndexChoice(index_type if nlist else "flat", nlist)
     if n == 0:
         return index, choice
+    k = 10
+    truth = None
     if nlist:
         rng = np.random.default_rng(seed)
-        sample = vectors[rng.choice(n, size=min(n, nlist * 64), replace=False)]
-        _train(index, sample)
-    for start in range(0, n, 100_000):
-        index.add_with_ids(vectors[start:start + 100_000], ids[start:start + 100_000])
+        _train(index, fetch(ids[rng.choice(n, size=min(n, nlist * 64, TRAIN_SAMPLE_MAX), replace=False)]))
+        rng = np.random.default_rng(seed + 1)
+        queries = fetch(ids[rng.choice(n, size=min(_TUNING_QUERIES, n), replace=False)])
+        truth = _TopK(len(queries), k + 1)
+    for chunk_ids, vectors in chunks():
+        index.add_with_ids(vectors, chunk_ids)
+        if truth is not None:
+            truth.add(chunk_ids, vectors, queries)
     if nlist:
-        choice.params, choice.recall = tune_search_depth(index, ids, vectors, seed=seed)
+        choice.params, choice.recall = _tune(index, queries, truth.ids, k=k)
     choice.build_seconds = round(time.perf_counter() - started, 2)
     return index, choice
+
+
+class _TopK:
+    """The exact top-k ids by inner product of fixed queries, fed the collection chunk by chunk."""
+
+    def __init__(self, queries: int, k: int):
+        self.k = k
+        self.scores = np.full((queries, k), -np.inf, np.float32)
+        self.ids = np.full((queries, k), -1, np.int64)
+
+    def add(self, chunk_ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray) -> None:
+        import faiss
+
+        flat = faiss.IndexFlatIP(vectors.shape[1])
+        flat.add(vectors)
+        scores, positions = flat.search(queries, min(self.k, len(vectors)))
+        found = np.where(positions >= 0, chunk_ids[np.maximum(positions, 0)], -1)
+        scores = np.concatenate([self.scores, scores], axis=1)
+        found = np.concatenate([self.ids, found], axis=1)
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :self.k]  # earlier chunks win ties
+        self.scores = np.take_along_axis(scores, best, axis=1)
+        self.ids = np.take_along_axis(found, best, axis=1)
 
 
 def _train(index, sample: np.ndarray, clustering_index=None) -> None:
@@ -117,11 +167,16 @@ def _gpu_flat_index(dim: int):
 def tune_search_depth(index, ids: np.ndarray, vectors: np.ndarray, *, seed: int = 0,
                       target: float = RECALL_TARGET, k: int = 10) -> tuple[dict, float]:
     """The smallest nprobe whose recall@k on held-out queries reaches `target` (with margin)."""
-    import faiss
-
     rng = np.random.default_rng(seed + 1)
     queries = vectors[rng.choice(len(vectors), size=min(_TUNING_QUERIES, len(vectors)), replace=False)]
-    truth = exact_neighbours(ids, vectors, queries, k + 1)
+    return _tune(index, queries, exact_neighbours(ids, vectors, queries, k + 1), target=target, k=k)
+
+
+def _tune(index, queries: np.ndarray, truth: np.ndarray, *, target: float = RECALL_TARGET,
+          k: int = 10) -> tuple[dict, float]:
+    """Double nprobe until recall@k against `truth` (exact top-(k+1), the query first) is reached."""
+    import faiss
+
     nlist = faiss.extract_index_ivf(index).nlist
     nprobe, recall = 1, 0.0
     while True:

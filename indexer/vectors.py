@@ -20,8 +20,9 @@ from .ann import (
     DEFAULT_MEMORY_BUDGET,
     FLAT_MAX,
     IVF_MIN_VECTORS,
+    STREAM_CHUNK,
     IndexChoice,
-    build_ann,
+    build_ann_streamed,
     choose_index_type,
     index_ids,
     set_search_depth,
@@ -169,14 +170,19 @@ def refresh_vector_index(store: Store, vectors: VectorIndex | None, manifest: di
 
 
 def rebuild(store: Store, manifest: dict, index_type: str | None = None) -> VectorIndex:
-    """A fresh index of every live embedding, of the preferred (or chosen) type."""
-    ids, embeddings = store.embeddings()
+    """A fresh index of every live embedding, of the preferred (or chosen) type, streamed from
+    DuckDB a chunk at a time: the collection's embeddings are never all in memory at once."""
+    ids, dim = store.live_ids(), int(manifest["dim"])
     preferred = index_type or manifest.get("index_type", "auto")
     budget = int(manifest.get("memory_budget", DEFAULT_MEMORY_BUDGET))
     if preferred == "auto":
-        preferred = choose_index_type(len(ids), int(manifest["dim"]), budget)
-    embeddings = embeddings.reshape(len(ids), int(manifest["dim"]))
-    index, choice = build_ann(ids, embeddings, preferred)
+        preferred = choose_index_type(len(ids), dim, budget)
+
+    def fetch(wanted: np.ndarray) -> np.ndarray:
+        found, vectors = store.embeddings(wanted)  # in id order
+        return vectors.reshape(len(found), dim)[np.searchsorted(found, wanted)]
+
+    index, choice = build_ann_streamed(ids, lambda: store.embedding_chunks(STREAM_CHUNK), fetch, dim, preferred)
     return VectorIndex(index, int(manifest.get("generation", 0)), choice, len(ids))
 
 

@@ -96,3 +96,34 @@ def test_search_parameters_push_filters_and_cap_depth():
     _, found = ivf.search(vectors[:5], 10, params=filtered)
     truth = exact_neighbours(allowed, vectors[allowed], vectors[:5], 10)
     assert np.array_equal(np.sort(found, axis=1), np.sort(truth, axis=1))
+
+
+def test_a_streamed_build_holds_every_vector_and_finds_the_exact_neighbours(monkeypatch):
+    from vitsearch.indexer import ann
+
+    monkeypatch.setattr(ann, "STREAM_CHUNK", 700)  # many chunks, the last one short
+    ids = np.random.default_rng(5).permutation(6000).astype(np.int64) * 2  # not in order
+    vectors = unit_vectors(len(ids), seed=6)
+    chunks_read = []
+
+    def chunks():
+        for start in range(0, len(ids), 700):
+            chunks_read.append(start)
+            yield ids[start:start + 700], vectors[start:start + 700]
+
+    row_of = {int(i): row for row, i in enumerate(ids)}
+
+    def fetch(wanted):
+        return vectors[[row_of[int(i)] for i in wanted]]
+
+    index, choice = ann.build_ann_streamed(ids, chunks, fetch, 32, "ivf-flat")
+    assert len(chunks_read) == 9, "one pass over the collection adds it and finds the tuning truth"
+    assert index.ntotal == len(ids) and set(ann.index_ids(index)) == set(ids)
+    assert choice.recall >= 0.95
+    # The chunked top-k equals one exact search over everything.
+    top = ann._TopK(50, 11)
+    queries = vectors[:50]
+    for chunk_ids, chunk in chunks():
+        top.add(chunk_ids, chunk, queries)
+    assert np.array_equal(top.ids, exact_neighbours(ids, vectors, queries, 11))
+    assert (top.ids[:, 0] == ids[:50]).all()
