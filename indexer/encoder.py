@@ -257,17 +257,30 @@ class TimmRecipe(EncoderRecipe):
         self.exact, self.model_name = encoder.exact, encoder.model_name
 
     def build(self, device: str) -> TimmEncoder:
+        model, transform = self._model_and_transform()
+        model.eval().to(device)
+        ladder = precision_ladder(device, self.exact)  # this worker's hardware decides, as locally
+        return TimmEncoder(model=model, transform=transform, data_config=dict(self.data_config), weights=self.weights,
+                           precision=ladder[0], exact=self.exact, device=device, model_name=self.model_name,
+                           dim=model.num_features, fallbacks=_fallbacks(ladder), ladder=ladder)
+
+    def _model_and_transform(self):
+        """Our plain-torch ViT and timm's transform rebuilt without timm where the architecture is
+        known (a worker then starts without importing timm: seconds per actor); else timm's."""
+        from .vit import VIT_CONFIGS, ViT
+
+        if self.model_name.partition(".")[0] in VIT_CONFIGS:
+            from .transform import EvalTransform
+
+            model = ViT.for_model(self.model_name)
+            model.load_state_dict({k: v.clone() for k, v in self.state.items()}, strict=True, assign=True)
+            return model, EvalTransform(self.data_config)
         import timm
         import timm.data
 
         model = timm.create_model(self.model_name, pretrained=False, num_classes=0)
         model.load_state_dict(self.state)
-        model.eval().to(device)
-        ladder = precision_ladder(device, self.exact)  # this worker's hardware decides, as locally
-        return TimmEncoder(model=model, transform=timm.data.create_transform(**self.data_config, is_training=False),
-                           data_config=dict(self.data_config), weights=self.weights, precision=ladder[0],
-                           exact=self.exact, device=device, model_name=self.model_name, dim=model.num_features,
-                           fallbacks=_fallbacks(ladder), ladder=ladder)
+        return model, timm.data.create_transform(**self.data_config, is_training=False)
 
 
 def encoder_identity(encoder: Encoder) -> dict:

@@ -86,6 +86,9 @@ def build_index_ray(roots: Iterable[str], store_dir=None, *, weights: str | None
             cluster.start(options)
             _run_job(tasks, encoder, store, shard_dir, report, options, batch_size or encoder.default_batch_size,
                      progress)
+        if report.worker_precisions:  # each actor's hardware chose (and checked) its own
+            report.precision = ",".join(sorted(report.worker_precisions))
+            store.set_manifest(precision=report.precision, model_graph="eager")
         report.signed = backfill_signatures(store, roots, encoder.draft_size, workers=default_workers(encoder))
         if encoder.label_head is not None:  # on the driver: a matrix multiply over stored vectors
             report.labelled = label_rows(store, encoder.label_head)
@@ -267,6 +270,7 @@ def _collect(dataset, tasks, store: Store, shard_dir: Path, dim: int, report: In
         report.nodes.update(str(x) for x in batch["node"])
         report.decode_nodes.update(str(x) for x in batch["decode_node"])
         report.gpu_ids.update(str(x) for x in batch["gpus"] if str(x))
+        report.worker_precisions.update(str(x) for x in batch["precision"])
 
 
 def _row(task: dict, batch: dict, n: int) -> dict:

@@ -89,5 +89,6 @@ class Embedder:
         reasons[bad], details[bad] = "bad_embedding", "the model produced NaN or Inf"
         out = {key: value for key, value in batch.items() if key != "pixels"}
         out.update(reason=reasons, detail=details, embedding=vectors,
-                   node=np.array([self.node] * len(reasons), object), gpus=np.array([self.gpus] * len(reasons), object))
+                   node=np.array([self.node] * len(reasons), object), gpus=np.array([self.gpus] * len(reasons), object),
+                   precision=np.array([self.encoder.precision] * len(reasons), object))
         return out

@@ -30,6 +30,7 @@ class IndexReport:
     sent_to_cluster: int = 0  # --engine ray: files the cluster decoded and embedded
     nodes: set[str] = field(default_factory=set)  # --engine ray: nodes whose actors embedded
     decode_nodes: set[str] = field(default_factory=set)  # --engine ray: nodes that decoded
+    worker_precisions: set[str] = field(default_factory=set)  # --engine ray: what the actors ran at
     gpu_ids: set[str] = field(default_factory=set)  # --engine ray: GPU ids Ray gave those actors
     precision: str | None = None  # what the model ran at (bf16, int8, fp32, fp16)
     precision_check: dict | None = None  # the first batch's parity check, when this run made one

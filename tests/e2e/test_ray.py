@@ -4,6 +4,7 @@ without redoing merged shards, and embedding actors land on the node that has th
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -73,8 +74,15 @@ def test_the_ray_store_equals_the_local_one(local_and_ray):
     assert_same_store(root / "ray", root / "local")
     assert_consistent(root / "ray")
     assert not list((root / "ray" / "ray-shards").glob("*")), "merged shards are removed"
-    info = run_cli("info", "--store", root / "ray", "--json")
-    assert '"images": 10' in info.stdout and '"vectors": 10' in info.stdout
+    info = json.loads(run_cli("info", "--store", root / "ray", "--json").stdout)
+    assert info["images"] == 10 and info["vectors"] == 10 and info["labelled"] == 10
+    assert info["precision"] == report.precision and report.precision in ("bf16", "int8", "fp32"), \
+        "the precision the actors chose is recorded"
+    top = {}
+    for store in ("ray", "local"):
+        with Store(root / store).connect() as con:
+            top[store] = dict(con.execute("SELECT path, labels[1] FROM images WHERE status = 'ok'").fetchall())
+    assert sum(top["ray"][p] == top["local"][p] for p in top["local"]) >= 9, "labels under Ray match local ones"
     hits = run_cli("search", root / "photos" / "chelsea.jpg", "--store", root / "ray", "-k", "1")
     assert hits.returncode == 0 and hits.stdout.split("\t")[1].strip().endswith("chelsea.jpg")
 
