@@ -1,12 +1,13 @@
 """The Ray engine against the local one, and the shard merge at scale. JSON lines:
 
     python -m tests.bench.ray_bench engines FOLDER      # same photos, both engines, whole commands
-    python -m tests.bench.ray_bench merge --n 1000000   # Parquet shards -> DuckDB -> FAISS
+    python -m tests.bench.ray_bench merge --n 1000000 [--in-memory]   # Parquet shards -> DuckDB -> FAISS
 
 `engines` runs `vitsearch index` (random weights) into fresh stores, local then ray, and reports
 each command's wall time, images/s and the ratio (the engine's overhead on one machine: Ray pays
 on clusters). `merge` writes N synthetic rows as shards the way a cluster job does, then times
-merging them into a store and building FAISS, with the peak RSS of the merging process.
+merging them into a store, then building FAISS from the store in a process of its own, each
+step with its peak RSS (`--in-memory`: also the build with every embedding loaded at once).
 """
 
 from __future__ import annotations
@@ -49,8 +50,7 @@ def engines(folder: Path, work: Path, extra: list[str], rounds: int) -> None:
          pairs=[round(r / loc, 3) for loc, r in zip(rates["local"], rates["ray"], strict=True)])
 
 
-def merge(n: int, work: Path, shard: int) -> None:
-    code = r'''
+MERGE = r'''
 import sys, time, json
 import numpy as np
 sys.path.insert(0, sys.argv[3])
@@ -60,11 +60,9 @@ from vitsearch.indexer.encoder import encoder_identity, load_encoder
 from vitsearch.indexer.ray_engine import _row, _write_and_merge
 from vitsearch.indexer.report import IndexReport
 from vitsearch.indexer.store import Store
-from vitsearch.indexer.vectors import open_for_writing, sync_and_save
 n, shard = int(sys.argv[1]), int(sys.argv[4])
 store = Store(sys.argv[2], read_only=False)
-manifest = store.initialize(encoder_identity(load_encoder("random", device="cpu")))
-vectors = open_for_writing(store, manifest)
+store.initialize(encoder_identity(load_encoder("random", device="cpu")))
 with store.transaction() as tx:
     ids = tx.reserve_ids(n)
 report = IndexReport()
@@ -83,19 +81,45 @@ for start in range(0, n, shard):
 merged = time.perf_counter() - started
 print("FIGURES " + json.dumps({"step": "duckdb", "rows": n, "merge_seconds": round(merged, 1),
                                "rows_per_s": round(n / merged), "peak_rss_mb": round(peak_rss_mb(), 1)}), flush=True)
-sync_and_save(store, vectors)
-print("FIGURES " + json.dumps({"step": "faiss", "index_type": vectors.choice.index_type,
-                               "seconds": round(time.perf_counter() - started - merged, 1),
+'''
+
+# The FAISS step in a process of its own, so that its peak RSS is its own: as `vitsearch index`
+# does it (streamed from DuckDB), or with every embedding loaded first (the way before streaming).
+FAISS = r'''
+import sys, time, json
+sys.path.insert(0, sys.argv[2])
+from tests.bench.memory import peak_rss_mb
+from vitsearch.indexer.ann import build_ann, choose_index_type
+from vitsearch.indexer.store import Store
+from vitsearch.indexer.vectors import open_for_writing, sync_and_save
+store = Store(sys.argv[1], read_only=False)
+started = time.perf_counter()
+if sys.argv[3] == "streamed":
+    vectors = sync_and_save(store, None)
+    choice = vectors.choice
+else:
+    ids, embeddings = store.embeddings()
+    _, choice = build_ann(ids, embeddings.reshape(len(ids), 512), choose_index_type(len(ids), 512))
+print("FIGURES " + json.dumps({"step": "faiss_" + sys.argv[3], "index_type": choice.index_type, "nlist": choice.nlist,
+                               "nprobe": choice.params.get("nprobe"), "recall_at_10": choice.recall,
+                               "seconds": round(time.perf_counter() - started, 1),
                                "peak_rss_mb": round(peak_rss_mb(), 1)}), flush=True)
 '''
+
+
+def merge(n: int, work: Path, shard: int, in_memory: bool) -> None:
     store = work / f"merge-{n}"
-    result = subprocess.run([sys.executable, "-c", code, str(n), str(store), str(REPO), str(shard)],
-                            capture_output=True, text=True, cwd=REPO)
-    for line in result.stdout.splitlines():
-        if line.startswith("FIGURES "):
-            emit(figure="shard_merge", n=n, shard_rows=shard, **json.loads(line[len("FIGURES "):]))
-    if result.returncode:
-        emit(figure="merge", n=n, error=result.stderr[-1500:])
+    steps = [[MERGE, str(n), str(store), str(REPO), str(shard)], [FAISS, str(store), str(REPO), "streamed"]]
+    if in_memory:
+        steps.append([FAISS, str(store), str(REPO), "in_memory"])
+    for code, *argv in steps:
+        result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO)
+        for line in result.stdout.splitlines():
+            if line.startswith("FIGURES "):
+                emit(figure="shard_merge", n=n, shard_rows=shard, **json.loads(line[len("FIGURES "):]))
+        if result.returncode:
+            emit(figure="merge", n=n, returncode=result.returncode, error=result.stderr[-1500:])
+            return
 
 
 def main() -> None:
@@ -109,6 +133,8 @@ def main() -> None:
     merging = commands.add_parser("merge")
     merging.add_argument("--n", type=int, default=1_000_000)
     merging.add_argument("--shard", type=int, default=8192)
+    merging.add_argument("--in-memory", action="store_true",
+                         help="also build FAISS with every embedding loaded first, for comparison")
     merging.add_argument("--workdir")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="vitsearch-ray-bench-"))
@@ -116,7 +142,7 @@ def main() -> None:
     if args.command == "engines":
         engines(Path(args.folder), work, args.extra, args.rounds)
     else:
-        merge(args.n, work, args.shard)
+        merge(args.n, work, args.shard, args.in_memory)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import run_cli
-from tests.formats import dng_bytes, encoded
+from tests.formats import dng_bytes, dng_with_preview, encoded
 from vitsearch.indexer.errors import ImageLoadError
 from vitsearch.indexer.images import inspect_image, load_image
 from vitsearch.search import ImageIndex
@@ -52,6 +52,30 @@ def test_each_format_decodes_upright_to_the_same_picture(fmt):
         pixels = np.asarray(loaded.image.resize(original.size, Image.Resampling.BOX), float)
         difference = np.abs(pixels - np.asarray(original, float)).mean()
         assert difference < 6, f"{fmt} draft={draft}: mean difference {difference:.1f} (sideways or wrong colours?)"
+
+
+def test_raw_uses_the_embedded_preview_when_it_is_big_enough():
+    """A camera's DNG: the JPEG preview it embeds is used (upright, full size) when its short side
+    reaches the decode target, else a reduced demosaic of the mosaic; exact mode always demosaics."""
+    original = photo("chelsea", 1400)
+    sensor = original.transpose(SIDEWAYS[6])  # stored as the sensor saw it; orientation 6 turns it upright
+    data = dng_with_preview(sensor, sensor, orientation=6, model="Acme P1")
+    loaded = load_image(data, draft_size=538)
+    assert loaded.info.format == "RAW" and loaded.info.camera == "Acme P1"
+    assert not loaded.info.warnings, "the preview was used: no demosaic note"
+    assert loaded.image.size == original.size, "the preview, at full size and upright"
+    difference = np.abs(np.asarray(loaded.image, float) - np.asarray(original, float)).mean()
+    assert difference < 4, f"preview pixels differ from the photo by {difference:.1f} (sideways?)"
+
+    small = dng_with_preview(sensor, sensor.resize((sensor.width // 4, sensor.height // 4)), orientation=6)
+    demosaiced = load_image(small, draft_size=538)
+    assert any("demosaiced" in w for w in demosaiced.info.warnings), "a preview below the target is not used"
+    assert demosaiced.image.size == (original.width // 2, original.height // 2), "a half-size demosaic"
+    full = load_image(data, draft_size=None)
+    assert full.image.size == (original.width, original.height - original.height % 2), "exact: full demosaic"
+    upright = np.asarray(full.image.resize(original.size).convert("L"), float).ravel()
+    correlation = np.corrcoef(upright, np.asarray(original.convert("L"), float).ravel())[0, 1]
+    assert correlation > 0.95, f"the demosaic is upright too (correlation {correlation:.3f})"
 
 
 def test_raw_records_camera_and_format():
