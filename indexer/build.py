@@ -16,10 +16,10 @@ from .plan import plan_sync
 from .report import FileFailure, IndexReport
 from .scan import normalize_roots, scan_folders
 from .store import open_store
-from .vectors import open_for_writing, sync_and_save
+from .vectors import DeferredSaves, open_for_writing, sync_and_save
 from .weights import weights_from_manifest
 
-__all__ = ["build_index", "load_store_encoder", "record_precision", "IndexReport", "FileFailure"]
+__all__ = ["build_index", "load_store_encoder", "record_precision", "save_deferred", "IndexReport", "FileFailure"]
 
 
 def load_store_encoder(store_dir: str | os.PathLike | None = None, weights: str | None = None, *,
@@ -62,6 +62,17 @@ def record_precision(store, encoder: Encoder, report: IndexReport) -> None:
         store.set_manifest(**values)
 
 
+def save_deferred(store_dir: str | os.PathLike | None, deferred: DeferredSaves) -> bool:
+    """Write the FAISS index a series of deferred syncs kept in memory (a watch's end); True if
+    there was anything to write."""
+    if not deferred.pending:
+        return False
+    store = open_store(store_dir, read_only=False)
+    with WriterLock(store.dir / "writer.lock"):
+        deferred.finish(store, deferred.open(store, store.manifest()), force=True)
+    return True
+
+
 def build_index(
     roots: Iterable[str],
     store_dir: str | os.PathLike | None = None,
@@ -78,12 +89,14 @@ def build_index(
     include_hidden: bool = False,
     workers: int | None = None,
     progress: Progress | None = None,
+    deferred: DeferredSaves | None = None,
 ) -> IndexReport:
     """Index the images under `roots` into the store at `store_dir`, doing only what changed since
     the last run.
 
     Weights: `weights` (a file or "random") > what the store recorded > timm's pretrained download.
     `batch_size` and `workers` default to what suits the encoder's device (see run.default_workers).
+    `deferred`: for repeated syncs (--watch), keeps FAISS in memory and saves it when due.
     """
     started = time.perf_counter()
     roots = normalize_roots(roots)
@@ -95,7 +108,7 @@ def build_index(
                                          precision=precision, compile_mode=compile_mode)
         manifest = store.initialize(encoder_identity(encoder))
         reuse_precision_check(manifest, encoder)
-        vectors = open_for_writing(store, manifest)
+        vectors = deferred.open(store, manifest) if deferred else open_for_writing(store, manifest)
         report = IndexReport(repair=vectors.repair, store=str(store.dir))
         scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden))
         rows = store.rows()
@@ -113,7 +126,10 @@ def build_index(
         if encoder.label_head is not None:
             report.labelled = label_rows(store, encoder.label_head)
         fault_point("before_faiss")
-        sync_and_save(store, vectors)
+        if deferred:
+            deferred.finish(store, vectors)
+        else:
+            sync_and_save(store, vectors)
     report.seconds = round(time.perf_counter() - started, 3)
     report.images_per_s = round(report.embedded / report.seconds, 3) if report.seconds else 0.0
     return report

@@ -265,8 +265,9 @@ def _port(text: str) -> int:
 
 
 def _index(args) -> int:
-    from ..indexer.build import build_index, load_store_encoder
+    from ..indexer.build import build_index, load_store_encoder, save_deferred
     from ..indexer.scan import normalize_roots
+    from ..indexer.vectors import DeferredSaves
 
     normalize_roots(args.paths)  # a missing folder is said before the model loads
     watching = args.watch or args.poll is not None
@@ -276,15 +277,23 @@ def _index(args) -> int:
     encoder = load_store_encoder(args.store, args.weights, device=args.device, exact=args.exact, decode=args.decode,
                                  precision=args.precision, compile_mode=args.compile)
 
+    # A watch keeps FAISS in memory between its syncs and writes the file at most once a minute
+    # (and when it stops): DuckDB's change log carries the rest to readers and restarts.
+    deferred = DeferredSaves() if watching else None
+
     def sync(progress=None):
         return build_index(args.paths, args.store, encoder=encoder, batch_size=args.batch_size,
-                           exclude=args.exclude, include_hidden=args.include_hidden, progress=progress)
+                           exclude=args.exclude, include_hidden=args.include_hidden, progress=progress,
+                           deferred=deferred)
 
     with _ProgressBar("indexing", "file") as bar:
         report = sync(bar.update)
     _print_report(args, report)
     if watching and not stop.is_set():
-        _watch(args, sync, stop, report.store)
+        try:
+            _watch(args, sync, stop, report.store)
+        finally:
+            save_deferred(args.store, deferred)
     return EXIT_OK
 
 
