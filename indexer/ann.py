@@ -24,7 +24,7 @@ _TUNING_QUERIES = 1000
 TUNING_MARGIN = 0.02  # the held-out estimate is itself noisy: aim above the target
 IVF_MIN_VECTORS = 1000  # fewer than this cannot train an IVF layout: such an index stays flat
 SMALL_SUBSET = 20_000  # filtered sets up to this size: every list is scanned (exact candidates)
-STREAM_CHUNK = 65_536  # vectors added per step (~128 MB of float32 at 512-d)
+STREAM_CHUNK = 16_384  # vectors read and added per step (32 MB of float32 at 512-d, ~4x that while converted)
 TRAIN_SAMPLE_MAX = 262_144  # 64 points per list up to 4,096 lists, fewer past (faiss asks >= 39)
 
 
@@ -77,25 +77,20 @@ def new_index(index_type: str, dim: int, nlist: int = 0):
 
 def build_ann(ids: np.ndarray, vectors: np.ndarray, index_type: str, *, seed: int = 0):
     """Train (on a sample), add everything, tune the search depth; returns (index, IndexChoice)."""
-    order = np.argsort(ids, kind="stable")
 
     def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for start in range(0, len(ids), STREAM_CHUNK):
             yield ids[start:start + STREAM_CHUNK], vectors[start:start + STREAM_CHUNK]
 
-    def fetch(wanted: np.ndarray) -> np.ndarray:
-        return vectors[order[np.searchsorted(ids, wanted, sorter=order)]]
-
-    return build_ann_streamed(ids, chunks, fetch, vectors.shape[1] if vectors.ndim == 2 else 0, index_type,
-                              seed=seed)
+    return build_ann_streamed(ids, chunks, vectors.shape[1] if vectors.ndim == 2 else 0, index_type, seed=seed)
 
 
-def build_ann_streamed(ids: np.ndarray, chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
-                       fetch: Callable[[np.ndarray], np.ndarray], dim: int, index_type: str, *, seed: int = 0):
+def build_ann_streamed(ids: np.ndarray, chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]], dim: int,
+                       index_type: str, *, seed: int = 0):
     """build_ann without the collection in memory. `ids`: every id; `chunks()`: (ids, vectors)
-    of all of them, a chunk at a time; `fetch(ids)`: the vectors of some, in the order asked.
-    One pass over the chunks adds them and finds the tuning queries' exact neighbours, so the
-    peak is the index itself, one chunk, and the training sample (at most TRAIN_SAMPLE_MAX)."""
+    of all of them, a chunk at a time. For an IVF, a first pass picks the training sample and
+    the tuning queries, and the second adds the vectors while finding those queries' exact
+    neighbours: the peak is the index itself, one chunk, and the sample (<= TRAIN_SAMPLE_MAX)."""
     started = time.perf_counter()
     n = len(ids)
     nlist = _nlist_for(n) if index_type != "flat" else 0
@@ -103,13 +98,13 @@ def build_ann_streamed(ids: np.ndarray, chunks: Callable[[], Iterable[tuple[np.n
     choice = IndexChoice(index_type if nlist else "flat", nlist)
     if n == 0:
         return index, choice
-    k = 10
-    truth = None
+    k, truth = 10, None
     if nlist:
-        rng = np.random.default_rng(seed)
-        _train(index, fetch(ids[rng.choice(n, size=min(n, nlist * 64, TRAIN_SAMPLE_MAX), replace=False)]))
-        rng = np.random.default_rng(seed + 1)
-        queries = fetch(ids[rng.choice(n, size=min(_TUNING_QUERIES, n), replace=False)])
+        training = ids[np.random.default_rng(seed).choice(n, size=min(n, nlist * 64, TRAIN_SAMPLE_MAX), replace=False)]
+        tuning = ids[np.random.default_rng(seed + 1).choice(n, size=min(_TUNING_QUERIES, n), replace=False)]
+        sample, queries = _gather(chunks, (training, tuning), dim)
+        _train(index, sample)
+        del sample
         truth = _TopK(len(queries), k + 1)
     for chunk_ids, vectors in chunks():
         index.add_with_ids(vectors, chunk_ids)
@@ -119,6 +114,21 @@ def build_ann_streamed(ids: np.ndarray, chunks: Callable[[], Iterable[tuple[np.n
         choice.params, choice.recall = _tune(index, queries, truth.ids, k=k)
     choice.build_seconds = round(time.perf_counter() - started, 2)
     return index, choice
+
+
+def _gather(chunks, wanted: tuple[np.ndarray, ...], dim: int) -> list[np.ndarray]:
+    """The vectors of each id set in `wanted` (in id order), from one pass over the chunks; an id
+    the chunks no longer hold is left out."""
+    wanted = [np.sort(w) for w in wanted]
+    out = [np.zeros((len(w), dim), np.float32) for w in wanted]
+    seen = [np.zeros(len(w), bool) for w in wanted]
+    for chunk_ids, vectors in chunks():
+        for ids, rows, found in zip(wanted, out, seen, strict=True):
+            hit = np.isin(chunk_ids, ids)
+            if hit.any():
+                at = np.searchsorted(ids, chunk_ids[hit])
+                rows[at], found[at] = vectors[hit], True
+    return [rows[found] for rows, found in zip(out, seen, strict=True)]
 
 
 class _TopK:

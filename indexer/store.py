@@ -195,21 +195,22 @@ class Store:
             ids = con.execute(f"SELECT id FROM images WHERE {LIVE} ORDER BY id").fetchnumpy()["id"]
         return np.asarray(ids, dtype=np.int64)
 
-    def embedding_chunks(self, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """All live (ids, embeddings) in id order, `chunk` rows at a time (keyset pagination),
-        so a scan of millions of rows holds one chunk in memory."""
-        last = -1
-        while True:
+    def embedding_chunks(self, chunk: int, ids: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All live (ids, embeddings) in id order, `chunk` rows at a time, so that a scan of
+        millions of rows holds one chunk in memory. `ids`: live_ids() when the caller has them.
+        Each chunk is an id range: DuckDB skips the row groups outside it by their min/max
+        (rows are stored in id order), where ORDER BY id ... LIMIT would read every row each time."""
+        ids = self.live_ids() if ids is None else ids
+        for start in range(0, len(ids), chunk):
+            low, high = int(ids[start]), int(ids[min(start + chunk, len(ids)) - 1])
             with self.connect() as con:
                 result = con.execute(
-                    f"SELECT id, embedding FROM images WHERE {LIVE} AND id > ? ORDER BY id LIMIT ?",
-                    [last, chunk],
+                    f"SELECT id, embedding FROM images WHERE {LIVE} AND id BETWEEN ? AND ? ORDER BY id",
+                    [low, high],
                 ).fetchnumpy()
-            ids = np.asarray(result["id"], np.int64)
-            if not len(ids):
-                return
-            yield ids, np.stack(result["embedding"]).astype(np.float32)
-            last = int(ids[-1])
+            found = np.asarray(result["id"], np.int64)
+            if len(found):
+                yield found, np.stack(result["embedding"]).astype(np.float32)
 
     def counts(self) -> dict:
         """Live images, failed files, failures by reason, images moved aside by a cleanup, and

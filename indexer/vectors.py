@@ -238,11 +238,7 @@ def rebuild(store: Store, manifest: dict, index_type: str | None = None) -> Vect
     if preferred == "auto":
         preferred = choose_index_type(len(ids), dim, budget)
 
-    def fetch(wanted: np.ndarray) -> np.ndarray:
-        found, vectors = store.embeddings(wanted)  # in id order
-        return vectors.reshape(len(found), dim)[np.searchsorted(found, wanted)]
-
-    index, choice = build_ann_streamed(ids, lambda: store.embedding_chunks(STREAM_CHUNK), fetch, dim, preferred)
+    index, choice = build_ann_streamed(ids, lambda: store.embedding_chunks(STREAM_CHUNK, ids), dim, preferred)
     return VectorIndex(index, int(manifest.get("generation", 0)), choice, len(ids))
 
 
