@@ -180,3 +180,33 @@ def test_a_library_folder_indexes_and_each_copy_finds_its_original(tmp_path):
             assert Path(original.path).name == f"{name}.jpg" and original.score >= 0.99, (query, original)
     raw = index.search(str(folder / "coffee.jpg"), k=1, where="format = 'RAW'")
     assert Path(raw[0].path).name == "coffee-dng.dng"
+
+
+def patched_extents(heif: bytes, side: int) -> bytes:
+    """The HEIF/AVIF file with every `ispe` box (the image's declared width and height) set to
+    side x side: a bomb header over a small real picture."""
+    data = bytearray(heif)
+    at = data.find(b"ispe")
+    assert at > 0, "no ispe box"
+    while at > 0:
+        struct.pack_into(">II", data, at + 8, side, side)  # after the type: version+flags, then sizes
+        at = data.find(b"ispe", at + 4)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("fmt", ["heic", "avif"])
+@pytest.mark.parametrize("side", [20000, 60000])
+def test_a_heif_declaring_a_giant_image_is_refused_with_a_reason(fmt, side):
+    """libavif refuses extents that disagree with the AV1 stream (unidentified); libheif reports
+    the coded size in the header, then refuses at decoding, before any giant buffer: past its
+    1 Gpx limit, or because the decoded picture does not have the size the file declares."""
+    bomb = patched_extents(variants(photo("coffee", 320))[fmt], side)
+    with pytest.raises(ImageLoadError) as refused:
+        load_image(bomb, draft_size=538)
+    assert refused.value.reason in ("too_large", "corrupt", "unidentified"), refused.value
+    try:
+        header = inspect_image(bomb)
+    except ImageLoadError as error:
+        assert error.reason in ("too_large", "corrupt", "unidentified")
+    else:
+        assert max(header.info.width, header.info.height) < side, "a giant size is never taken from the header"
