@@ -290,10 +290,8 @@ def _index(args) -> int:
         report = sync(bar.update)
     _print_report(args, report)
     if watching and not stop.is_set():
-        try:
-            _watch(args, sync, stop, report.store)
-        finally:
-            save_deferred(args.store, deferred)
+        _watch(args, sync, stop, report.store)
+        save_deferred(args.store, deferred)  # not after a second signal: that stops at once (the log has it all)
     return EXIT_OK
 
 
