@@ -51,14 +51,15 @@ def record_precision(store, encoder: Encoder, report: IndexReport) -> None:
         return  # an encoder without precisions (a test's fake)
     report.precision = precision
     values = {"precision": precision}
+    recorded = store.manifest()
     graph = getattr(encoder, "graph", "eager")
-    if report.embedded and store.manifest().get("model_graph") != graph:
+    if report.embedded and recorded.get("model_graph") != graph:
         values["model_graph"] = graph  # how the last run that embedded ran the model
     if check is not None and not check.get("reused"):
         report.precision_check = check
         values.update(precision_min_cosine=check["min_cosine"], precision_checked_images=check["images"],
                       precision_tried=check["tried"], precision_check_key=encoder.precision_key())
-    if store.manifest().get("precision") != precision or len(values) > 1:
+    if recorded.get("precision") != precision or len(values) > 1:
         store.set_manifest(**values)
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from .model_cache import cache_root
 
-__all__ = ["COMPILE_MODES", "COMPILE_MIN_IMAGES", "CompiledForward", "should_compile"]
+__all__ = ["COMPILE_MODES", "COMPILE_MIN_IMAGES", "CompiledForward", "check_compile_mode", "should_compile"]
 
 COMPILE_MODES = ("auto", "yes", "no")
 COMPILE_MIN_IMAGES = 2000  # ~14-37 s of compiling against ~0.017 s saved per image (bf16, batch 32)
@@ -33,12 +33,16 @@ def has_cpp_compiler() -> bool:
     return any(shutil.which(name) for name in ("g++", "c++", "clang++"))
 
 
-def should_compile(mode: str, *, device: str, precision: str, images: int) -> bool:
-    """Whether a run of `images` to embed compiles the model (see the module docstring)."""
+def check_compile_mode(mode: str) -> None:
     from .errors import ConfigError
 
     if mode not in COMPILE_MODES:
         raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")
+
+
+def should_compile(mode: str, *, device: str, precision: str, images: int) -> bool:
+    """Whether a run of `images` to embed compiles the model (see the module docstring)."""
+    check_compile_mode(mode)
     if mode == "no" or device != "cpu" or precision not in _COMPILABLE:
         return False
     if mode == "yes":

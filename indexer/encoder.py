@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import model_cache
-from .compiled import CompiledForward, should_compile
+from .compiled import CompiledForward, check_compile_mode, should_compile
 from .device_preprocess import DevicePreprocess
 from .images import BACKGROUND
 from .labels import LabelHead
@@ -148,7 +148,7 @@ class TimmEncoder(Encoder):
             if self.compiled is not None and self.compiled.serves(batch, precision):
                 pooled = self.compiled(batch)
             else:
-                pooled = model.forward_head(model.forward_features(batch), pre_logits=True)
+                pooled = _pre_logits(model, batch)
             return torch.nn.functional.normalize(pooled.float(), dim=1).to("cpu", non_blocking=True)
 
     def prepare_graph(self, images: int, batch_size: int) -> None:
@@ -156,9 +156,7 @@ class TimmEncoder(Encoder):
         if self.compiled is None and should_compile(self.compile_mode, device=self.device,
                                                     precision=self.precision, images=images):
             model = self.model
-            self.compiled = CompiledForward(
-                lambda batch: model.forward_head(model.forward_features(batch), pre_logits=True),
-                batch_size, self.precision)
+            self.compiled = CompiledForward(lambda batch: _pre_logits(model, batch), batch_size, self.precision)
 
     @property
     def graph(self) -> str:
@@ -283,6 +281,11 @@ class TimmRecipe(EncoderRecipe):
         return model, timm.data.create_transform(**self.data_config, is_training=False)
 
 
+def _pre_logits(model, batch):
+    """The pooled pre-logits (before normalising): the embedding's forward pass, eager or compiled."""
+    return model.forward_head(model.forward_features(batch), pre_logits=True)
+
+
 def encoder_identity(encoder: Encoder) -> dict:
     """The manifest entries that make two embeddings comparable, plus where the weights came from."""
     return {
@@ -392,7 +395,7 @@ def load_encoder(
 
     device = resolve_device(device)
     ladder = precision_ladder(device, exact, precision or "auto")
-    should_compile(compile_mode, device=device, precision="fp32", images=0)  # a bad mode is said before loading
+    check_compile_mode(compile_mode)  # a bad mode is said before the model loads
     fast = device == "cpu" and decode != "device"  # the cached model has no device-side transform
     prepared = model_cache.load_prepared(weights, MODEL_NAME) if fast else None
     if prepared is None:

@@ -195,15 +195,14 @@ def refresh_vector_index(store: Store, vectors: VectorIndex | None, manifest: di
     generation = int(manifest.get("generation", 0))
     repair = f"rebuilt: {problem}" if problem else None
     if vectors is not None and vectors.generation != generation:
-        if int(manifest.get("log_floor", 0)) <= vectors.generation < generation:
-            repair = repair or f"caught up from generation {vectors.generation} to {generation}"
-            _catch_up(store, vectors)
-            vectors.generation = generation
+        behind = vectors.generation
+        if _caught_up_by_log(store, vectors, manifest):
+            repair = repair or f"caught up from generation {behind} to {generation}"
         else:  # the log was cut past it (a writer saved since): the saved file, caught up, else a rebuild
-            behind = vectors.generation
-            vectors = _saved_within_log(store, manifest)
-            if vectors is None:
+            vectors = _load_or_none(store.dir / FAISS_NAME)
+            if vectors is None or not _caught_up_by_log(store, vectors, manifest):
                 repair = f"rebuilt: index is at generation {behind}, store at {generation}"
+                vectors = None
     if vectors is not None and not np.array_equal(vectors.ids(), store.live_ids()):
         repair = "rebuilt: index ids did not match the store"
         vectors = None
@@ -213,20 +212,23 @@ def refresh_vector_index(store: Store, vectors: VectorIndex | None, manifest: di
     return vectors
 
 
-def _saved_within_log(store: Store, manifest: dict) -> VectorIndex | None:
-    """The saved index file brought to the manifest's generation by the change log, or None when
-    it is unreadable or the log cannot bridge it."""
-    try:
-        vectors = load_vector_file(store.dir / FAISS_NAME)
-    except (OSError, ValueError, RuntimeError):
-        return None
+def _caught_up_by_log(store: Store, vectors: VectorIndex, manifest: dict) -> bool:
+    """Bring `vectors` to the manifest's generation from the change log; False (untouched) when
+    the log no longer reaches back to its generation."""
     generation = int(manifest.get("generation", 0))
     if not int(manifest.get("log_floor", 0)) <= vectors.generation <= generation:
-        return None
+        return False
     if vectors.generation < generation:
         _catch_up(store, vectors)
         vectors.generation = generation
-    return vectors
+    return True
+
+
+def _load_or_none(path: Path) -> VectorIndex | None:
+    try:
+        return load_vector_file(path)
+    except (OSError, ValueError, RuntimeError):
+        return None
 
 
 def rebuild(store: Store, manifest: dict, index_type: str | None = None) -> VectorIndex:
