@@ -58,6 +58,10 @@ class Encoder:
         one per image patch, in the embedding's space (for `explain`)."""
         raise NotImplementedError(f"{type(self).__name__} has no patch tokens")
 
+    def first_batch_size(self, batch_size: int) -> int:
+        """How many images the run's first batch takes (the rest take batch_size)."""
+        return batch_size
+
     def launch(self, batch) -> Callable[[], np.ndarray]:
         """Start encoding `batch`; the returned function waits for its vectors. By default the
         work is done at once; a GPU encoder returns before its device has finished."""
@@ -157,6 +161,14 @@ class TimmEncoder(Encoder):
                                                     precision=self.precision, images=images):
             model = self.model
             self.compiled = CompiledForward(lambda batch: _pre_logits(model, batch), batch_size, self.precision)
+
+    def first_batch_size(self, batch_size: int) -> int:
+        """A run whose precision is still to be checked starts with the check's images alone: the
+        model starts after a few decodes instead of a whole batch's. A compiled run keeps a full
+        first batch, so that the check runs through the compiled graph."""
+        if self.precision_check is None and self.fallbacks is not None and self.compiled is None:
+            return min(batch_size, PARITY_IMAGES)
+        return batch_size
 
     @property
     def graph(self) -> str:

@@ -8,7 +8,8 @@ alone on ready tensors at our precision; (d) `vitsearch index` into a fresh stor
 and whole command, its peak RSS, and the cosine of its embeddings against the exact fp32
 reference from (a). Also the per-image CPU cost of our decode+preprocess and of the model, and
 the input path alone (read, decode, transform; no model) at full parallelism: on a GPU, with
-(c), it says whether decoding or the model limits (d).
+(c), it says whether decoding or the model limits (d). From these, the sum-of-parts limit (on a
+CPU: decode + model CPU per image over the cores), and (d) as a ratio of it and of (b) in bf16.
 All with the same random weights (`--weights random`): speed does not depend on weight values.
 """
 
@@ -66,7 +67,7 @@ def timm_readable(folder: Path) -> list[Path]:
     return sorted(Path(dataset.reader.filename(i, absolute=True)) for i in range(len(dataset)))
 
 
-def timm_batch_pipeline(folder: Path, model, data_config: dict, batch_size: int, dtype, device: str) -> None:
+def timm_batch_pipeline(folder: Path, model, data_config: dict, batch_size: int, dtype, device: str) -> float:
     import timm.data
 
     dataset = timm.data.create_dataset("", root=str(folder))
@@ -85,6 +86,7 @@ def timm_batch_pipeline(folder: Path, model, data_config: dict, batch_size: int,
     seconds = time.perf_counter() - started
     emit(figure="timm_batch_pipeline", precision=str(dtype).replace("torch.", "") if dtype else "fp32",
          images=count, images_per_s=round(count / seconds, 2))
+    return count / seconds
 
 
 def model_alone(encoder, batch_size: int) -> float:
@@ -102,7 +104,7 @@ def model_alone(encoder, batch_size: int) -> float:
     return rate
 
 
-def input_path_alone(files, encoder, batch_size: int) -> None:
+def input_path_alone(files, encoder, batch_size: int) -> float:
     """Read + decode + transform at the indexer's parallelism, no model: the feed rate."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -126,20 +128,39 @@ def input_path_alone(files, encoder, batch_size: int) -> None:
     seconds = time.perf_counter() - started
     emit(figure="input_path_alone", decode="device" if encoder.device_inputs else "cpu",
          workers=default_workers(encoder), images=len(files), images_per_s=round(len(files) / seconds, 2))
+    return len(files) / seconds
 
 
-def decode_cost(files, encoder) -> None:
-    """Our decode + preprocess per image, single-threaded, by format."""
+def decode_cost(files, encoder) -> dict[str, float]:
+    """Our decode + preprocess per image, single-threaded, by format; returns ms per file name."""
     by_format: dict[str, list[float]] = {}
+    per_file = {}
     for path in files:
         data = read_image_bytes(str(path))
         started = time.perf_counter()
         loaded = load_image(data, draft_size=encoder.draft_size)
         encoder.preprocess(loaded.image)
-        by_format.setdefault(loaded.info.format, []).append(time.perf_counter() - started)
-    everything = [t for times in by_format.values() for t in times]
-    emit(figure="decode_preprocess_cpu_ms_per_image", mean=round(1000 * float(np.mean(everything)), 1),
-         **{fmt: round(1000 * float(np.mean(times)), 1) for fmt, times in by_format.items()})
+        per_file[path.name] = 1000 * (time.perf_counter() - started)
+        by_format.setdefault(loaded.info.format, []).append(per_file[path.name])
+    emit(figure="decode_preprocess_cpu_ms_per_image", mean=round(float(np.mean(list(per_file.values()))), 1),
+         **{fmt: round(float(np.mean(times)), 1) for fmt, times in by_format.items()})
+    return per_file
+
+
+def sum_of_parts_limit(decode_ms: dict[str, float], names, model_rate: float, input_rate: float,
+                       device: str) -> float:
+    """The rate the parts allow together on these files: on a CPU decoding and the model share the
+    cores (their CPU costs add up); on a GPU they overlap, so the slower one limits."""
+    decode = float(np.mean([decode_ms[name] for name in names]))
+    cores = os.cpu_count() or 1
+    if device == "cpu":
+        model_ms = 1000 * cores / model_rate
+        limit = 1000 * cores / (decode + model_ms)
+    else:
+        model_ms, limit = None, min(model_rate, input_rate)
+    emit(figure="sum_of_parts_limit", images=len(names), cores=cores, decode_cpu_ms=round(decode, 1),
+         model_cpu_ms=round(model_ms, 1) if model_ms else None, images_per_s=round(limit, 2))
+    return limit
 
 
 def query_latency(files, encoder, runs: int = 20) -> None:
@@ -162,7 +183,9 @@ def query_latency(files, encoder, runs: int = 20) -> None:
 
 
 def vitsearch_index(folder: Path, batch_size: int, reference: dict[str, np.ndarray], exact: bool,
-                    device: str = "cpu") -> None:
+                    device: str = "cpu", limit: float | None = None, timm_rate: float | None = None) -> None:
+    """One `vitsearch index` run in a fresh process; with `limit` (sum of parts) and `timm_rate`
+    (timm's bf16 pipeline on the same files) its rates are also given as ratios to them."""
     store = Path(tempfile.mkdtemp(prefix="vitsearch-throughput-")) / "store"
     code = (
         "import json, sys, time\n"
@@ -190,9 +213,14 @@ def vitsearch_index(folder: Path, batch_size: int, reference: dict[str, np.ndarr
         rows = con.execute("SELECT path, embedding FROM images WHERE status = 'ok'").fetchall()
     cosines = [float(np.dot(np.asarray(e), reference[p]) / np.linalg.norm(reference[p]))
                for p, e in rows if p in reference]
+    whole = run["embedded"] / run["whole_s"]
+    ratios = {}
+    if limit:
+        ratios.update(steady_of_limit=round(steady / limit, 3), whole_of_limit=round(whole / limit, 3))
+    if timm_rate:
+        ratios.update(steady_vs_timm_bf16=round(steady / timm_rate, 3), whole_vs_timm_bf16=round(whole / timm_rate, 3))
     emit(figure="vitsearch_index", device=device, mode="exact" if exact else "default", images=run["embedded"],
-         steady_images_per_s=round(steady, 2),
-         whole_command_images_per_s=round(run["embedded"] / run["whole_s"], 2),
+         steady_images_per_s=round(steady, 2), whole_command_images_per_s=round(whole, 2), **ratios,
          until_first_file_s=round(run["first_file_s"], 1),
          peak_rss_mb=round(run["peak_rss_mb"]),
          min_cosine_vs_reference=round(min(cosines), 6) if cosines else None,
@@ -214,22 +242,27 @@ def main() -> None:
          device=torch.cuda.get_device_name() if args.device == "cuda" else "cpu", batch_size=batch_size)
     vectors = model_card_loop(files, reference)
     half = torch.bfloat16 if args.device == "cpu" else torch.float16
-    for dtype in (None, half):
-        timm_batch_pipeline(folder, reference.model, reference.data_config, batch_size, dtype, args.device)
-    model_alone(ours, batch_size)
-    decode_cost(files, ours)
-    input_path_alone(files, ours, batch_size)
+    timm_rates = [timm_batch_pipeline(folder, reference.model, reference.data_config, batch_size, dtype, args.device)
+                  for dtype in (None, half)]
+    model_rate = model_alone(ours, batch_size)
+    decode_ms = decode_cost(files, ours)
+    input_rate = input_path_alone(files, ours, batch_size)
     query_latency(files, ours)
-    vitsearch_index(folder, batch_size, vectors, exact=False, device=args.device)
-    vitsearch_index(folder, batch_size, vectors, exact=True, device=args.device)
+    limit = sum_of_parts_limit(decode_ms, [p.name for p in files], model_rate, input_rate, args.device)
     readable = timm_readable(folder)
-    if len(readable) < len(files):  # compare with timm on exactly the files it read, too
+    everything = len(readable) == len(files)
+    vitsearch_index(folder, batch_size, vectors, exact=False, device=args.device, limit=limit,
+                    timm_rate=timm_rates[1] if everything else None)
+    vitsearch_index(folder, batch_size, vectors, exact=True, device=args.device)
+    if not everything:  # timm's pipeline skipped some files (WebP): compare with it on exactly its own
         subset = Path(tempfile.mkdtemp(prefix="vitsearch-timm-files-"))
         for path in readable:
             os.link(path, subset / path.name)
         vectors = {str(subset / Path(p).name): v for p, v in vectors.items()}
         emit(figure="same_files_as_timm", files=len(readable))
-        vitsearch_index(subset, batch_size, vectors, exact=False, device=args.device)
+        limit = sum_of_parts_limit(decode_ms, [p.name for p in readable], model_rate, input_rate, args.device)
+        vitsearch_index(subset, batch_size, vectors, exact=False, device=args.device, limit=limit,
+                        timm_rate=timm_rates[1])
 
 
 if __name__ == "__main__":

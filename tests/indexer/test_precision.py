@@ -54,8 +54,14 @@ def test_without_bf16_int8_is_chosen_checked_and_recorded(monkeypatch, photos, t
     cpu_with(monkeypatch, "avx512_vnni")  # a laptop without bf16: the int8 branch
     int8 = encoder.load_encoder("random", device="cpu")
     assert int8.precision == "int8"
+    batches = []
+    launch = int8.launch
+    int8.launch = lambda batch: batches.append(len(batch)) or launch(batch)
     report = build_index([photos], tmp_path / "int8", encoder=int8)
     assert report.precision == "int8" and report.precision_check["min_cosine"] >= 0.999
+    # The first batch is the check's images alone (the model starts sooner); then full batches.
+    assert batches == [encoder.PARITY_IMAGES, 9 - encoder.PARITY_IMAGES]
+    assert report.precision_check["images"] == encoder.PARITY_IMAGES and int8.first_batch_size(32) == 32
     fp32 = encoder.load_encoder("random", device="cpu", precision="fp32")
     build_index([photos], tmp_path / "fp32", encoder=fp32)
     ours, reference = embeddings(tmp_path / "int8"), embeddings(tmp_path / "fp32")
