@@ -1,12 +1,17 @@
 """Faster pixel decoders where Pillow is slow (figures: tests/bench/decode_bench.py). WebP:
 in default mode a large still photo is decoded by libwebp straight at a reduced scale (through
 libvips, ~2x), else torchvision's libwebp binding decodes it about twice as fast as Pillow's
-animation decoder, to Pillow's pixels. PNG: libspng (pyspng) inflates and unfilters 8-bit RGB and
-RGBA ~1.4x faster than Pillow, to the same pixels; other PNGs (16-bit, palette, grey, tRNS) stay
-with Pillow."""
+animation decoder, to Pillow's pixels. PNG: libvips (its libspng loader) decodes 8-bit RGB and
+RGBA ~1.5x faster than Pillow, to the same pixels; other PNGs (16-bit, palette, grey, tRNS) stay
+with Pillow.
+
+Every decoder here must release the GIL while it works: the reader threads share the process
+with the thread that drives the model, which needs the GIL between its ops. (pyspng, used
+before, held it for a whole decode: each PNG stalled the model and the other readers.)"""
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 
@@ -54,16 +59,16 @@ def _png(data: bytes, img: Image.Image) -> Image.Image | None:
     # IHDR, the first chunk: bit depth then colour type (2 = RGB, 6 = RGBA); 16-bit stays with Pillow
     if data[12:16] != b"IHDR" or data[24] != 8 or data[25] != {"RGB": 2, "RGBA": 6}[img.mode]:
         return None
-    try:
-        import pyspng
-    except ImportError:
+    vips = _vips()
+    if vips is None:
         return None
     try:
-        pixels = pyspng.load(data)
-    except Exception:  # noqa: BLE001 - a damaged file: Pillow decodes it and says what is wrong
-        return None
-    if pixels.dtype != np.uint8 or pixels.shape != (img.height, img.width, len(img.mode)):
-        return None
+        image = vips.Image.new_from_buffer(data, "", access="sequential", fail_on="warning")
+        if image.format != "uchar" or (image.width, image.height, image.bands) != (*img.size, len(img.mode)):
+            return None
+        pixels = _pixels(image)
+    except vips.Error:
+        return None  # a damaged file: Pillow decodes it and says what is wrong
     return Image.fromarray(pixels, img.mode)
 
 
@@ -71,15 +76,32 @@ def _webp_scaled(data: bytes, img: Image.Image, factor: int) -> Image.Image | No
     """libwebp decoding straight to 1/factor of the size (through libvips), about twice as fast
     as a full decode then a reduction; not the same pixels, so only in default mode (the
     parity tests hold it to cosine 0.999)."""
-    try:
-        import pyvips
-    except (ImportError, OSError):  # not installed, or its library missing
+    vips = _vips()
+    if vips is None:
         return None
     try:
-        image = pyvips.Image.new_from_buffer(data, "", access="sequential", scale=1.0 / factor)
+        image = vips.Image.new_from_buffer(data, "", access="sequential", scale=1.0 / factor, fail_on="warning")
         if image.bands != 3 or image.format != "uchar":
             return None
-        pixels = np.ndarray(buffer=image.write_to_memory(), dtype=np.uint8, shape=(image.height, image.width, 3))
-    except pyvips.Error:
+        pixels = _pixels(image)
+    except vips.Error:
         return None  # Pillow decodes it and says what is wrong
     return Image.fromarray(pixels, "RGB")
+
+
+def _pixels(image) -> np.ndarray:
+    """A libvips uchar image decoded into an (h, w, bands) array."""
+    return np.ndarray(buffer=image.write_to_memory(), dtype=np.uint8, shape=(image.height, image.width, image.bands))
+
+
+@functools.cache
+def _vips():
+    """pyvips, set to decode on the calling thread only: the callers are parallel already, and
+    libvips' own worker threads would only compete with them (~10% more CPU per PNG measured);
+    None where it or its library is missing."""
+    try:
+        import pyvips
+    except (ImportError, OSError):
+        return None
+    pyvips.vips_lib.vips_concurrency_set(1)
+    return pyvips
