@@ -48,6 +48,7 @@ class VectorIndex:
     choice: IndexChoice
     trained_on: int = 0  # collection size when the layout was chosen
     repair: str | None = None  # what open_vector_index had to do, for the report
+    rebuilt: bool = False  # rebuilt from DuckDB when opened or refreshed: its file, if any, is stale
 
     @property
     def count(self) -> int:
@@ -108,7 +109,7 @@ class DeferredSaves:
             self.saved_generation = vectors.generation if (store.dir / FAISS_NAME).exists() else -1
             return vectors
         vectors = refresh_vector_index(store, self.vectors, manifest)  # another writer may have run
-        if vectors.repair and not vectors.repair.startswith("rebuilt"):
+        if not vectors.rebuilt:
             vectors.repair = None  # catching up with our own unsaved syncs is no repair
         return vectors
 
@@ -116,13 +117,13 @@ class DeferredSaves:
         """The writer's last step: save when due (see sync_and_save), else only catch up in memory."""
         manifest = store.manifest()
         self.vectors = refresh_vector_index(store, vectors, manifest)
-        if self.vectors.repair and self.vectors.repair.startswith("rebuilt"):
+        if self.vectors.rebuilt:
             self.saved_generation = -1  # a rebuilt index is saved at once
         due = force or time.monotonic() - self.saved_at >= self.interval or needs_new_layout(self.vectors, manifest)
         if self.pending and due:
             self.vectors = sync_and_save(store, self.vectors)
             self.saved_generation, self.saved_at = self.vectors.generation, time.monotonic()
-        self.vectors.repair = None
+        self.vectors.repair, self.vectors.rebuilt = None, False
 
 
 def save_vector_index(store: Store, vectors: VectorIndex) -> None:
@@ -206,9 +207,10 @@ def refresh_vector_index(store: Store, vectors: VectorIndex | None, manifest: di
     if vectors is not None and not np.array_equal(vectors.ids(), store.live_ids()):
         repair = "rebuilt: index ids did not match the store"
         vectors = None
-    if vectors is None:
+    rebuilt = vectors is None
+    if rebuilt:
         vectors = rebuild(store, manifest)
-    vectors.repair = repair
+    vectors.repair, vectors.rebuilt = repair, rebuilt
     return vectors
 
 
