@@ -1,8 +1,8 @@
 """Faster pixel decoders where Pillow is slow (figures: tests/bench/decode_bench.py). WebP:
 in default mode a large still photo is decoded by libwebp straight at a reduced scale (through
 libvips, ~2x), else torchvision's libwebp binding decodes it about twice as fast as Pillow's
-animation decoder, to Pillow's pixels. PNG: libvips (its libspng loader) decodes 8-bit RGB and
-RGBA ~1.5x faster than Pillow, to the same pixels; other PNGs (16-bit, palette, grey, tRNS) stay
+animation decoder, to Pillow's pixels. PNG: libvips' PNG loader decodes 8-bit RGB and
+RGBA ~1.25x faster than Pillow, to the same pixels; other PNGs (16-bit, palette, grey, tRNS) stay
 with Pillow.
 
 Every decoder here must release the GIL while it works: the reader threads share the process
@@ -53,7 +53,7 @@ def decode_fast(data: bytes, img: Image.Image, draft_size: int | None = None) ->
 
 
 def _png(data: bytes, img: Image.Image) -> Image.Image | None:
-    """8-bit RGB or RGBA without a transparency chunk or animation: libspng's pixels equal Pillow's."""
+    """8-bit RGB or RGBA without a transparency chunk or animation: libvips' pixels equal Pillow's."""
     if img.mode not in ("RGB", "RGBA") or "transparency" in img.info or getattr(img, "n_frames", 1) != 1:
         return None
     # IHDR, the first chunk: bit depth then colour type (2 = RGB, 6 = RGBA); 16-bit stays with Pillow
