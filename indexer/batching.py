@@ -62,17 +62,17 @@ class IndexRun:
         self.embedded: list[tuple[_Read, np.ndarray | None]] = []
         self.ops: list[Callable] = []
         self.last_commit = time.monotonic()
-        self.launched = False  # whether a batch has gone to the model yet
 
     def read_all(self, items, workers: int, progress: Progress | None) -> None:
         """Progress counts files whose outcome is committed, so the bar never runs ahead."""
         total = len(items)
-        first_batch = self.encoder.first_batch_size(self.batch_size)
+        launch_at = self.encoder.first_batch_size(self.batch_size)  # then full batches
         with ThreadPoolExecutor(workers, thread_name_prefix="vitsearch-read") as pool:
             for decided, item in enumerate(_ordered(pool, self._read, items, 2 * self.batch_size), 1):
                 self._decide(item)
-                if len(self.batch) >= (self.batch_size if self.launched else first_batch):
+                if len(self.batch) >= launch_at:
                     self._launch()
+                    launch_at = self.batch_size
                 if self._commit_due():
                     self.commit()
                     if progress:
@@ -179,7 +179,6 @@ class IndexRun:
             batch, inputs = self._model_inputs(batch)
             if batch:
                 self.in_flight.append((batch, self.encoder.launch(torch.stack(inputs))))
-                self.launched = True
         while len(self.in_flight) > self.max_in_flight:
             self._collect()
 
