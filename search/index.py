@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..indexer.ann import search_parameters
+from ..indexer.build import reuse_precision_check
 from ..indexer.errors import ConfigError, ImageLoadError, StoreMismatchError
 from ..indexer.formats import readable_formats
 from ..indexer.images import load_image, read_image_bytes, to_rgb
@@ -205,6 +206,9 @@ class ImageIndex:
                 raise StoreMismatchError(
                     f"the weights at {self.manifest['weights_source']} are not the ones the store was built with"
                 )
+            # Queries run at the precision the store's images were checked at on this CPU, without
+            # another fp32 pass: the query's vector is then made as the stored ones were.
+            reuse_precision_check(self.manifest, encoder)
             self._encoder = encoder
         return self._encoder
 

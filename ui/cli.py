@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -36,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted: committed batches are kept; run the same command again to resume.", file=sys.stderr)
         return 130
+
+
+def run() -> None:
+    """The `vitsearch` command's entry: main(), then the process ends without interpreter teardown."""
+    from .process_exit import exit_process
+
+    exit_process(main())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -594,4 +601,4 @@ class _ProgressBar:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

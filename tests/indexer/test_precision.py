@@ -5,6 +5,7 @@ flags are forced here, so the no-bf16 (int8) branch and the fallback run on any 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from tests.conftest import run_cli, write_photos, write_scenes
 from vitsearch.indexer import build_index, encoder
 from vitsearch.indexer.errors import ConfigError
 from vitsearch.indexer.store import Store
+from vitsearch.search import ImageIndex
 
 
 def cpu_with(monkeypatch, *flags: str) -> None:
@@ -77,6 +79,16 @@ def test_without_bf16_int8_is_chosen_checked_and_recorded(monkeypatch, photos, t
     later = build_index([photos, photos.parent / "more"], tmp_path / "int8", encoder=again)
     assert later.embedded == 3 and again.precision == "int8" and again.precision_check["reused"]
     assert later.precision_check is None, "nothing was checked again"
+    # A search query runs at that precision too, without an fp32 pass (a copy of an indexed photo:
+    # a path the store does not know, so the model runs).
+    shutil.copy(photos / "coffee.jpg", tmp_path / "query.jpg")
+    index = ImageIndex.open(tmp_path / "int8")
+    passes = []
+    pooled = index.encoder._pooled
+    index.encoder._pooled = lambda batch, precision: passes.append(precision) or pooled(batch, precision)
+    query = index.embed(tmp_path / "query.jpg")
+    assert passes == ["int8"] and index.encoder.precision_check["reused"]
+    assert float(query @ ours[str(photos / "coffee.jpg")]) >= 0.999
 
 
 def test_a_precision_that_fails_its_check_falls_back_and_says_so(monkeypatch, photos, tmp_path):

@@ -32,6 +32,25 @@ def test_help_is_light_no_heavy_imports(tmp_path):
     assert "--weights" in result.stdout and "--exclude" in result.stdout
 
 
+def test_the_fast_exit_flushes_runs_exit_handlers_and_waits_for_working_threads(tmp_path):
+    """The command ends without interpreter teardown (see ui.process_exit); what a normal exit
+    does for us must still happen: buffered output out, atexit handlers run, the exit code kept,
+    and a non-daemon thread still working is waited for."""
+    code = (
+        "import atexit, threading, time\nfrom vitsearch.ui.process_exit import exit_process\n"
+        "atexit.register(lambda: print('handler ran'))\n"
+        "def late():\n    time.sleep(0.3)\n    open('late.txt', 'w').write('done')\n"
+        "threading.Thread(target=late).start()\n"
+        "print('x' * 100000, end='')\nexit_process(3)\n"
+    )
+    result = _python(code, tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == "x" * 100000 + "handler ran\n"
+    assert (tmp_path / "late.txt").read_text() == "done"
+    quick = _python(code.replace("threading.Thread(target=late).start()\n", ""), tmp_path)
+    assert quick.returncode == 3 and quick.stdout.endswith("xhandler ran\n"), quick.stderr
+
+
 def _python(code: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
 
