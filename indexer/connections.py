@@ -4,6 +4,10 @@ DuckDB lets one process write a file, or any number read it, never both at once;
 one process it refuses a read-only and a read-write connection to the same file. So:
 - within a process, connections to a file are taken one at a time (they are short);
 - readers reuse one connection for up to LEASE_SECONDS (opening costs ~20 ms), then close it;
+- a writer reuses its read-write connection for back-to-back work (a one-photo run makes 17
+  reads and transactions) for up to WRITER_LEASE_SECONDS only: while it is open, another
+  process can neither read nor write the file. A failed write drops it: DuckDB may have
+  invalidated it, and the next transaction starts from a fresh open;
 - a writer kept out by another process leaves a flag naming itself; readers that see a live
   flag close their connection and wait for it, so a busy reader cannot starve the writer;
 - a sandboxed reader (what every query on user input uses) has file access switched off from the
@@ -30,6 +34,7 @@ LOCK_RETRY_SECONDS = 60.0
 # DuckDB would cache up to 80% of RAM while scanning embeddings; a store never needs that.
 MEMORY_LIMIT = os.environ.get("VITSEARCH_DUCKDB_MEMORY", "1GB")
 LEASE_SECONDS = 1.0
+WRITER_LEASE_SECONDS = 0.25
 WRITER_WAIT_SECONDS = 5.0
 WAITING_SUFFIX = ".writer-waiting"
 
@@ -44,6 +49,7 @@ class _Lease:
     opened: float
     closer: threading.Timer
     sandboxed: bool
+    read_only: bool = True
 
 
 def _lock(path: str) -> threading.RLock:
@@ -57,19 +63,18 @@ def connection(db_path: Path, *, read_only: bool, sandboxed: bool = False) -> It
     access, for queries that embed user input such as `where` filters."""
     path = str(db_path)
     with _lock(path):
-        if read_only:
-            cursor = _leased(path, sandboxed).cursor()  # a clean cursor: no results left over from others
-            try:
-                yield cursor
-            finally:
-                cursor.close()
-            return
-        close_lease(path)
-        con = _open(path, read_only=False)
+        # A clean cursor: no results left over from others; closing it rolls back what it left open.
+        cursor = _leased(path, read_only, sandboxed).cursor()
+        failed = False
         try:
-            yield con
+            yield cursor
+        except BaseException:
+            failed = True
+            raise
         finally:
-            con.close()
+            cursor.close()
+            if not read_only and (failed or _writer_waiting(path)):
+                close_lease(path)  # a writer of another process goes next
 
 
 def close_lease(path: str) -> None:
@@ -90,19 +95,21 @@ def _close_all_leases() -> None:
         close_lease(path)
 
 
-def _leased(path: str, sandboxed: bool):
+def _leased(path: str, read_only: bool, sandboxed: bool):
     lease = _LEASES.get(path)
     now = time.monotonic()
     waiting = _writer_waiting(path)
-    if lease is not None and (waiting or now - lease.opened > LEASE_SECONDS or lease.sandboxed != sandboxed):
+    seconds = LEASE_SECONDS if read_only else WRITER_LEASE_SECONDS
+    if lease is not None and (waiting or now - lease.opened > seconds
+                              or (lease.read_only, lease.sandboxed) != (read_only, sandboxed)):
         close_lease(path)
         lease = None
     if lease is None:
-        if waiting:
+        if waiting and read_only:
             _wait_for_writer(path)
-        timer = threading.Timer(LEASE_SECONDS, _expire, args=(path, now))
+        timer = threading.Timer(seconds, _expire, args=(path, now))
         timer.daemon = True
-        lease = _Lease(_open(path, read_only=True, sandboxed=sandboxed), now, timer, sandboxed)
+        lease = _Lease(_open(path, read_only=read_only, sandboxed=sandboxed), now, timer, sandboxed, read_only)
         _LEASES[path] = lease
         timer.start()
     return lease.connection

@@ -381,3 +381,38 @@ def test_exiting_as_a_read_lease_expires_never_aborts(tmp_path):
                                 capture_output=True, text=True, timeout=60)
         codes.append((round(pause, 4), result.returncode, result.stderr[-200:]))
     assert all(rc == 0 for _, rc, _ in codes), [c for c in codes if c[1]]
+
+
+def test_a_writer_reuses_its_connection_briefly_and_drops_it_after_a_failed_write(tmp_path, monkeypatch):
+    """Back-to-back writes share one read-write connection (a one-photo run made 17 opens of
+    ~20 ms); a failed transaction drops it; and it is let go soon enough that another process's
+    writer, kept out meanwhile, gets in."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+    from vitsearch.indexer import connections
+
+    opens = []
+    real_open = connections._open
+    monkeypatch.setattr(connections, "_open", lambda path, **kw: opens.append(kw) or real_open(path, **kw))
+    store = Store(tmp_path / "store", read_only=False)
+    store.initialize({"model_name": "m", "model_tag": "", "preprocess": {}, "dim": 4, "metric": "cosine",
+                      "weights_source": "test", "weights_fingerprint": "f"})
+    store.set_manifest(first=1)
+    assert store.manifest()["first"] == 1 and len(opens) == 1
+    with pytest.raises(RuntimeError), store.transaction():
+        raise RuntimeError("a write that fails halfway")
+    store.set_manifest(second=2)
+    assert len(opens) == 2, "the failed transaction's connection was not reused"
+    code = ("import sys\nfrom vitsearch.indexer.store import Store\n"
+            "Store(sys.argv[1], read_only=False).set_manifest(other=3)")
+    store.set_manifest(third=3)  # holds the file as the other process starts
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", code, str(store.dir)], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 10
+    time.sleep(connections.WRITER_LEASE_SECONDS)
+    assert store.manifest()["other"] == 3 and store.manifest()["third"] == 3
