@@ -13,6 +13,7 @@ from .faults import fault_point
 from .labels import label_rows
 from .lock import WriterLock
 from .plan import plan_sync
+from .recorded_model import recorded_model_if_idle
 from .report import FileFailure, IndexReport
 from .scan import normalize_roots, scan_folders
 from .store import open_store
@@ -104,14 +105,15 @@ def build_index(
     store = open_store(store_dir, read_only=False)
     store.dir.mkdir(parents=True, exist_ok=True)
     with WriterLock(store.dir / "writer.lock"):
-        if encoder is None:
-            encoder = load_store_encoder(store_dir, weights, device=device, exact=exact, decode=decode,
-                                         precision=precision, compile_mode=compile_mode)
+        scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden))
+        if encoder is None:  # a run with nothing to embed does without torch and the model
+            encoder = recorded_model_if_idle(store, scanned, roots, weights) or load_store_encoder(
+                store_dir, weights, device=device, exact=exact, decode=decode, precision=precision,
+                compile_mode=compile_mode)
         manifest = store.initialize(encoder_identity(encoder))
         reuse_precision_check(manifest, encoder)
         vectors = deferred.open(store, manifest) if deferred else open_for_writing(store, manifest)
         report = IndexReport(repair=vectors.repair, store=str(store.dir))
-        scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden))
         rows = store.rows()
         plan = plan_sync(scanned, rows, roots)
         report.unchanged = plan.unchanged

@@ -281,15 +281,17 @@ def _index(args) -> int:
     if args.engine == "ray":
         return _index_ray(args, watching)
     stop = _stop_on_signals() if watching else None
-    encoder = load_store_encoder(args.store, args.weights, device=args.device, exact=args.exact, decode=args.decode,
-                                 precision=args.precision, compile_mode=args.compile)
+    model = {"weights": args.weights, "device": args.device, "exact": args.exact, "decode": args.decode,
+             "precision": args.precision, "compile_mode": args.compile}
+    # A watch loads the model once for all its syncs; a single sync loads it only if it has work for it.
+    encoder = load_store_encoder(args.store, **model) if watching else None
 
     # A watch keeps FAISS in memory between its syncs and writes the file at most once a minute
     # (and when it stops): DuckDB's change log carries the rest to readers and restarts.
     deferred = DeferredSaves() if watching else None
 
     def sync(progress=None):
-        return build_index(args.paths, args.store, encoder=encoder, batch_size=args.batch_size,
+        return build_index(args.paths, args.store, encoder=encoder, **model, batch_size=args.batch_size,
                            exclude=args.exclude, include_hidden=args.include_hidden, progress=progress,
                            deferred=deferred)
 

@@ -109,3 +109,48 @@ def test_a_weights_file_is_cached_with_its_head(tmp_path):
     assert cached.label_head.names == built.label_head.names and not cached.label_head.random
     os.utime(weights, ns=(0, 0))  # the file changed (as far as its stat says): not the cached one
     assert type(load_encoder(str(weights), device="cpu").model).__name__ == "VisionTransformer"
+
+
+SYNC = """
+import json, sys
+from vitsearch.ui.cli import main
+main(["index", sys.argv[1], "--store", sys.argv[2], "--weights", "random", "--json"])
+print(json.dumps({"torch": "torch" in sys.modules}))
+"""
+
+
+def test_a_sync_with_nothing_to_embed_does_without_the_model(tmp_path):
+    """Nothing new or changed (a removal at most): the run never imports torch, and the store
+    stays whole. A new file brings the model back."""
+    folder = tmp_path / "photos"
+    write_photos(folder, ["chelsea.png", "coffee.png", "astronaut.png"])
+
+    def sync() -> tuple[dict, bool]:
+        result = subprocess.run([sys.executable, "-c", SYNC, str(folder), str(tmp_path / "store")], cwd=REPO,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        summary, imported = (json.loads(line) for line in result.stdout.splitlines()[-2:])
+        return summary, imported["torch"]
+
+    first, loaded = sync()
+    assert first["added"] == 3 and loaded
+    again, loaded = sync()
+    assert again["unchanged"] == 3 and again["added"] == 0 and not loaded
+    (folder / "coffee.jpg").unlink()
+    removed, loaded = sync()
+    assert removed["removed"] == 1 and not loaded
+    from vitsearch.search import ImageIndex
+
+    info = ImageIndex.open(tmp_path / "store").info()
+    assert info["images"] == info["vectors"] == 2
+    from vitsearch.indexer.store import Store
+
+    with Store(tmp_path / "store", read_only=False).connect() as con:  # a row still to be labelled
+        con.execute("UPDATE images SET labels = NULL WHERE id = (SELECT min(id) FROM images)")
+    _, loaded = sync()
+    with Store(tmp_path / "store").connect() as con:
+        unlabelled = con.execute("SELECT count(*) FROM images WHERE labels IS NULL").fetchone()[0]
+    assert loaded and unlabelled == 0, "a row waiting for its labels brings the model back"
+    write_photos(folder, ["rocket.jpg"])
+    added, loaded = sync()
+    assert added["added"] == 1 and loaded
