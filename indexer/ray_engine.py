@@ -195,6 +195,8 @@ def _run_job(tasks, encoder: Encoder, store: Store, shard_dir: Path, report: Ind
     from .ray_job import Embedder, decode_batch
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # its INFO lines would bury our progress
+    # ...and it warns that the progress bars it draws are off: ours are on.
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = False  # shards are collected by their counts, in any order
     context.enable_progress_bars = False
