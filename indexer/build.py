@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from .backfill import backfill_signatures
 from .batching import IndexRun, Progress, default_workers
-from .encoder import Encoder, encoder_identity, load_encoder
+from .encoder import Encoder, check_model_options, encoder_identity, load_encoder
 from .faults import fault_point
 from .labels import label_rows
 from .lock import WriterLock
@@ -107,6 +107,7 @@ def build_index(
     with WriterLock(store.dir / "writer.lock"):
         scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden))
         if encoder is None:  # a run with nothing to embed does without torch and the model
+            check_model_options(exact=exact, precision=precision, compile_mode=compile_mode)  # said even then
             encoder = recorded_model_if_idle(store, scanned, roots, weights) or load_store_encoder(
                 store_dir, weights, device=device, exact=exact, decode=decode, precision=precision,
                 compile_mode=compile_mode)

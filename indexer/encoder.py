@@ -16,7 +16,7 @@ from .labels import LabelHead
 from .weights import MODEL_NAME, WeightsInfo, load_weights
 
 __all__ = ["Encoder", "TimmEncoder", "load_encoder", "resolve_device", "encoder_identity", "METRIC",
-           "PRECISIONS", "PARITY_COSINE", "precision_ladder", "resize_target"]
+           "PRECISIONS", "PARITY_COSINE", "precision_ladder", "resize_target", "check_model_options"]
 
 METRIC = "cosine"  # inner product of L2-normalised vectors
 PRECISIONS = ("auto", "bf16", "int8", "fp32")  # what --precision accepts (CPU); CUDA runs fp16
@@ -349,6 +349,12 @@ def precision_ladder(device: str, exact: bool, requested: str = "auto") -> tuple
     if _cpu_has_int8_dot_products():
         ladder.append("int8")
     return (*ladder, "fp32")
+
+
+def check_model_options(*, exact: bool, precision: str | None, compile_mode: str) -> None:
+    """Refuse a bad --precision, --exact or --compile before anything loads (without torch)."""
+    precision_ladder("cpu", exact, precision or "auto")
+    check_compile_mode(compile_mode)
 
 
 def _fallbacks(ladder: tuple[str, ...]) -> tuple[str, ...] | None:

@@ -33,7 +33,8 @@ class RecordedModel(Encoder):
     def preprocess(self, image):
         raise RuntimeError("the recorded model stands in for a run that embeds nothing")
 
-    encode = preprocess
+    def encode(self, batch):
+        raise RuntimeError("the recorded model stands in for a run that embeds nothing")
 
 
 def recorded_model_if_idle(store: Store, scanned: list[ScannedFile], roots: list[str],

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import REPO, write_photos
+from tests.conftest import REPO, run_cli, write_photos
 from vitsearch.indexer.encoder import load_encoder
 from vitsearch.indexer.transform import EvalTransform
 from vitsearch.indexer.vit import ViT
@@ -143,6 +143,9 @@ def test_a_sync_with_nothing_to_embed_does_without_the_model(tmp_path):
 
     info = ImageIndex.open(tmp_path / "store").info()
     assert info["images"] == info["vectors"] == 2
+    refused = run_cli("index", folder, "--store", tmp_path / "store", "--weights", "random", "--exact",
+                      "--precision", "int8")
+    assert refused.returncode == 2 and "--exact is fp32" in refused.stderr, "bad options are said even then"
     from vitsearch.indexer.store import Store
 
     with Store(tmp_path / "store", read_only=False).connect() as con:  # a row still to be labelled
