@@ -16,7 +16,8 @@ import numpy as np
 from .encoder import Encoder
 from .errors import ImageLoadError
 from .faults import fault_point
-from .images import ImageInfo, load_image, read_image_bytes
+from .images import ImageInfo, LoadedImage, load_image, read_image_bytes
+from .prefetch import Prefetch
 from .report import FileFailure, IndexReport
 from .scan import ScannedFile
 from .signatures import Signature
@@ -48,11 +49,17 @@ class IndexRun:
     """The serial half of a run: decisions, batching, model calls and commits."""
 
     def __init__(self, store: Store, encoder: Encoder, rows: dict[str, RowState],
-                 missing: dict[int, RowState], report: IndexReport, batch_size: int):
+                 missing: dict[int, RowState], report: IndexReport, batch_size: int,
+                 prefetch: Prefetch | None = None):
         self.store, self.encoder, self.report = store, encoder, report
         self.batch_size = batch_size
         self.missing = missing
         self.device_inputs = encoder.device_inputs
+        # Files decoded while the model loaded, if decoded as this encoder decodes on the CPU.
+        usable = prefetch is not None and self.device_inputs is None and prefetch.draft_size == encoder.draft_size
+        if prefetch is not None and not usable:
+            prefetch.cancel()
+        self.prefetch = prefetch if usable else None
         # On a GPU one batch computes while the previous one is committed.
         self.max_in_flight = 1 if _on_cuda(encoder) else 0
         # content hash -> id of a committed row whose embedding is that content's
@@ -78,6 +85,8 @@ class IndexRun:
                     if progress:
                         progress(decided - len(self.batch) - sum(len(b) for b, _ in self.in_flight), total)
         self.flush()
+        if self.prefetch is not None:
+            self.prefetch.cancel()  # what the run did not read after all
         if progress:
             progress(total, total)
 
@@ -85,11 +94,15 @@ class IndexRun:
         file, row = work
         item = _Read(file, row)
         try:
-            data = read_image_bytes(file.path)
+            early = self.prefetch.take(file.path) if self.prefetch is not None else None
+            data = early[0] if early else read_image_bytes(file.path)
             item.content_hash = hashlib.blake2b(data, digest_size=16).hexdigest()
             if not decode and (item.content_hash in self.hashes or _same_content(row, item.content_hash)):
                 return item  # the embedding can be reused: skip decoding
-            item.tensor, item.info, item.signature = self._prepare(data)
+            if early:
+                item.tensor, item.info, item.signature = finish_image(early[1], self.encoder.preprocess)
+            else:
+                item.tensor, item.info, item.signature = self._prepare(data)
         except ImageLoadError as e:
             item.error = e
         except Exception as e:  # noqa: BLE001 - one bad file must never stop the run
@@ -244,7 +257,10 @@ class IndexRun:
 
 def prepare_image(data: bytes, preprocess: Callable, draft_size: int | None):
     """One file's model input, facts and signatures: what every engine's decode step does."""
-    loaded = load_image(data, draft_size=draft_size, signature=True)
+    return finish_image(load_image(data, draft_size=draft_size, signature=True), preprocess)
+
+
+def finish_image(loaded: LoadedImage, preprocess: Callable):
     return preprocess(loaded.image), loaded.info, loaded.signature
 
 

@@ -12,13 +12,14 @@ from .encoder import Encoder, check_model_options, encoder_identity, load_encode
 from .faults import fault_point
 from .labels import label_rows
 from .lock import WriterLock
-from .plan import plan_sync
+from .plan import SyncPlan, plan_sync
+from .prefetch import start_prefetch
 from .recorded_model import recorded_model_if_idle
 from .report import FileFailure, IndexReport
 from .scan import normalize_roots, scan_folders
 from .store import open_store
 from .vectors import DeferredSaves, open_for_writing, sync_and_save
-from .weights import weights_from_manifest
+from .weights import MODEL_NAME, weights_from_manifest
 
 __all__ = ["build_index", "load_store_encoder", "record_precision", "save_deferred", "IndexReport", "FileFailure"]
 
@@ -75,6 +76,16 @@ def save_deferred(store_dir: str | os.PathLike | None, deferred: DeferredSaves) 
     return True
 
 
+def _early_plan(store, scanned, roots) -> tuple[SyncPlan, dict] | None:
+    """The plan (and rows) before the model loads; None for a store this cannot read yet (an
+    older layout, damage): initialize() upgrades or names it, and the plan is made after."""
+    try:
+        rows = store.rows() if store.exists() else {}
+    except Exception:  # noqa: BLE001 - see above
+        return None
+    return plan_sync(scanned, rows, roots), rows
+
+
 def build_index(
     roots: Iterable[str],
     store_dir: str | os.PathLike | None = None,
@@ -106,11 +117,20 @@ def build_index(
     store.dir.mkdir(parents=True, exist_ok=True)
     with WriterLock(store.dir / "writer.lock"):
         scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden))
+        prefetch = None
         if encoder is None:  # a run with nothing to embed does without torch and the model
             check_model_options(exact=exact, precision=precision, compile_mode=compile_mode)  # said even then
-            encoder = recorded_model_if_idle(store, scanned, roots, weights) or load_store_encoder(
-                store_dir, weights, device=device, exact=exact, decode=decode, precision=precision,
-                compile_mode=compile_mode)
+            early = _early_plan(store, scanned, roots)
+            encoder = recorded_model_if_idle(store, early and early[0], weights)
+            if encoder is None:  # the first files decode while the model loads
+                prefetch = early and start_prefetch(store, *early, weights, exact=exact, model_name=MODEL_NAME)
+                try:
+                    encoder = load_store_encoder(store_dir, weights, device=device, exact=exact, decode=decode,
+                                                 precision=precision, compile_mode=compile_mode)
+                except BaseException:
+                    if prefetch:
+                        prefetch.cancel()
+                    raise
         manifest = store.initialize(encoder_identity(encoder))
         reuse_precision_check(manifest, encoder)
         vectors = deferred.open(store, manifest) if deferred else open_for_writing(store, manifest)
@@ -121,7 +141,7 @@ def build_index(
         batch_size = batch_size or encoder.default_batch_size
         if hasattr(encoder, "prepare_graph"):
             encoder.prepare_graph(len(plan.to_read), batch_size)
-        run = IndexRun(store, encoder, rows, plan.missing, report, batch_size)
+        run = IndexRun(store, encoder, rows, plan.missing, report, batch_size, prefetch=prefetch)
         run.read_all(plan.to_read, workers or default_workers(encoder), progress)
         run.remove_missing()
         record_precision(store, encoder, report)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .weights import RANDOM, RANDOM_SEED, WeightsInfo
 
-__all__ = ["Prepared", "load_prepared", "save_prepared", "cache_root", "CACHE_ENV"]
+__all__ = ["Prepared", "load_prepared", "save_prepared", "cached_data_config", "cache_root", "CACHE_ENV"]
 
 CACHE_ENV = "VITSEARCH_CACHE"
 FORMAT = 1  # bump when what is saved changes
@@ -47,9 +47,8 @@ def cache_root() -> Path:
 
 
 def _folder(weights: str | None, model_name: str) -> Path | None:
-    """The cache folder of these weights, or None when they cannot be identified cheaply."""
-    import torch
-
+    """The cache folder of these weights, or None when they cannot be identified cheaply
+    (without importing torch: a run looks here before the model loads)."""
     if weights == RANDOM:
         source = f"random:{RANDOM_SEED}"
     elif weights:
@@ -64,11 +63,13 @@ def _folder(weights: str | None, model_name: str) -> Path | None:
             return None
         st = os.stat(hub_file)
         source = f"pretrained:{hub_file}:{st.st_size}:{st.st_mtime_ns}"
-    try:
-        timm_version = metadata.version("timm")
-    except metadata.PackageNotFoundError:
-        timm_version = "?"
-    key = json.dumps([FORMAT, model_name, source, timm_version, torch.__version__])
+    versions = []
+    for package in ("timm", "torch"):
+        try:
+            versions.append(metadata.version(package))
+        except metadata.PackageNotFoundError:
+            versions.append("?")
+    key = json.dumps([FORMAT, model_name, source, *versions])
     return cache_root() / "models" / hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
 
 
@@ -82,6 +83,16 @@ def _hub_file(model_name: str) -> str | None:
         if isinstance(found, str):
             return found
     return None
+
+
+def cached_data_config(weights: str | None, model_name: str) -> dict | None:
+    """The data config of these weights' cached model, read without torch; None if not cached."""
+    folder = _folder(weights, model_name)
+    try:
+        meta = json.loads((folder / _META).read_text()) if folder is not None else None
+    except (OSError, ValueError):
+        return None
+    return meta["data_config"] if meta and meta.get("format") == FORMAT and (folder / _STATE).exists() else None
 
 
 def load_prepared(weights: str | None, model_name: str) -> Prepared | None:

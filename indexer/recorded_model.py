@@ -9,8 +9,7 @@ store recorded, so that every other step (removals, the FAISS sync) runs as alwa
 from __future__ import annotations
 
 from .encoder import Encoder, resize_target
-from .plan import plan_sync
-from .scan import ScannedFile
+from .plan import SyncPlan
 from .store import LIVE, Store
 from .weights import WeightsInfo, weights_from_manifest
 
@@ -37,18 +36,15 @@ class RecordedModel(Encoder):
         raise RuntimeError("the recorded model stands in for a run that embeds nothing")
 
 
-def recorded_model_if_idle(store: Store, scanned: list[ScannedFile], roots: list[str],
-                           weights: str | None) -> RecordedModel | None:
+def recorded_model_if_idle(store: Store, plan: SyncPlan | None, weights: str | None) -> RecordedModel | None:
     """The stand-in when this run needs no model: the store's own weights, no file to read
-    (none new, none changed), and no stored row waiting for labels or signatures. Else None,
-    and the run loads the model as always."""
-    if not store.exists():
+    in its `plan` (none new, none changed), and no stored row waiting for labels or signatures.
+    Else None, and the run loads the model as always."""
+    if not store.exists() or plan is None or plan.to_read:
         return None
     try:
         manifest = store.manifest()
         if not manifest.get("weights_fingerprint") or weights not in (None, weights_from_manifest(manifest)):
-            return None
-        if plan_sync(scanned, store.rows(), roots).to_read:
             return None
         with store.connect() as con:
             waiting = con.execute("SELECT count(*) FILTER (WHERE labels IS NULL OR pixel_hash IS NULL) "

@@ -157,3 +157,42 @@ def test_a_sync_with_nothing_to_embed_does_without_the_model(tmp_path):
     write_photos(folder, ["rocket.jpg"])
     added, loaded = sync()
     assert added["added"] == 1 and loaded
+
+
+def test_the_first_files_decode_while_the_model_loads_and_embed_the_same(tmp_path, monkeypatch):
+    """New files of a run are decoded on threads while the model loads (indexer.prefetch), at the
+    draft size the store recorded; the run then does not decode them again, and its store equals
+    one made without the early decodes."""
+    from vitsearch.indexer import batching, build_index, prefetch
+    from vitsearch.indexer.store import Store
+
+    first, later = write_photos(tmp_path / "photos", ["chelsea.png", "coffee.png"]), ["astronaut.png", "rocket.jpg"]
+    early, by_run = [], []
+
+    def spy(calls, load):
+        return lambda data, **kw: calls.append(len(data)) or load(data, **kw)
+
+    monkeypatch.setattr(prefetch, "load_image", spy(early, prefetch.load_image))
+    monkeypatch.setattr(batching, "load_image", spy(by_run, batching.load_image))
+    stores = {}
+    for name, files in (("prefetched", prefetch.PREFETCH_FILES), ("plain", 0)):
+        monkeypatch.setattr(prefetch, "PREFETCH_FILES", files)
+        folder = tmp_path / name
+        folder.mkdir()
+        for path in first:
+            os.link(path, folder / path.name)
+        store = tmp_path / f"{name}-store"
+        build_index([folder], store, weights="random", precision="fp32")
+        write_photos(folder, later)  # new files: decoded early at the draft size the store recorded
+        early.clear()
+        by_run.clear()
+        report = build_index([folder], store, weights="random", precision="fp32")
+        assert report.added == 2
+        stores[name] = (len(early), len(by_run))
+        with Store(store).connect() as con:
+            rows = con.execute("SELECT regexp_extract(path, '[^/]+$') AS name, embedding, pixel_hash "
+                               "FROM images ORDER BY name").fetchall()
+        stores[name] += (rows,)
+    assert stores["prefetched"][:2] == (2, 0), "both new files decoded early, none again by the run"
+    assert stores["plain"][:2] == (0, 2)
+    assert stores["prefetched"][2] == stores["plain"][2], "the same embeddings and signatures either way"
