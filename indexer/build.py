@@ -13,7 +13,7 @@ from .faults import fault_point
 from .labels import label_rows
 from .lock import WriterLock
 from .plan import SyncPlan, plan_sync
-from .prefetch import start_prefetch
+from .prefetch import Prefetch, start_prefetch
 from .recorded_model import recorded_model_if_idle
 from .report import FileFailure, IndexReport
 from .scan import normalize_roots, scan_folders
@@ -86,6 +86,24 @@ def _early_plan(store, scanned, roots) -> tuple[SyncPlan, dict] | None:
     return plan_sync(scanned, rows, roots), rows
 
 
+def _model_for_run(store, early: tuple[SyncPlan, dict] | None, weights: str | None,
+                   **options) -> tuple[Encoder, Prefetch | None]:
+    """The store's recorded identity when the run has nothing to embed (no torch, no model);
+    else the model, with the run's first files decoding while it loads."""
+    check_model_options(exact=options["exact"], precision=options["precision"],
+                        compile_mode=options["compile_mode"])  # bad options are said even when idle
+    recorded = recorded_model_if_idle(store, early and early[0], weights)
+    if recorded is not None:
+        return recorded, None
+    prefetch = early and start_prefetch(store, *early, weights, exact=options["exact"], model_name=MODEL_NAME)
+    try:
+        return load_store_encoder(store.dir, weights, **options), prefetch
+    except BaseException:
+        if prefetch:
+            prefetch.cancel()
+        raise
+
+
 def build_index(
     roots: Iterable[str],
     store_dir: str | os.PathLike | None = None,
@@ -117,26 +135,19 @@ def build_index(
     store.dir.mkdir(parents=True, exist_ok=True)
     with WriterLock(store.dir / "writer.lock"):
         scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden))
+        early = _early_plan(store, scanned, roots)
         prefetch = None
-        if encoder is None:  # a run with nothing to embed does without torch and the model
-            check_model_options(exact=exact, precision=precision, compile_mode=compile_mode)  # said even then
-            early = _early_plan(store, scanned, roots)
-            encoder = recorded_model_if_idle(store, early and early[0], weights)
-            if encoder is None:  # the first files decode while the model loads
-                prefetch = early and start_prefetch(store, *early, weights, exact=exact, model_name=MODEL_NAME)
-                try:
-                    encoder = load_store_encoder(store_dir, weights, device=device, exact=exact, decode=decode,
-                                                 precision=precision, compile_mode=compile_mode)
-                except BaseException:
-                    if prefetch:
-                        prefetch.cancel()
-                    raise
+        if encoder is None:
+            encoder, prefetch = _model_for_run(store, early, weights, device=device, exact=exact, decode=decode,
+                                               precision=precision, compile_mode=compile_mode)
         manifest = store.initialize(encoder_identity(encoder))
         reuse_precision_check(manifest, encoder)
         vectors = deferred.open(store, manifest) if deferred else open_for_writing(store, manifest)
         report = IndexReport(repair=vectors.repair, store=str(store.dir))
-        rows = store.rows()
-        plan = plan_sync(scanned, rows, roots)
+        if early is None:  # the store could not be read before initialize() upgraded it
+            rows = store.rows()
+            early = plan_sync(scanned, rows, roots), rows
+        plan, rows = early
         report.unchanged = plan.unchanged
         batch_size = batch_size or encoder.default_batch_size
         if hasattr(encoder, "prepare_graph"):

@@ -92,7 +92,9 @@ def cached_data_config(weights: str | None, model_name: str) -> dict | None:
         meta = json.loads((folder / _META).read_text()) if folder is not None else None
     except (OSError, ValueError):
         return None
-    return meta["data_config"] if meta and meta.get("format") == FORMAT and (folder / _STATE).exists() else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not (folder / _STATE).exists():
+        return None  # a damaged cache is a miss, as in load_prepared
+    return meta.get("data_config")
 
 
 def load_prepared(weights: str | None, model_name: str) -> Prepared | None:

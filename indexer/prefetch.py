@@ -50,10 +50,12 @@ def start_prefetch(store: Store, plan: SyncPlan, rows: dict[str, RowState], weig
     for, when it is known without the model: from the store's manifest, else from the cached
     model of these weights. Files whose size a stored file has are left out: they may be copies,
     whose vectors are reused without decoding."""
-    config = (store.manifest() if store.exists() else {}).get("preprocess") or cached_data_config(weights, model_name)
-    if not config:
+    try:
+        recorded = store.manifest().get("preprocess") if store.exists() else None
+        config = recorded or cached_data_config(weights, model_name)
+        draft_size = None if exact else 2 * resize_target(config)
+    except Exception:  # noqa: BLE001 - an early start only saves time: never a reason for a run to fail
         return None
-    draft_size = None if exact else 2 * resize_target(config)
     sizes = {r.size for r in rows.values() if r.status in ("ok", "quarantined")}
     paths = [f.path for f, _ in plan.to_read if f.size not in sizes][:PREFETCH_FILES]
     workers = min(4, os.cpu_count() or 1)  # as many as a CPU run's readers
