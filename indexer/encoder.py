@@ -16,7 +16,7 @@ from .labels import LabelHead
 from .weights import MODEL_NAME, WeightsInfo, load_weights
 
 __all__ = ["Encoder", "TimmEncoder", "load_encoder", "resolve_device", "encoder_identity", "METRIC",
-           "PRECISIONS", "PARITY_COSINE", "precision_ladder", "resize_target", "check_model_options"]
+           "PRECISIONS", "PARITY_COSINE", "precision_ladder", "draft_size_for", "check_model_options"]
 
 METRIC = "cosine"  # inner product of L2-normalised vectors
 PRECISIONS = ("auto", "bf16", "int8", "fp32")  # what --precision accepts (CPU); CUDA runs fp16
@@ -107,8 +107,7 @@ class TimmEncoder(Encoder):
 
     @property
     def draft_size(self) -> int | None:
-        # Decode JPEGs at no less than twice the resize target: parity holds, decode is far cheaper.
-        return None if self.exact else 2 * resize_target(self.data_config)
+        return draft_size_for(self.data_config, self.exact)
 
     def preprocess(self, image):
         return self.transform(image)
@@ -314,6 +313,12 @@ def encoder_identity(encoder: Encoder) -> dict:
 def resize_target(data_config: dict) -> int:
     """The short side timm resizes to before its centre crop."""
     return int(data_config["input_size"][-1] / data_config["crop_pct"])
+
+
+def draft_size_for(data_config: dict, exact: bool) -> int | None:
+    """The JPEG reduced-decode target: no less than twice the resize target (parity holds, decode
+    is far cheaper); None (full decode) in exact mode."""
+    return None if exact else 2 * resize_target(data_config)
 
 
 def resolve_device(device: str = "auto") -> str:

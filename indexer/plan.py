@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from .scan import ScannedFile, is_within
 from .store import RowState, encode_path
 
-__all__ = ["SyncPlan", "plan_sync", "TRANSIENT_ERRORS"]
+__all__ = ["SyncPlan", "plan_sync", "stored_sizes", "TRANSIENT_ERRORS"]
 
 # Failures worth retrying even when the file's size and mtime did not change.
 TRANSIENT_ERRORS = frozenset({"vanished", "unreadable", "internal"})
@@ -38,6 +38,12 @@ def plan_sync(scanned: list[ScannedFile], rows: dict[str, RowState], roots: list
         if key not in seen and any(is_within(key, r) for r in roots):
             plan.missing[row.id] = row
     return plan
+
+
+def stored_sizes(rows: dict[str, RowState]) -> set[int]:
+    """The sizes of the stored files whose embedding can be reused: a file of another size
+    cannot be a copy of one of them, so it certainly needs decoding."""
+    return {r.size for r in rows.values() if r.status in ("ok", "quarantined")}
 
 
 def _same_stat(row: RowState, f: ScannedFile) -> bool:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from .encoder import resize_target
+from .encoder import draft_size_for
 from .images import LoadedImage, load_image, read_image_bytes
 from .model_cache import cached_data_config
-from .plan import SyncPlan
+from .plan import SyncPlan, stored_sizes
 from .store import RowState, Store
 
 __all__ = ["Prefetch", "start_prefetch", "PREFETCH_FILES"]
@@ -53,10 +53,10 @@ def start_prefetch(store: Store, plan: SyncPlan, rows: dict[str, RowState], weig
     try:
         recorded = store.manifest().get("preprocess") if store.exists() else None
         config = recorded or cached_data_config(weights, model_name)
-        draft_size = None if exact else 2 * resize_target(config)
+        draft_size = draft_size_for(config, exact)
     except Exception:  # noqa: BLE001 - an early start only saves time: never a reason for a run to fail
         return None
-    sizes = {r.size for r in rows.values() if r.status in ("ok", "quarantined")}
+    sizes = stored_sizes(rows)
     paths = [f.path for f, _ in plan.to_read if f.size not in sizes][:PREFETCH_FILES]
     workers = min(4, os.cpu_count() or 1)  # as many as a CPU run's readers
     return Prefetch(paths, draft_size, workers) if paths else None

@@ -29,7 +29,7 @@ from .errors import ConfigError
 from .faults import fault_point
 from .labels import label_rows
 from .lock import WriterLock
-from .plan import plan_sync
+from .plan import plan_sync, stored_sizes
 from .report import FileFailure, IndexReport
 from .scan import ScannedFile, normalize_roots, scan_folders
 from .store import SHARD_COLUMNS, RowState, Store, encode_path, open_store
@@ -151,7 +151,7 @@ class _DriverRun(IndexRun):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.pending: list[tuple[ScannedFile, RowState | None]] = []
-        self.sizes = {r.size for r in list(args[2].values()) if r.status in ("ok", "quarantined")}
+        self.sizes = stored_sizes(args[2])
 
     def _read(self, work, decode: bool = False) -> _Read:
         file, row = work

@@ -8,7 +8,7 @@ store recorded, so that every other step (removals, the FAISS sync) runs as alwa
 
 from __future__ import annotations
 
-from .encoder import Encoder, resize_target
+from .encoder import Encoder, draft_size_for
 from .plan import SyncPlan
 from .store import LIVE, Store
 from .weights import WeightsInfo, weights_from_manifest
@@ -24,7 +24,7 @@ class RecordedModel(Encoder):
         self.dim = int(manifest["dim"])
         self.weights = WeightsInfo(manifest["weights_source"], manifest["weights_fingerprint"])
         self._preprocess = manifest["preprocess"]
-        self.draft_size = 2 * resize_target(self._preprocess)
+        self.draft_size = draft_size_for(self._preprocess, exact=False)
 
     def preprocess_config(self) -> dict:
         return self._preprocess
