@@ -7,13 +7,16 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from .ondisk import write_lists
 
 __all__ = [
     "INDEX_TYPES", "IndexChoice", "choose_index_type", "build_ann", "build_ann_streamed", "new_index", "index_ids",
     "set_search_depth", "search_parameters", "measure_recall", "exact_neighbours",
-    "DEFAULT_MEMORY_BUDGET", "FLAT_MAX", "SMALL_SUBSET", "IVF_MIN_VECTORS",
+    "DEFAULT_MEMORY_BUDGET", "FLAT_MAX", "SMALL_SUBSET", "IVF_MIN_VECTORS", "bytes_per_vector", "lists_on_disk",
 ]
 
 INDEX_TYPES = ("flat", "ivf-flat", "ivf-sq8", "ivf-pq")
@@ -35,6 +38,7 @@ class IndexChoice:
     params: dict = field(default_factory=dict)  # search parameters, e.g. {"nprobe": 16}
     recall: float | None = None  # measured recall@10 against exact, on held-out queries
     build_seconds: float = 0.0
+    on_disk: bool = False  # the lists are mapped from a data file beside the index (see ondisk.py)
 
 
 def choose_index_type(n: int, dim: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> str:
@@ -46,6 +50,22 @@ def choose_index_type(n: int, dim: int, memory_budget: int = DEFAULT_MEMORY_BUDG
     if n * dim * 1.1 <= memory_budget:
         return "ivf-sq8"
     return "ivf-pq"
+
+
+def bytes_per_vector(index_type: str, dim: int) -> int:
+    """Code plus id per vector of each IVF type: the lists are nearly all of an IVF's size."""
+    code = {"ivf-flat": dim * 4, "ivf-sq8": dim, "ivf-pq": _pq_subquantizers(dim)}.get(index_type, dim * 4)
+    return code + 8
+
+
+def lists_on_disk(index_type: str, n: int, dim: int, memory_budget: int) -> bool:
+    """Whether an IVF of this type over n vectors would not fit the budget in memory: its lists
+    then live in a mapped data file (ondisk.py), whose pages are the kernel's cache."""
+    return index_type != "flat" and n > 0 and n * bytes_per_vector(index_type, dim) * 1.1 > memory_budget
+
+
+def _pq_subquantizers(dim: int) -> int:
+    return next(m for m in (64, 32, 16, 8) if dim % m == 0)
 
 
 def _nlist_for(n: int) -> int:
@@ -70,8 +90,7 @@ def new_index(index_type: str, dim: int, nlist: int = 0):
         return faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
                                              faiss.METRIC_INNER_PRODUCT)
     if index_type == "ivf-pq":
-        m = next(m for m in (64, 32, 16, 8) if dim % m == 0)
-        return faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+        return faiss.IndexIVFPQ(quantizer, dim, nlist, _pq_subquantizers(dim), 8, faiss.METRIC_INNER_PRODUCT)
     raise ValueError(f"unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
 
 
@@ -86,11 +105,13 @@ def build_ann(ids: np.ndarray, vectors: np.ndarray, index_type: str, *, seed: in
 
 
 def build_ann_streamed(ids: np.ndarray, chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]], dim: int,
-                       index_type: str, *, seed: int = 0):
+                       index_type: str, *, seed: int = 0, data_path: Path | None = None):
     """build_ann without the collection in memory. `ids`: every id; `chunks()`: (ids, vectors)
     of all of them, a chunk at a time. For an IVF, a first pass picks the training sample and
     the tuning queries, and the second adds the vectors while finding those queries' exact
-    neighbours: the peak is the index itself, one chunk, and the sample (<= TRAIN_SAMPLE_MAX)."""
+    neighbours: the peak is the index itself, one chunk, and the sample (<= TRAIN_SAMPLE_MAX).
+    With `data_path`, an IVF's lists are written there and mapped (ondisk.write_lists), so the
+    index itself is not held either."""
     started = time.perf_counter()
     n = len(ids)
     nlist = _nlist_for(n) if index_type != "flat" else 0
@@ -106,10 +127,14 @@ def build_ann_streamed(ids: np.ndarray, chunks: Callable[[], Iterable[tuple[np.n
         _train(index, sample)
         del sample
         truth = _TopK(len(queries), k + 1)
-    for chunk_ids, vectors in chunks():
-        index.add_with_ids(vectors, chunk_ids)
-        if truth is not None:
-            truth.add(chunk_ids, vectors, queries)
+    if nlist and data_path is not None:
+        write_lists(index, chunks, data_path, each_chunk=lambda ids_, vectors: truth.add(ids_, vectors, queries))
+        choice.on_disk = True
+    else:
+        for chunk_ids, vectors in chunks():
+            index.add_with_ids(vectors, chunk_ids)
+            if truth is not None:
+                truth.add(chunk_ids, vectors, queries)
     if nlist:
         choice.params, choice.recall = _tune(index, queries, truth.ids, k=k)
     choice.build_seconds = round(time.perf_counter() - started, 2)

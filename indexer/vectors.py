@@ -1,8 +1,10 @@
 """The FAISS index file: derived from DuckDB, saved atomically, checked and repaired on open.
 
-File layout: magic, header length, a JSON header (generation, count, crc32, index choice), then
-the serialized FAISS index. The header's generation says which committed DuckDB state it holds;
-DuckDB's vector_log lists the ids changed since, so a file that is behind is caught up.
+File layout: magic, header length, a JSON header (generation, count, crc32, index choice, data
+file), then the serialized FAISS index. The header's generation says which committed DuckDB state
+it holds; DuckDB's vector_log lists the ids changed since, so a file that is behind is caught up.
+An index too big for the memory budget keeps its lists in a data file beside it (ondisk.py),
+written before the index file that names it and removed once no saved index names it.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from .ann import (
     build_ann_streamed,
     choose_index_type,
     index_ids,
+    lists_on_disk,
     set_search_depth,
 )
 from .faults import fault_point
+from .ondisk import DATA_SUFFIX, data_file, new_data_path, private_data_dir, reopen_mapped, rewrite_lists
 from .store import Store
 
 __all__ = [
@@ -49,6 +53,7 @@ class VectorIndex:
     trained_on: int = 0  # collection size when the layout was chosen
     repair: str | None = None  # what open_vector_index had to do, for the report
     rebuilt: bool = False  # rebuilt from DuckDB when opened or refreshed: its file, if any, is stale
+    saved_data: str | None = None  # name of the lists' data file the saved index file names
 
     @property
     def count(self) -> int:
@@ -131,12 +136,14 @@ def save_vector_index(store: Store, vectors: VectorIndex) -> None:
     import faiss
 
     payload = faiss.serialize_index(vectors.index)
+    data = data_file(vectors.index)  # written and flushed when it was made: only named here
     header = json.dumps({
         "generation": vectors.generation,
         "count": vectors.count,
         "crc32": zlib.crc32(payload),
         "choice": asdict(vectors.choice),
         "trained_on": vectors.trained_on,
+        "data_file": data.name if data is not None else None,
     }).encode()
     final = store.dir / FAISS_NAME
     temporary = store.dir / f"{FAISS_NAME}.tmp-{os.getpid()}"
@@ -150,6 +157,8 @@ def save_vector_index(store: Store, vectors: VectorIndex) -> None:
         os.fsync(f.fileno())
     os.replace(temporary, final)
     _fsync_dir(store.dir)
+    vectors.saved_data = data.name if data is not None else None
+    _drop_data_files(store.dir, keep=vectors.saved_data)  # a reader mapping one keeps its pages
 
 
 def load_vector_file(path: Path) -> VectorIndex:
@@ -169,11 +178,26 @@ def load_vector_file(path: Path) -> VectorIndex:
     payload = data[start + length:]
     if zlib.crc32(payload) != header.get("crc32"):
         raise ValueError("checksum mismatch (truncated or corrupted)")
-    index = faiss.deserialize_index(payload)
+    index = faiss.deserialize_index(payload, faiss.IO_FLAG_SKIP_IVF_DATA if choice.on_disk else 0)
+    if choice.on_disk:
+        reopen_mapped(index, path.parent)
     if index.ntotal != header.get("count"):
         raise ValueError("vector count does not match its header")
     set_search_depth(index, choice.params)
-    return VectorIndex(index, int(header["generation"]), choice, int(header.get("trained_on", 0)))
+    return VectorIndex(index, int(header["generation"]), choice, int(header.get("trained_on", 0)),
+                       saved_data=header.get("data_file"))
+
+
+def _load(path: Path) -> VectorIndex:
+    """load_vector_file, again if the data file it names was replaced by a writer's save between
+    reading the index file and mapping the data (the new index file names the new one)."""
+    for _ in range(2):
+        try:
+            return load_vector_file(path)
+        except FileNotFoundError:
+            if not path.exists():
+                raise
+    return load_vector_file(path)
 
 
 def open_vector_index(store: Store, manifest: dict) -> VectorIndex:
@@ -182,7 +206,7 @@ def open_vector_index(store: Store, manifest: dict) -> VectorIndex:
     vectors, problem = None, None
     if path.exists():
         try:
-            vectors = load_vector_file(path)
+            vectors = _load(path)
         except (OSError, ValueError, RuntimeError) as e:
             problem = f"index file unusable ({e})"
     elif int(manifest.get("generation", 0)):
@@ -228,7 +252,7 @@ def _caught_up_by_log(store: Store, vectors: VectorIndex, manifest: dict) -> boo
 
 def _load_or_none(path: Path) -> VectorIndex | None:
     try:
-        return load_vector_file(path)
+        return _load(path)
     except (OSError, ValueError, RuntimeError):
         return None
 
@@ -241,8 +265,10 @@ def rebuild(store: Store, manifest: dict, index_type: str | None = None) -> Vect
     budget = int(manifest.get("memory_budget", DEFAULT_MEMORY_BUDGET))
     if preferred == "auto":
         preferred = choose_index_type(len(ids), dim, budget)
-
-    index, choice = build_ann_streamed(ids, lambda: store.embedding_chunks(STREAM_CHUNK, ids), dim, preferred)
+    data = new_data_path(_data_dir(store)) if lists_on_disk(preferred, len(ids), dim, budget) else None
+    index, choice = build_ann_streamed(ids, lambda: store.embedding_chunks(STREAM_CHUNK, ids), dim, preferred,
+                                       data_path=data)
+    _release_private(store, data)
     return VectorIndex(index, int(manifest.get("generation", 0)), choice, len(ids))
 
 
@@ -250,28 +276,76 @@ def needs_new_layout(vectors: VectorIndex, manifest: dict) -> bool:
     """Whether an auto-chosen layout no longer suits the collection's size."""
     n = vectors.count
     preferred = manifest.get("index_type", "auto")
-    if preferred != "auto":  # a chosen IVF type built flat while the store was too small for it
-        return vectors.index_type == "flat" != preferred and n >= IVF_MIN_VECTORS
     budget = int(manifest.get("memory_budget", DEFAULT_MEMORY_BUDGET))
+    if preferred != "auto":  # a chosen IVF type built flat while the store was too small for it
+        return ((vectors.index_type == "flat" != preferred and n >= IVF_MIN_VECTORS)
+                or (vectors.index_type != "flat"
+                    and vectors.choice.on_disk != lists_on_disk(preferred, n, int(manifest["dim"]), budget)))
     wanted = choose_index_type(n, int(manifest["dim"]), budget)
     if vectors.index_type == "flat":
         return wanted != "flat" and n > FLAT_MAX
-    return wanted != vectors.index_type or n > RETRAIN_GROWTH * max(vectors.trained_on, 1)
+    return (wanted != vectors.index_type or n > RETRAIN_GROWTH * max(vectors.trained_on, 1)
+            or vectors.choice.on_disk != lists_on_disk(wanted, n, int(manifest["dim"]), budget))
 
 
 def _catch_up(store: Store, vectors: VectorIndex) -> None:
     changed = store.changed_since(vectors.generation)
-    if len(changed):
-        vectors.index.remove_ids(changed)
-        ids, embeddings = store.embeddings(changed)
-        if len(ids):
-            vectors.index.add_with_ids(embeddings, ids)
+    if not len(changed):
+        return
+    ids, embeddings = store.embeddings(changed)
+    if vectors.choice.on_disk:  # a mapped data file is never changed: a new one replaces it
+        old = data_file(vectors.index)
+        new = new_data_path(_data_dir(store))
+        rewrite_lists(vectors.index, changed, ids, embeddings, new)
+        _release_private(store, new)
+        if old is not None and old.name != vectors.saved_data:  # ours alone, superseded
+            old.unlink(missing_ok=True)
+        return
+    vectors.index.remove_ids(changed)
+    if len(ids):
+        vectors.index.add_with_ids(embeddings, ids)
+
+
+def _data_dir(store: Store) -> Path:
+    """Where a new lists data file goes: the store's folder for a writer, whose save will name
+    it; a temporary folder for a reader, which never writes into the store."""
+    return private_data_dir() if store.read_only else store.dir
+
+
+def _release_private(store: Store, data: Path | None) -> None:
+    """A reader's data file is unlinked once mapped: the mapping keeps it until the index goes."""
+    if store.read_only and data is not None:
+        data.unlink(missing_ok=True)
+
+
+def _drop_data_files(directory: Path, keep: str | None) -> None:
+    for stale in directory.glob(f"*{DATA_SUFFIX}"):
+        if stale.name != keep:
+            stale.unlink(missing_ok=True)
+
+
+def _saved_data_name(path: Path) -> tuple[bool, str | None]:
+    """(readable, the data file named by the index file at `path`), from its header alone."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_MAGIC) + 4)
+            if len(head) < len(_MAGIC) + 4 or head[:len(_MAGIC)] != _MAGIC:
+                return False, None
+            (length,) = struct.unpack_from("<I", head, len(_MAGIC))
+            return True, json.loads(f.read(length)).get("data_file")
+    except (OSError, ValueError):
+        return False, None
 
 
 def clean_leftovers(store: Store) -> None:
-    """Remove temporary files of saves that were killed midway."""
+    """Remove temporary files of saves that were killed midway, and data files no saved index
+    names (a killed rebuild's, or one superseded before it was saved)."""
     for leftover in store.dir.glob(f"{FAISS_NAME}.tmp-*"):
         leftover.unlink(missing_ok=True)
+    saved = store.dir / FAISS_NAME
+    readable, keep = _saved_data_name(saved) if saved.exists() else (True, None)
+    if readable:  # else the index is rebuilt, and its save clears them
+        _drop_data_files(store.dir, keep)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -144,6 +144,7 @@ class ImageIndex:
             "index_type": self.vectors.index_type,
             "index_recall_at_10": self.vectors.choice.recall,
             "index_params": self.vectors.choice.params,
+            "index_on_disk": self.vectors.choice.on_disk,  # lists mapped from a data file: past the memory budget
             "dim": self.manifest["dim"],
             "metric": self.manifest["metric"],
             "store": str(self.store.dir),

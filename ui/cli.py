@@ -201,7 +201,8 @@ def _parser() -> argparse.ArgumentParser:
     reindex.add_argument("--index-type", default="auto",
                          choices=["auto", "flat", "ivf-flat", "ivf-sq8", "ivf-pq"])
     reindex.add_argument("--memory-budget", type=_size, metavar="SIZE",
-                         help="memory the index may use, e.g. 512M or 2G (default 1G)")
+                         help="memory the index may use, e.g. 512M or 2G (default 1G); an index that "
+                              "does not fit keeps its lists in a mapped file beside it")
     reindex.set_defaults(handler=_reindex)
 
     serve = commands.add_parser("serve", help="the web page: search by image, review duplicates")
@@ -539,7 +540,8 @@ def _reindex(args) -> int:
         print(f"note: {args.index_type} needs at least {IVF_MIN_VECTORS} images to train on; this store has "
               f"{vectors.count}, so it was built as exact flat search; the next index run past that size builds "
               f"{args.index_type}.", file=sys.stderr)
-    print(f"rebuilt {vectors.count} vectors as {choice.index_type} {choice.params or ''} "
+    where = " (lists on disk)" if choice.on_disk else ""
+    print(f"rebuilt {vectors.count} vectors as {choice.index_type}{where} {choice.params or ''} "
           f"(recall@10 {choice.recall if choice.recall is not None else 'exact'}, "
           f"{choice.build_seconds}s)", file=sys.stderr)
     return EXIT_OK
