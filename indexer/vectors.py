@@ -26,9 +26,8 @@ from .ann import (
     STREAM_CHUNK,
     IndexChoice,
     build_ann_streamed,
-    choose_index_type,
+    choose_layout,
     index_ids,
-    lists_on_disk,
     set_search_depth,
 )
 from .faults import fault_point
@@ -263,10 +262,9 @@ def rebuild(store: Store, manifest: dict, index_type: str | None = None) -> Vect
     ids, dim = store.live_ids(), int(manifest["dim"])
     preferred = index_type or manifest.get("index_type", "auto")
     budget = int(manifest.get("memory_budget", DEFAULT_MEMORY_BUDGET))
-    if preferred == "auto":
-        preferred = choose_index_type(len(ids), dim, budget)
-    data = new_data_path(_data_dir(store)) if lists_on_disk(preferred, len(ids), dim, budget) else None
-    index, choice = build_ann_streamed(ids, lambda: store.embedding_chunks(STREAM_CHUNK, ids), dim, preferred,
+    index_type, on_disk = choose_layout(len(ids), dim, budget, preferred)
+    data = new_data_path(_data_dir(store)) if on_disk else None
+    index, choice = build_ann_streamed(ids, lambda: store.embedding_chunks(STREAM_CHUNK, ids), dim, index_type,
                                        data_path=data)
     _release_private(store, data)
     return VectorIndex(index, int(manifest.get("generation", 0)), choice, len(ids))
@@ -277,15 +275,14 @@ def needs_new_layout(vectors: VectorIndex, manifest: dict) -> bool:
     n = vectors.count
     preferred = manifest.get("index_type", "auto")
     budget = int(manifest.get("memory_budget", DEFAULT_MEMORY_BUDGET))
+    wanted, on_disk = choose_layout(n, int(manifest["dim"]), budget, preferred)
     if preferred != "auto":  # a chosen IVF type built flat while the store was too small for it
         return ((vectors.index_type == "flat" != preferred and n >= IVF_MIN_VECTORS)
-                or (vectors.index_type != "flat"
-                    and vectors.choice.on_disk != lists_on_disk(preferred, n, int(manifest["dim"]), budget)))
-    wanted = choose_index_type(n, int(manifest["dim"]), budget)
+                or (vectors.index_type != "flat" and vectors.choice.on_disk != on_disk))
     if vectors.index_type == "flat":
         return wanted != "flat" and n > FLAT_MAX
-    return (wanted != vectors.index_type or n > RETRAIN_GROWTH * max(vectors.trained_on, 1)
-            or vectors.choice.on_disk != lists_on_disk(wanted, n, int(manifest["dim"]), budget))
+    return (wanted != vectors.index_type or vectors.choice.on_disk != on_disk
+            or n > RETRAIN_GROWTH * max(vectors.trained_on, 1))
 
 
 def _catch_up(store: Store, vectors: VectorIndex) -> None:

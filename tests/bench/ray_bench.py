@@ -1,13 +1,15 @@
 """The Ray engine against the local one, and the shard merge at scale. JSON lines:
 
     python -m tests.bench.ray_bench engines FOLDER      # same photos, both engines, whole commands
-    python -m tests.bench.ray_bench merge --n 1000000 [--in-memory]   # Parquet shards -> DuckDB -> FAISS
+    python -m tests.bench.ray_bench merge --n 1000000 [--in-memory] [--memory-budget 64M]
+                                                        # Parquet shards -> DuckDB -> FAISS
 
 `engines` runs `vitsearch index` (random weights) into fresh stores, local then ray, and reports
 each command's wall time, images/s and the ratio (the engine's overhead on one machine: Ray pays
 on clusters). `merge` writes N synthetic rows as shards the way a cluster job does, then times
 merging them into a store, then building FAISS from the store in a process of its own, each
-step with its peak RSS (`--in-memory`: also the build with every embedding loaded at once).
+step with its peak RSS (`--in-memory`: also the build with every embedding loaded at once;
+`--memory-budget`: the store's budget, so that a small one puts the IVF lists on disk).
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ from vitsearch.indexer.ann import build_ann, choose_index_type
 from vitsearch.indexer.store import Store
 from vitsearch.indexer.vectors import open_for_writing, sync_and_save
 store = Store(sys.argv[1], read_only=False)
+if int(sys.argv[4]):
+    store.set_manifest(memory_budget=int(sys.argv[4]))
 started = time.perf_counter()
 if sys.argv[3] == "streamed":
     vectors = sync_and_save(store, None)
@@ -102,18 +106,19 @@ else:
     _, choice = build_ann(ids, embeddings.reshape(len(ids), 512), choose_index_type(len(ids), 512))
 print("FIGURES " + json.dumps({"step": "faiss_" + sys.argv[3], "index_type": choice.index_type, "nlist": choice.nlist,
                                "nprobe": choice.params.get("nprobe"), "recall_at_10": choice.recall,
+                               "lists_on_disk": choice.on_disk,
                                "seconds": round(time.perf_counter() - started, 1),
                                "peak_rss_mb": round(peak_rss_mb(), 1)}), flush=True)
 '''
 
 
-def merge(n: int, work: Path, shard: int, in_memory: bool) -> None:
+def merge(n: int, work: Path, shard: int, in_memory: bool, budget: int) -> None:
     store = work / f"merge-{n}"
-    steps = [[FAISS, str(store), str(REPO), "streamed"]]
+    steps = [[FAISS, str(store), str(REPO), "streamed", str(budget)]]
     if not (store / "metadata.duckdb").exists():  # a store left by an earlier run: time FAISS again
         steps.insert(0, [MERGE, str(n), str(store), str(REPO), str(shard)])
     if in_memory:
-        steps.append([FAISS, str(store), str(REPO), "in_memory"])
+        steps.append([FAISS, str(store), str(REPO), "in_memory", "0"])
     for code, *argv in steps:
         result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO)
         for line in result.stdout.splitlines():
@@ -137,6 +142,8 @@ def main() -> None:
     merging.add_argument("--shard", type=int, default=8192)
     merging.add_argument("--in-memory", action="store_true",
                          help="also build FAISS with every embedding loaded first, for comparison")
+    merging.add_argument("--memory-budget", type=int, default=0,
+                         help="bytes the index may hold in memory (default: the store's, 1 GiB)")
     merging.add_argument("--workdir")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="vitsearch-ray-bench-"))
@@ -144,7 +151,7 @@ def main() -> None:
     if args.command == "engines":
         engines(Path(args.folder), work, args.extra, args.rounds)
     else:
-        merge(args.n, work, args.shard, args.in_memory)
+        merge(args.n, work, args.shard, args.in_memory, args.memory_budget)
 
 
 if __name__ == "__main__":

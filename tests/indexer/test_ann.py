@@ -36,6 +36,18 @@ def test_the_most_exact_index_that_fits_is_chosen(n, budget, expected):
     assert choose_index_type(n, 512, budget) == expected
 
 
+def test_past_the_budget_the_lists_go_to_disk_as_sq8_unless_a_type_was_chosen():
+    from vitsearch.indexer.ann import choose_layout
+
+    gib = 1 << 30
+    assert choose_layout(50_000, 512, gib) == ("ivf-flat", False)
+    assert choose_layout(10_000_000, 512, gib) == ("ivf-pq", False), "PQ still fits in memory"
+    assert choose_layout(50_000_000, 512, gib) == ("ivf-sq8", True), "nothing fits: the more exact code, on disk"
+    assert choose_layout(50_000_000, 512, 64 * gib) == ("ivf-sq8", False)
+    assert choose_layout(5_000, 48, 10_000, preferred="ivf-flat") == ("ivf-flat", True)
+    assert choose_layout(5_000, 48, 10_000, preferred="flat") == ("flat", False), "flat is never on disk"
+
+
 def test_list_count_grows_as_twice_the_square_root_within_bounds():
     assert _nlist_for(IVF_MIN_VECTORS - 1) == 0, "too few vectors to train: flat"
     for n in (IVF_MIN_VECTORS, 10_000, 1_000_000, 50_000_000):

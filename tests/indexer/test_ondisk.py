@@ -64,6 +64,12 @@ def test_lists_past_the_budget_go_to_disk_and_answer_as_in_memory(store):
     assert [answers(store, queries), answers(store, queries, where="width < 30")] == in_memory
     assert load_vector_file(store / FAISS_NAME).choice.on_disk
 
+    vectors = reindex(store, index_type="auto", memory_budget=4_000)
+    assert (vectors.index_type, vectors.choice.on_disk) == ("ivf-sq8", True), "auto past every in-memory fit"
+    kept = data_files(store)
+    report = build_index([store.parent / "photos"], store, encoder=FakeEncoder())
+    assert report.repair is None and data_files(store) == kept, "an unchanged run keeps the layout and its file"
+
     reindex(store, index_type="auto", memory_budget=DEFAULT_MEMORY_BUDGET)
     assert data_files(store) == [], "back in memory: the data file is removed with the save that stops naming it"
 
