@@ -325,7 +325,8 @@ def _index_tab(index: ImageIndex):
         lines = [
             f"**{info['images']}** images indexed, **{info['vectors']}** vectors, **{info['failed']}** failed",
             f"Model: {plain_markdown(info['model'])} · weights: {plain_markdown(info['weights'])}",
-            f"Index: {plain_markdown(info['index_type'])} · measured recall@10: "
+            f"Index: {plain_markdown(info['index_type'])}{' (lists on disk)' if info['index_on_disk'] else ''}"
+            f" · measured recall@10: "
             f"{info['index_recall_at_10'] or 'exact'}",
             f"Failures by reason: {plain_markdown(reasons)}",
         ]

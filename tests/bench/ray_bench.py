@@ -90,7 +90,7 @@ print("FIGURES " + json.dumps({"step": "duckdb", "rows": n, "merge_seconds": rou
 FAISS = r'''
 import sys, time, json
 sys.path.insert(0, sys.argv[2])
-from tests.bench.memory import peak_rss_mb
+from tests.bench.memory import PeakAnon, peak_rss_mb
 from vitsearch.indexer.ann import build_ann, choose_index_type
 from vitsearch.indexer.store import Store
 from vitsearch.indexer.vectors import open_for_writing, sync_and_save
@@ -98,17 +98,19 @@ store = Store(sys.argv[1], read_only=False)
 if int(sys.argv[4]):
     store.set_manifest(memory_budget=int(sys.argv[4]))
 started = time.perf_counter()
-if sys.argv[3] == "streamed":
-    vectors = sync_and_save(store, None)
-    choice = vectors.choice
-else:
-    ids, embeddings = store.embeddings()
-    _, choice = build_ann(ids, embeddings.reshape(len(ids), 512), choose_index_type(len(ids), 512))
+with PeakAnon() as anon:
+    if sys.argv[3] == "streamed":
+        vectors = sync_and_save(store, None)
+        choice = vectors.choice
+    else:
+        ids, embeddings = store.embeddings()
+        _, choice = build_ann(ids, embeddings.reshape(len(ids), 512), choose_index_type(len(ids), 512))
 print("FIGURES " + json.dumps({"step": "faiss_" + sys.argv[3], "index_type": choice.index_type, "nlist": choice.nlist,
                                "nprobe": choice.params.get("nprobe"), "recall_at_10": choice.recall,
                                "lists_on_disk": choice.on_disk,
                                "seconds": round(time.perf_counter() - started, 1),
-                               "peak_rss_mb": round(peak_rss_mb(), 1)}), flush=True)
+                               "peak_rss_mb": round(peak_rss_mb(), 1), "peak_anon_mb": round(anon.peak_mb, 1)}),
+      flush=True)
 '''
 
 
