@@ -20,6 +20,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +62,7 @@ def write_lists(index, chunks: Chunks, path: Path, *, each_chunk=None) -> None:
         sizes += np.bincount(_assign(ivf, vectors), minlength=ivf.nlist).astype(np.uint64)
     starts = _list_starts(sizes, ivf.code_size)
     filled = np.zeros(ivf.nlist, np.uint64)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
+    with _new_data_file(path) as fd:
         os.ftruncate(fd, int(starts[-1]))
         for ids, vectors in chunks():
             lists = _assign(ivf, vectors)
@@ -81,12 +81,6 @@ def write_lists(index, chunks: Chunks, path: Path, *, each_chunk=None) -> None:
                 each_chunk(ids, vectors)
         if not np.array_equal(filled, sizes):
             raise RuntimeError("the collection changed while its lists were written")
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        Path(path).unlink(missing_ok=True)
-        raise
-    os.close(fd)
     map_lists(index, path, sizes)
 
 
@@ -102,8 +96,7 @@ def rewrite_lists(index, removed: np.ndarray, added_ids: np.ndarray, added: np.n
     bounds = np.searchsorted(new_lists[order], np.arange(ivf.nlist + 1))
     removed = np.asarray(removed, np.int64)
     sizes = np.zeros(ivf.nlist, np.uint64)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
+    with _new_data_file(path) as fd:
         with os.fdopen(fd, "wb", closefd=False) as out:
             for j in range(ivf.nlist):
                 ids, codes = _read_list(ivf.invlists, j, ivf.code_size)
@@ -116,14 +109,22 @@ def rewrite_lists(index, removed: np.ndarray, added_ids: np.ndarray, added: np.n
                 sizes[j] = int(keep.sum()) + len(rows)
                 if j == ivf.nlist // 2:
                     fault_point("ondisk_write")
-            out.flush()
+    map_lists(index, path, sizes)
+
+
+@contextmanager
+def _new_data_file(path: Path):
+    """A file descriptor for a data file that must not exist yet; flushed to disk when the block
+    ends, removed if it raised (a kill leaves it to clean_leftovers: no saved index names it)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        yield fd
         os.fsync(fd)
     except BaseException:
-        os.close(fd)
         Path(path).unlink(missing_ok=True)
         raise
-    os.close(fd)
-    map_lists(index, path, sizes)
+    finally:
+        os.close(fd)
 
 
 def map_lists(index, path: Path, sizes: np.ndarray) -> None:
