@@ -48,7 +48,7 @@ def reuse_precision_check(manifest: dict, encoder: Encoder) -> None:
 def record_precision(store, encoder: Encoder, report: IndexReport) -> None:
     """The precision the run used and, when the first batch checked it, its cosine to fp32."""
     check = getattr(encoder, "precision_check", None)
-    precision = getattr(encoder, "precision", None)
+    precision = getattr(encoder, "precision_used", getattr(encoder, "precision", None))
     if precision is None:
         return  # an encoder without precisions (a test's fake)
     report.precision = precision

@@ -179,8 +179,11 @@ class TimmEncoder(Encoder):
         """Embed the batch's first PARITY_IMAGES at the current precision and in fp32: keep the
         precision if every one reaches PARITY_COSINE, else fall back along the ladder. Returns
         the batch's vectors at the precision kept; the outcome is in `precision_check` (recorded
-        in the store)."""
+        in the store). A batch smaller than the check (a run or a query of a few images) runs
+        fp32 alone: exact, in one pass where checking takes two; a later batch checks."""
         batch = batch.to(self.device)
+        if len(batch) < PARITY_IMAGES:
+            return self._pooled(batch, "fp32").numpy()
         reference = self._pooled(batch[:PARITY_IMAGES], "fp32").numpy()
         tried = []
         while True:
@@ -199,6 +202,11 @@ class TimmEncoder(Encoder):
             rest = [self._pooled(batch[len(reference):], "fp32").numpy()] if len(batch) > len(reference) else []
             vectors = np.concatenate([reference, *rest])
         return vectors
+
+    @property
+    def precision_used(self) -> str:
+        """What the batches so far ran at: fp32 while the check waits for a batch big enough."""
+        return "fp32" if self.precision_check is None and self.fallbacks is not None else self.precision
 
     def precision_key(self) -> str | None:
         """What a parity check's outcome depends on besides the images: the ladder tried, the

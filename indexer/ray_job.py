@@ -90,5 +90,5 @@ class Embedder:
         out = {key: value for key, value in batch.items() if key != "pixels"}
         out.update(reason=reasons, detail=details, embedding=vectors,
                    node=np.array([self.node] * len(reasons), object), gpus=np.array([self.gpus] * len(reasons), object),
-                   precision=np.array([self.encoder.precision] * len(reasons), object))
+                   precision=np.array([self.encoder.precision_used] * len(reasons), object))
         return out

@@ -91,6 +91,33 @@ def test_without_bf16_int8_is_chosen_checked_and_recorded(monkeypatch, photos, t
     assert float(query @ ours[str(photos / "coffee.jpg")]) >= 0.999
 
 
+def test_a_run_too_small_to_check_runs_exact_in_one_pass_and_the_next_one_checks(monkeypatch, photos, tmp_path):
+    cpu_with(monkeypatch, "avx512_vnni")
+    few = tmp_path / "few"
+    few.mkdir()
+    for name in ("coffee.jpg", "rocket.jpg", "scene-001.jpg"):
+        shutil.copy(photos / name, few / name)
+    chosen = encoder.load_encoder("random", device="cpu")
+    passes = []
+    pooled = chosen._pooled
+    chosen._pooled = lambda batch, precision: passes.append((precision, len(batch))) or pooled(batch, precision)
+    report = build_index([few], tmp_path / "store", encoder=chosen)
+    assert passes == [("fp32", 3)], "fewer images than the check needs: fp32 alone, one pass"
+    assert report.precision == "fp32" and report.precision_check is None
+    manifest = Store(tmp_path / "store").manifest()
+    assert manifest["precision"] == "fp32" and "precision_check_key" not in manifest, "nothing checked, nothing kept"
+    exact = encoder.load_encoder("random", device="cpu", precision="fp32")
+    build_index([few], tmp_path / "exact", encoder=exact)
+    ours, reference = embeddings(tmp_path / "store"), embeddings(tmp_path / "exact")
+    assert all(np.array_equal(ours[p], reference[p]) for p in ours), "the fp32 vectors themselves"
+
+    write_scenes(tmp_path / "more", range(50, 50 + encoder.PARITY_IMAGES))
+    later = encoder.load_encoder("random", device="cpu")
+    again = build_index([few, tmp_path / "more"], tmp_path / "store", encoder=later)
+    assert again.precision == "int8" and again.precision_check["images"] == encoder.PARITY_IMAGES
+    assert Store(tmp_path / "store").manifest()["precision_check_key"] == later.precision_key()
+
+
 def test_a_precision_that_fails_its_check_falls_back_and_says_so(monkeypatch, photos, tmp_path):
     cpu_with(monkeypatch, "avx512_bf16", "avx512_vnni")
     monkeypatch.setattr(encoder, "PARITY_COSINE", 1.5)  # nothing but fp32 itself can pass
