@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+import zlib
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +29,7 @@ import numpy as np
 from .faults import fault_point
 
 __all__ = ["DATA_SUFFIX", "new_data_path", "write_lists", "rewrite_lists",
-           "map_lists", "reopen_mapped", "data_file", "private_data_dir"]
+           "map_lists", "reopen_mapped", "data_file", "private_data_dir", "file_crc32"]
 
 DATA_SUFFIX = ".ivfdata"
 _ID_BYTES = 8  # faiss ids are int64
@@ -159,6 +160,15 @@ def reopen_mapped(index, directory: Path) -> Path:
     lists.filename = str(path)
     _map(lists)
     return path
+
+
+def file_crc32(path: Path) -> int:
+    """The data file's checksum, read through in blocks (recorded at save, verified by writers)."""
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(16 << 20):
+            crc = zlib.crc32(block, crc)
+    return crc
 
 
 def _map(lists) -> None:

@@ -31,7 +31,7 @@ from .ann import (
     set_search_depth,
 )
 from .faults import fault_point
-from .ondisk import DATA_SUFFIX, data_file, new_data_path, private_data_dir, reopen_mapped, rewrite_lists
+from .ondisk import DATA_SUFFIX, data_file, file_crc32, new_data_path, private_data_dir, reopen_mapped, rewrite_lists
 from .store import Store
 
 __all__ = [
@@ -53,6 +53,7 @@ class VectorIndex:
     repair: str | None = None  # what open_vector_index had to do, for the report
     rebuilt: bool = False  # rebuilt from DuckDB when opened or refreshed: its file, if any, is stale
     saved_data: str | None = None  # name of the lists' data file the saved index file names
+    data_crc32: int | None = None  # that file's checksum, known once computed for a save
 
     @property
     def count(self) -> int:
@@ -136,6 +137,8 @@ def save_vector_index(store: Store, vectors: VectorIndex) -> None:
 
     payload = faiss.serialize_index(vectors.index)
     data = data_file(vectors.index)  # written and flushed when it was made: only named here
+    if data is not None and (vectors.data_crc32 is None or data.name != vectors.saved_data):
+        vectors.data_crc32 = file_crc32(data)
     header = json.dumps({
         "generation": vectors.generation,
         "count": vectors.count,
@@ -143,6 +146,7 @@ def save_vector_index(store: Store, vectors: VectorIndex) -> None:
         "choice": asdict(vectors.choice),
         "trained_on": vectors.trained_on,
         "data_file": data.name if data is not None else None,
+        "data_crc32": vectors.data_crc32 if data is not None else None,
     }).encode()
     final = store.dir / FAISS_NAME
     temporary = store.dir / f"{FAISS_NAME}.tmp-{os.getpid()}"
@@ -160,8 +164,10 @@ def save_vector_index(store: Store, vectors: VectorIndex) -> None:
     _drop_data_files(store.dir, keep=vectors.saved_data)  # a reader mapping one keeps its pages
 
 
-def load_vector_file(path: Path) -> VectorIndex:
-    """Read and verify one index file; ValueError says what is wrong with it."""
+def load_vector_file(path: Path, *, verify_data: bool = False) -> VectorIndex:
+    """Read and verify one index file; ValueError says what is wrong with it. The lists' data
+    file of an on-disk index is checked for its size, and with `verify_data` (a writer, about to
+    build on it) read through for its checksum too."""
     import faiss
 
     data = np.memmap(path, dtype=np.uint8, mode="r")  # mapped, not copied: one index in memory
@@ -179,24 +185,26 @@ def load_vector_file(path: Path) -> VectorIndex:
         raise ValueError("checksum mismatch (truncated or corrupted)")
     index = faiss.deserialize_index(payload, faiss.IO_FLAG_SKIP_IVF_DATA if choice.on_disk else 0)
     if choice.on_disk:
-        reopen_mapped(index, path.parent)
+        mapped = reopen_mapped(index, path.parent)
+        if verify_data and header.get("data_crc32") is not None and file_crc32(mapped) != header["data_crc32"]:
+            raise ValueError(f"list data file {mapped.name} damaged (checksum mismatch)")
     if index.ntotal != header.get("count"):
         raise ValueError("vector count does not match its header")
     set_search_depth(index, choice.params)
     return VectorIndex(index, int(header["generation"]), choice, int(header.get("trained_on", 0)),
-                       saved_data=header.get("data_file"))
+                       saved_data=header.get("data_file"), data_crc32=header.get("data_crc32"))
 
 
-def _load(path: Path) -> VectorIndex:
+def _load(path: Path, verify_data: bool = False) -> VectorIndex:
     """load_vector_file, again if the data file it names was replaced by a writer's save between
     reading the index file and mapping the data (the new index file names the new one)."""
     for _ in range(2):
         try:
-            return load_vector_file(path)
+            return load_vector_file(path, verify_data=verify_data)
         except FileNotFoundError:
             if not path.exists():
                 raise
-    return load_vector_file(path)
+    return load_vector_file(path, verify_data=verify_data)
 
 
 def open_vector_index(store: Store, manifest: dict) -> VectorIndex:
@@ -205,7 +213,7 @@ def open_vector_index(store: Store, manifest: dict) -> VectorIndex:
     vectors, problem = None, None
     if path.exists():
         try:
-            vectors = _load(path)
+            vectors = _load(path, verify_data=not store.read_only)
         except (OSError, ValueError, RuntimeError) as e:
             problem = f"index file unusable ({e})"
     elif int(manifest.get("generation", 0)):

@@ -133,3 +133,26 @@ def test_a_kill_while_lists_are_written_leaves_the_store_open_and_resumable(stor
     assert len(data_files(store)) == 1 and saved[0] not in data_files(store), "the partial file is gone"
     assert load_vector_file(store / FAISS_NAME).choice.index_type == "ivf-sq8"
     assert_matches_store(store)
+
+
+def test_a_truncated_damaged_or_missing_data_file_is_found_and_rebuilt(store, tmp_path):
+    reindex(store, index_type="ivf-flat", memory_budget=SMALL_BUDGET)
+    data = store / data_files(store)[0]
+    original = data.read_bytes()
+
+    data.write_bytes(original[:-100])
+    reader = ImageIndex.open(store, encoder=FakeEncoder())
+    assert "wrong size" in reader.vectors.repair and len(reader) == 1200
+    assert data_files(store) == [data.name], "a reader rebuilds in a private file"
+
+    damaged = bytearray(original)
+    damaged[len(damaged) // 3] ^= 0xFF  # one code byte: sizes and ids still agree with the store
+    data.write_bytes(bytes(damaged))
+    report = build_index([tmp_path / "photos"], store, encoder=FakeEncoder())
+    assert "checksum mismatch" in report.repair, "a writer reads the file through before building on it"
+    assert data.name not in data_files(store) and len(data_files(store)) == 1
+    assert_matches_store(store)
+
+    (store / data_files(store)[0]).unlink()
+    reader = ImageIndex.open(store, encoder=FakeEncoder())
+    assert "missing" in reader.vectors.repair and len(reader) == 1200
