@@ -171,16 +171,11 @@ def load_vector_file(path: Path, *, verify_data: bool = False) -> VectorIndex:
     import faiss
 
     data = np.memmap(path, dtype=np.uint8, mode="r")  # mapped, not copied: one index in memory
-    if len(data) < len(_MAGIC) + 4 or bytes(data[:len(_MAGIC)]) != _MAGIC:
-        raise ValueError("not a vitsearch index file of this version")
-    (length,) = struct.unpack_from("<I", bytes(data[len(_MAGIC):len(_MAGIC) + 4]))
-    start = len(_MAGIC) + 4
+    header, payload = _split(data)
     try:
-        header = json.loads(bytes(data[start:start + length]))
         choice = IndexChoice(**header["choice"])
-    except (ValueError, KeyError, TypeError) as e:
+    except (KeyError, TypeError) as e:
         raise ValueError(f"damaged header: {e}") from e
-    payload = data[start + length:]
     if zlib.crc32(payload) != header.get("crc32"):
         raise ValueError("checksum mismatch (truncated or corrupted)")
     index = faiss.deserialize_index(payload, faiss.IO_FLAG_SKIP_IVF_DATA if choice.on_disk else 0)
@@ -193,6 +188,21 @@ def load_vector_file(path: Path, *, verify_data: bool = False) -> VectorIndex:
     set_search_depth(index, choice.params)
     return VectorIndex(index, int(header["generation"]), choice, int(header.get("trained_on", 0)),
                        saved_data=header.get("data_file"), data_crc32=header.get("data_crc32"))
+
+
+def _split(data) -> tuple[dict, np.ndarray]:
+    """(JSON header, FAISS payload) of an index file's mapped bytes; ValueError if not ours."""
+    if len(data) < len(_MAGIC) + 4 or bytes(data[:len(_MAGIC)]) != _MAGIC:
+        raise ValueError("not a vitsearch index file of this version")
+    (length,) = struct.unpack_from("<I", bytes(data[len(_MAGIC):len(_MAGIC) + 4]))
+    start = len(_MAGIC) + 4
+    try:
+        header = json.loads(bytes(data[start:start + length]))
+    except ValueError as e:
+        raise ValueError(f"damaged header: {e}") from e
+    if not isinstance(header, dict):
+        raise ValueError("damaged header: not an object")
+    return header, data[start + length:]
 
 
 def _load(path: Path, verify_data: bool = False) -> VectorIndex:
@@ -332,14 +342,10 @@ def _drop_data_files(directory: Path, keep: str | None) -> None:
 def _saved_data_name(path: Path) -> tuple[bool, str | None]:
     """(readable, the data file named by the index file at `path`), from its header alone."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(len(_MAGIC) + 4)
-            if len(head) < len(_MAGIC) + 4 or head[:len(_MAGIC)] != _MAGIC:
-                return False, None
-            (length,) = struct.unpack_from("<I", head, len(_MAGIC))
-            return True, json.loads(f.read(length)).get("data_file")
+        header, _ = _split(np.memmap(path, dtype=np.uint8, mode="r"))
     except (OSError, ValueError):
         return False, None
+    return True, header.get("data_file")
 
 
 def clean_leftovers(store: Store) -> None:
