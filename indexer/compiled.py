@@ -1,30 +1,42 @@
-"""The model as one compiled graph (torch.compile, inductor, frozen weights) for long CPU runs.
+"""The model as a graph compiled ahead of time (AOTInductor, frozen weights), built once per
+user and reused by every later run on the CPU.
 
-Measured on 2 cores (AVX512-BF16, no AMX; tests/bench/precision_bench.py): batch 32 in bf16
-runs about 1.2x faster compiled than eager, but compiling costs ~37 s the first time and ~14 s
-in a later process (inductor's kernel cache, kept in our cache folder, saves the C++ builds;
-dynamo's tracing and freezing are paid each time). So "auto" compiles only when a run embeds
-at least COMPILE_MIN_IMAGES images, where the saving outweighs that cost; `--compile yes`
-forces it, `--compile no` never. int8 (dynamically quantised Linear layers) stays eager.
+Measured on 2 cores (AVX512-BF16, no AMX; tests/bench/precision_bench.py --compiled): batch 32
+in bf16 runs ~1.2x faster through the compiled graph than eagerly (oneDNN's linear on prepacked
+weights, fused epilogues). Building it costs ~25-45 s, once: the graph is a package in the model
+cache (`compiled/<key>.pt2`, ~80 MB in bf16), keyed by the weights, torch, this CPU, its thread
+count, the precision and the batch size, and a later process loads it in ~0.1 s. (torch.compile
+within each run, the way before, paid ~14 s of tracing in every process.)
 
-The compiled graph serves batches of exactly the size it was built for; any other size (the
-last batch of a run) runs eagerly instead of compiling again. A failure to compile (no C++
-compiler, an unsupported torch) is said once and the run goes on eagerly.
+"auto" loads a cached graph in every run that embeds at least one full batch, and builds one in
+a run that embeds at least COMPILE_MIN_IMAGES (that run wins back about half of the build, later
+runs the rest); `yes` builds it whatever the run's size; `no` neither builds nor loads. int8
+(dynamically quantised Linear layers) stays eager.
+
+The graph serves batches of exactly its size; others (the last of a run, a query) run eagerly.
+A failure to build or load (no C++ compiler, an unsupported torch, a damaged package) is said
+once and the run goes on eagerly; a package that does not load is removed, and a failed build
+leaves a note beside it so that "auto" does not try again on every long run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from .model_cache import cache_root
 
-__all__ = ["COMPILE_MODES", "COMPILE_MIN_IMAGES", "CompiledForward", "check_compile_mode", "should_compile"]
+__all__ = ["COMPILE_MODES", "COMPILE_MIN_IMAGES", "CompiledForward", "check_compile_mode", "failure_note",
+           "graph_path", "should_compile"]
 
 COMPILE_MODES = ("auto", "yes", "no")
-COMPILE_MIN_IMAGES = 2000  # ~14-37 s of compiling against ~0.017 s saved per image (bf16, batch 32)
+COMPILE_MIN_IMAGES = 1000  # ~30-45 s of building, once, against ~0.017 s saved per image (bf16, batch 32)
 _COMPILABLE = ("bf16", "fp32")
 _CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
@@ -40,47 +52,127 @@ def check_compile_mode(mode: str) -> None:
         raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")
 
 
-def should_compile(mode: str, *, device: str, precision: str, images: int) -> bool:
-    """Whether a run of `images` to embed compiles the model (see the module docstring)."""
+def should_compile(mode: str, *, device: str, precision: str, images: int, batch_size: int = 1,
+                   cached: bool = False, failed_before: bool = False) -> bool:
+    """Whether a run of `images` to embed goes through the compiled graph (see the module
+    docstring); `cached`: this graph is already built; `failed_before`: building it failed on this
+    machine before (auto does not try again; `yes` does)."""
     check_compile_mode(mode)
     if mode == "no" or device != "cpu" or precision not in _COMPILABLE:
         return False
     if mode == "yes":
         return True
-    return images >= COMPILE_MIN_IMAGES and has_cpp_compiler()
+    if cached:
+        return images >= batch_size
+    return images >= COMPILE_MIN_IMAGES and has_cpp_compiler() and not failed_before
+
+
+def failure_note(path: Path) -> Path:
+    """Where a failed build of the graph at `path` says why (kept until a build succeeds)."""
+    return path.with_suffix(".failed")
+
+
+def graph_path(*, model_name: str, fingerprint: str, precision: str, batch_size: int) -> Path:
+    """Where the compiled graph of these weights at this precision and batch size is kept."""
+    import torch
+
+    from .encoder import _cpu_flags  # what the generated kernels may use
+
+    key = {"model": model_name, "weights": fingerprint, "precision": precision, "batch": batch_size,
+           "torch": torch.__version__, "threads": torch.get_num_threads(), "python": sys.version_info[:2],
+           "cpu": sorted(_cpu_flags())}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    return cache_root() / "compiled" / f"{precision}-b{batch_size}-{digest}.pt2"
+
+
+def _exportable(model, forward: Callable, precision: str):
+    """The forward pass to export: batch -> pooled pre-logits at the precision (bf16 under autocast,
+    so that the graph computes what the eager model does)."""
+    import torch
+
+    class Pooled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, batch):
+            if precision == "bf16":
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return forward(self.model, batch).float()
+            return forward(self.model, batch)
+
+    return Pooled().eval()
 
 
 class CompiledForward:
-    """A batch -> pooled pre-logits function, compiled on first use for one batch size and
-    precision (the caller enters the precision's autocast, which the graph captures)."""
+    """A batch -> pooled pre-logits function through the compiled graph at `path`, loaded (or
+    built first, with `build`) on first use, for one batch size and precision."""
 
-    def __init__(self, forward: Callable, batch_size: int, precision: str,
-                 log: Callable[[str], None] | None = None):
-        self.forward, self.batch_size, self.precision = forward, batch_size, precision
+    def __init__(self, model, forward: Callable, batch_size: int, precision: str, path: Path, *,
+                 input_size: tuple[int, int], build: bool, log: Callable[[str], None] | None = None):
+        self.model, self.forward, self.input_size = model, forward, input_size
+        self.batch_size, self.precision, self.path, self.build = batch_size, precision, path, build
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.failed: str | None = None
         self.used = False
-        self._compiled = None
+        self._runner = None
 
     def serves(self, batch, precision: str) -> bool:
         return self.failed is None and precision == self.precision and len(batch) == self.batch_size
 
     def __call__(self, batch):
-        if self._compiled is None:
-            self._compiled = self._compile()
         try:
-            pooled = self._compiled(batch)
+            if self._runner is None:
+                self._runner = self._load()
+            pooled = self._runner(batch)
             self.used = True
             return pooled
         except Exception as error:  # inductor's errors have no common base: any failure means eager
             self.failed = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-            self.log(f"note: compiling the model failed ({self.failed[:200]}); running it eagerly")
-            return self.forward(batch)
+            self.log(f"note: the compiled model failed ({self.failed[:200]}); running it eagerly")
+            return self.forward(self.model, batch)
 
-    def _compile(self):
+    def _load(self) -> Callable:
         import torch
 
-        # Inductor's kernels live beside our prepared models, so that later runs reuse them.
+        if not self.path.exists():
+            if not self.build:
+                raise FileNotFoundError(f"no compiled graph at {self.path}")
+            try:
+                self._build()
+            except Exception as error:
+                failure_note(self.path).write_text(f"{type(error).__name__}: {error}"[:2000])
+                raise
+            failure_note(self.path).unlink(missing_ok=True)
+        try:
+            # torch's C++ loader itself: torch._inductor's Python side costs ~3 s to import.
+            loader = torch._C._aoti.AOTIModelPackageLoader(str(self.path), "model", False, 1, -1)
+        except Exception:
+            self.path.unlink(missing_ok=True)  # damaged or from elsewhere: the next long run rebuilds it
+            raise
+        return lambda batch: loader.boxed_run([batch])[0]
+
+    def _build(self) -> None:
+        import logging
+
+        import torch
+        import torch._inductor
+
+        if not has_cpp_compiler():
+            raise RuntimeError("no C++ compiler (g++, c++ or clang++) on the PATH")
+        # Inductor's own kernel cache lives beside our prepared models, so that a rebuild is quicker.
         os.environ.setdefault(_CACHE_ENV, str(cache_root() / "inductor"))
-        self.log(f"compiling the model for this CPU (batch {self.batch_size}; ~15-40 s, kernels cached)")
-        return torch.compile(self.forward, dynamic=False, options={"freezing": True})
+        self.log(f"compiling the model for this CPU (batch {self.batch_size}, {self.precision}; once, ~30-45 s;"
+                 f" kept in {self.path.parent})")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime": a CPU build
+        module = _exportable(self.model, self.forward, self.precision)
+        example = torch.zeros(self.batch_size, 3, *self.input_size)
+        # Without grad, inductor prepacks the frozen weights for oneDNN (where the speed comes from).
+        with torch.no_grad():
+            program = torch.export.export(module, (example,))
+            with tempfile.TemporaryDirectory(dir=self.path.parent, prefix=".building-") as scratch:
+                built = Path(scratch) / self.path.name
+                torch._inductor.aoti_compile_and_package(program, package_path=str(built),
+                                                         inductor_configs={"freezing": True})
+                os.replace(built, self.path)  # whole or absent: a killed build leaves no package

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import model_cache
-from .compiled import CompiledForward, check_compile_mode, should_compile
+from .compiled import CompiledForward, check_compile_mode, failure_note, graph_path, should_compile
 from .device_preprocess import DevicePreprocess
 from .images import BACKGROUND
 from .labels import LabelHead
@@ -101,7 +101,7 @@ class TimmEncoder(Encoder):
     fallbacks: tuple[str, ...] | None = None
     ladder: tuple[str, ...] = ()  # every precision this encoder was set to try, in order
     precision_check: dict | None = None  # what the first batch measured (see check_precision)
-    compile_mode: str = "auto"  # see indexer.compiled: "auto" compiles long CPU runs
+    compile_mode: str = "auto"  # see indexer.compiled: "auto" builds a graph in long CPU runs, then reuses it
     compiled: CompiledForward | None = None  # set by prepare_graph when this run compiles
     _int8_model: object = field(default=None, repr=False)  # built on first use of int8
 
@@ -155,11 +155,19 @@ class TimmEncoder(Encoder):
             return torch.nn.functional.normalize(pooled.float(), dim=1).to("cpu", non_blocking=True)
 
     def prepare_graph(self, images: int, batch_size: int) -> None:
-        """Compile the model for this run's batches when the run is long enough to pay for it."""
-        if self.compiled is None and should_compile(self.compile_mode, device=self.device,
-                                                    precision=self.precision, images=images):
-            model = self.model
-            self.compiled = CompiledForward(lambda batch: _pre_logits(model, batch), batch_size, self.precision)
+        """Run this run's full batches through the compiled graph: a cached one whenever the run
+        has a full batch, a new one (built on first use) when the run is long enough to pay for
+        building it (see indexer.compiled)."""
+        if self.compiled is not None or self.device != "cpu" or self.compile_mode == "no":
+            return
+        path = graph_path(model_name=self.model_name, fingerprint=self.weights.fingerprint,
+                          precision=self.precision, batch_size=batch_size)
+        cached = path.exists()
+        if should_compile(self.compile_mode, device=self.device, precision=self.precision, images=images,
+                          batch_size=batch_size, cached=cached, failed_before=failure_note(path).exists()):
+            self.compiled = CompiledForward(self.model, _pre_logits, batch_size, self.precision, path,
+                                            input_size=tuple(self.data_config["input_size"][1:]),
+                                            build=not cached)
 
     def first_batch_size(self, batch_size: int) -> int:
         """A run whose precision is still to be checked starts with the check's images alone: the

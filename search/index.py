@@ -140,7 +140,7 @@ class ImageIndex:
             "weights": self.manifest["weights_source"],
             "precision": self.manifest.get("precision"),  # what indexing ran the model at
             "precision_min_cosine": self.manifest.get("precision_min_cosine"),  # its first batch vs fp32
-            "model_graph": self.manifest.get("model_graph"),  # "compiled" (torch.compile) or "eager"
+            "model_graph": self.manifest.get("model_graph"),  # "compiled" (the AOTInductor graph) or "eager"
             "index_type": self.vectors.index_type,
             "index_recall_at_10": self.vectors.choice.recall,
             "index_params": self.vectors.choice.params,

@@ -1,6 +1,6 @@
-"""The compiled model graph (torch.compile with frozen weights): chosen only for runs long enough
-to pay for compiling, equal to the eager model, recorded in the store, and a failure to compile
-leaves the run eager rather than failed."""
+"""The compiled model graph (AOTInductor, frozen weights): built only in runs long enough to pay
+for it, kept in the cache and loaded by later runs without building again, equal to the eager
+model, recorded in the store; a failure to build or load leaves the run eager rather than failed."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli, write_scenes
-from vitsearch.indexer import compiled
+from vitsearch.indexer import build_index, compiled
+from vitsearch.indexer.encoder import load_encoder
 from vitsearch.indexer.errors import ConfigError
+from vitsearch.indexer.model_cache import cache_root
 from vitsearch.indexer.store import Store
 
 
-def test_auto_compiles_only_long_cpu_runs_with_a_compiler(monkeypatch):
+def test_auto_builds_only_in_long_cpu_runs_with_a_compiler_and_then_reuses_the_graph(monkeypatch):
     monkeypatch.setattr(compiled, "has_cpp_compiler", lambda: True)
     long_run = compiled.COMPILE_MIN_IMAGES
     assert compiled.should_compile("auto", device="cpu", precision="bf16", images=long_run)
@@ -25,10 +27,48 @@ def test_auto_compiles_only_long_cpu_runs_with_a_compiler(monkeypatch):
     assert not compiled.should_compile("auto", device="cuda", precision="fp16", images=long_run)
     assert not compiled.should_compile("no", device="cpu", precision="bf16", images=long_run)
     assert compiled.should_compile("yes", device="cpu", precision="fp32", images=1)
+    # A graph built before serves any run with a full batch, and only those.
+    assert compiled.should_compile("auto", device="cpu", precision="bf16", images=32, batch_size=32, cached=True)
+    assert not compiled.should_compile("auto", device="cpu", precision="bf16", images=31, batch_size=32, cached=True)
+    assert not compiled.should_compile("no", device="cpu", precision="bf16", images=99, batch_size=32, cached=True)
+    # A build that failed on this machine is not tried again by auto; `yes` tries.
+    assert not compiled.should_compile("auto", device="cpu", precision="bf16", images=long_run, failed_before=True)
+    assert compiled.should_compile("yes", device="cpu", precision="bf16", images=1, failed_before=True)
     monkeypatch.setattr(compiled, "has_cpp_compiler", lambda: False)
     assert not compiled.should_compile("auto", device="cpu", precision="bf16", images=long_run)
     with pytest.raises(ConfigError, match="--compile"):
         compiled.should_compile("always", device="cpu", precision="bf16", images=1)
+
+
+def test_the_graph_is_kept_per_weights_precision_and_batch_size():
+    one = compiled.graph_path(model_name="m", fingerprint="a", precision="bf16", batch_size=32)
+    assert one == compiled.graph_path(model_name="m", fingerprint="a", precision="bf16", batch_size=32)
+    others = {compiled.graph_path(model_name="m", fingerprint="b", precision="bf16", batch_size=32),
+              compiled.graph_path(model_name="m", fingerprint="a", precision="fp32", batch_size=32),
+              compiled.graph_path(model_name="m", fingerprint="a", precision="bf16", batch_size=16)}
+    assert one not in others and len(others) == 3
+    assert one.parent == cache_root() / "compiled"
+
+
+def test_a_damaged_graph_is_removed_and_the_run_goes_on_eagerly(tmp_path, capsys):
+    folder = tmp_path / "photos"
+    write_scenes(folder, range(5))
+    eager = load_encoder("random", precision="fp32", compile_mode="no")
+    build_index([folder], tmp_path / "eager", encoder=eager, batch_size=4)
+    ours = load_encoder("random", precision="fp32", compile_mode="auto")
+    path = compiled.graph_path(model_name=ours.model_name, fingerprint=ours.weights.fingerprint,
+                               precision="fp32", batch_size=4)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"PK\x03\x04 not a package")
+    build_index([folder], tmp_path / "store", encoder=ours, batch_size=4)
+    assert "running it eagerly" in capsys.readouterr().err
+    assert not path.exists(), "the damaged graph is removed: the next long run builds a new one"
+    assert ours.graph == "eager"
+    assert Store(tmp_path / "store").manifest()["model_graph"] == "eager"
+    got, want = embeddings(tmp_path / "store"), embeddings(tmp_path / "eager")
+    assert {Path(p).name for p in got} == {Path(p).name for p in want}
+    by_name = {Path(p).name: v for p, v in want.items()}
+    assert all(np.array_equal(v, by_name[Path(p).name]) for p, v in got.items())
 
 
 def test_a_c_compiler_is_found_on_the_path(monkeypatch, tmp_path):
@@ -65,12 +105,20 @@ def test_compiled_run_equals_the_eager_one_and_is_recorded(tmp_path):
     ours, reference = embeddings(tmp_path / "compiled"), embeddings(tmp_path / "eager")
     assert ours.keys() == reference.keys()
     assert min(float(ours[p] @ reference[p]) for p in ours) >= 0.9999
+    # A later process, in auto mode on a run far too small to build, loads the kept graph.
+    again = index(folder, tmp_path / "again", "--compile", "auto")
+    assert "compiling the model" not in again["stderr"], again["stderr"]
+    assert again["info"]["model_graph"] == "compiled"
+    assert embeddings(tmp_path / "again").keys() == reference.keys()
 
 
 @pytest.mark.slow
 def test_a_failed_compile_runs_eagerly(tmp_path):
     folder = tmp_path / "photos"
     write_scenes(folder, range(4))
-    done = index(folder, tmp_path / "store", "--compile", "yes", env={"CXX": "/nonexistent/c++"})
+    # batch 2: a graph no other test has built and kept
+    done = index(folder, tmp_path / "store", "--compile", "yes", "--batch-size", "2", env={"CXX": "/nonexistent/c++"})
     assert "running it eagerly" in done["stderr"]
     assert done["info"]["model_graph"] == "eager" and done["info"]["images"] == 4
+    notes = list((cache_root() / "compiled").glob("*.failed"))
+    assert any("C++ compiler" in note.read_text() or "nonexistent" in note.read_text() for note in notes), notes
