@@ -1,5 +1,6 @@
 """Fill in the duplicate signatures of rows that lack them (stores indexed before signatures
-existed, or images decoded on a GPU): a CPU decode of each file, never a model pass."""
+existed, images decoded on a GPU, or signatures made stale by a change in how files decode):
+a CPU decode of each file, never a model pass."""
 
 from __future__ import annotations
 
@@ -11,9 +12,32 @@ from .images import load_image, read_image_bytes
 from .scan import is_within
 from .store import LIVE, Store
 
-__all__ = ["backfill_signatures", "BACKFILL_CHUNK"]
+__all__ = ["backfill_signatures", "BACKFILL_CHUNK", "SIGNATURE_VERSION", "expire_stale_signatures"]
 
 BACKFILL_CHUNK = 256  # rows per transaction: a crash loses at most this much decoding
+# How decoded pixels (which pixel_hash covers) are made; a store records the version its rows
+# were signed with. 2: in default mode a large RGB PNG is shrunk while it decodes (fast_decode).
+SIGNATURE_VERSION = 2
+
+
+def expire_stale_signatures(store: Store, manifest: dict, draft_size: int | None) -> int:
+    """Clear the signatures that an older way of decoding made and this one would make
+    differently, so that backfill_signatures signs them again, and record the version; one
+    transaction (a crash leaves either the old signatures or the cleared ones, which the next
+    run signs). Returns how many rows were cleared."""
+    if int(manifest.get("signature_version", 1)) >= SIGNATURE_VERSION:
+        return 0
+    cleared = 0
+    with store.connect() as con:
+        con.execute("BEGIN TRANSACTION")
+        if draft_size:  # version 1 -> 2: PNGs at least twice the draft size (smaller ones decode as before)
+            cleared = con.execute(
+                "UPDATE images SET pixel_hash = NULL, orientation_hash = NULL WHERE format = 'PNG'"
+                " AND pixel_hash IS NOT NULL AND least(width, height) >= ?", [2 * draft_size]).fetchone()[0]
+        con.execute("INSERT OR REPLACE INTO manifest VALUES ('signature_version', ?)", [str(SIGNATURE_VERSION)])
+        con.execute("COMMIT")
+    manifest["signature_version"] = SIGNATURE_VERSION
+    return cleared
 
 
 def backfill_signatures(store: Store, roots: list[str], draft_size: int | None, *, workers: int = 2,

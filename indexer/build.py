@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Iterable
 
-from .backfill import backfill_signatures
+from .backfill import backfill_signatures, expire_stale_signatures
 from .batching import IndexRun, Progress, default_workers
 from .encoder import Encoder, check_model_options, encoder_identity, load_encoder
 from .faults import fault_point
@@ -141,6 +141,7 @@ def build_index(
             encoder, prefetch = _model_for_run(store, early, weights, device=device, exact=exact, decode=decode,
                                                precision=precision, compile_mode=compile_mode)
         manifest = store.initialize(encoder_identity(encoder))
+        expire_stale_signatures(store, manifest, encoder.draft_size)  # backfill_signatures below signs them
         reuse_precision_check(manifest, encoder)
         vectors = deferred.open(store, manifest) if deferred else open_for_writing(store, manifest)
         report = IndexReport(repair=vectors.repair, store=str(store.dir))

@@ -2,8 +2,8 @@
 in default mode a large still photo is decoded by libwebp straight at a reduced scale (through
 libvips, ~2x), else torchvision's libwebp binding decodes it about twice as fast as Pillow's
 animation decoder, to Pillow's pixels. PNG: libvips' PNG loader decodes 8-bit RGB and
-RGBA ~1.25x faster than Pillow, to the same pixels; other PNGs (16-bit, palette, grey, tRNS) stay
-with Pillow.
+RGBA ~1.25x faster than Pillow, to the same pixels, and in default mode shrinks a large RGB one
+as it decodes (~1.4x more); other PNGs (16-bit, palette, grey, tRNS) stay with Pillow.
 
 Every decoder here must release the GIL while it works: the reader threads share the process
 with the thread that drives the model, which needs the GIL between its ops. (pyspng, used
@@ -27,9 +27,9 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
 def decode_fast(data: bytes, img: Image.Image, draft_size: int | None = None) -> Image.Image | None:
     """The pixels of `data` (already opened as `img`, header checked) when a fast decoder
     applies; None means Pillow should decode it, and report whatever is wrong with it. With
-    `draft_size`, a large WebP may come back reduced (sides >= draft_size), as JPEGs do."""
+    `draft_size`, a large WebP or RGB PNG may come back reduced (sides >= draft_size), as JPEGs do."""
     if img.format == "PNG":
-        return _png(data, img)
+        return _png(data, img, draft_size)
     if img.format != "WEBP" or img.mode != "RGB" or getattr(img, "n_frames", 1) != 1:
         return None
     if draft_size and min(img.size) >= 2 * draft_size:
@@ -52,8 +52,13 @@ def decode_fast(data: bytes, img: Image.Image, draft_size: int | None = None) ->
     return Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy(), "RGB")
 
 
-def _png(data: bytes, img: Image.Image) -> Image.Image | None:
-    """8-bit RGB or RGBA without a transparency chunk or animation: libvips' pixels equal Pillow's."""
+def _png(data: bytes, img: Image.Image, draft_size: int | None = None) -> Image.Image | None:
+    """8-bit RGB or RGBA without a transparency chunk or animation: libvips' pixels equal Pillow's.
+    With `draft_size`, a large RGB PNG is box-shrunk by the integer factor loading would reduce it
+    by, as its rows inflate: the full image is never held (~1.4x faster per PNG measured, 124 ms
+    against 178 on 2-24 MP photos). Not the same pixels as Pillow's reduce at the right and
+    bottom edges (the two treat a partial box differently), so default mode only. RGBA stays full: its
+    transparency is composited before any reduction would be fair to it."""
     if img.mode not in ("RGB", "RGBA") or "transparency" in img.info or getattr(img, "n_frames", 1) != 1:
         return None
     # IHDR, the first chunk: bit depth then colour type (2 = RGB, 6 = RGBA); 16-bit stays with Pillow
@@ -66,6 +71,9 @@ def _png(data: bytes, img: Image.Image) -> Image.Image | None:
         image = vips.Image.new_from_buffer(data, "", access="sequential", fail_on="warning")
         if image.format != "uchar" or (image.width, image.height, image.bands) != (*img.size, len(img.mode)):
             return None
+        factor = min(img.size) // draft_size if draft_size and img.mode == "RGB" else 1
+        if factor >= 2:
+            image = image.shrink(factor, factor)
         pixels = _pixels(image)
     except vips.Error:
         return None  # a damaged file: Pillow decodes it and says what is wrong

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backfill import backfill_signatures
+from .backfill import backfill_signatures, expire_stale_signatures
 from .batching import IndexRun, Progress, _Read, _same_content, default_workers
 from .build import load_store_encoder
 from .encoder import Encoder, encoder_identity
@@ -70,6 +70,7 @@ def build_index_ray(roots: Iterable[str], store_dir=None, *, weights: str | None
                 cluster.start(options)
             encoder = loading.result()
         manifest = store.initialize(encoder_identity(encoder))
+        expire_stale_signatures(store, manifest, encoder.draft_size)
         vectors = open_for_writing(store, manifest)
         report = IndexReport(repair=vectors.repair, store=str(store.dir))
         shard_dir = store.dir / SHARD_DIR

@@ -136,7 +136,7 @@ def model_alone(encoder, batch_size: int) -> float:
     seconds = time.perf_counter() - started
     rate = batches * batch_size / seconds
     emit(figure="model_alone_ready_tensors", device=encoder.device, precision=encoder.precision,
-         batch_size=batch_size, images_per_s=round(rate, 2),
+         graph=encoder.graph, batch_size=batch_size, images_per_s=round(rate, 2),
          cpu_ms_per_image=round(1000 * (os.cpu_count() or 1) / rate, 1) if encoder.device == "cpu" else None)
     return rate
 
@@ -279,6 +279,7 @@ def main() -> None:
     reference = load_encoder("random", device=args.device, exact=True)
     ours = load_encoder("random", device=args.device)
     batch_size = args.batch_size or ours.default_batch_size
+    ours.prepare_graph(len(files), batch_size)  # the model alone as the run will use it: compiled or eager
     emit(figure="setup", files=len(files), cores=os.cpu_count(), torch_threads=torch.get_num_threads(),
          device=torch.cuda.get_device_name() if args.device == "cuda" else "cpu", batch_size=batch_size)
     vectors = model_card_loop(files, reference)

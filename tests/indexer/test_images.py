@@ -342,3 +342,23 @@ def test_a_large_webp_decodes_at_reduced_scale_in_default_mode():
     reduced = np.asarray(full.reduce(2), np.float64)
     assert np.abs(np.asarray(scaled, np.float64) - reduced).mean() < 3.0
     assert load_image(data, draft_size=700).image.size == (1200, 1100), "under twice the target: full size"
+
+
+def test_a_large_rgb_png_shrinks_while_it_decodes_in_default_mode():
+    """libvips' box shrink as the rows inflate: close to a full decode reduced the usual way
+    (the two treat a partial box at the right and bottom edges differently); RGBA and exact mode
+    decode in full."""
+    pytest.importorskip("pyvips")
+    photo = upright_test_image().resize((1203, 1100))
+    data = encode(photo, "PNG")
+    shrunk = load_image(data, draft_size=500).image
+    full = load_image(data).image
+    assert full.size == (1203, 1100)
+    reduced = full.reduce(2)
+    assert abs(shrunk.width - reduced.width) <= 1 and shrunk.height == reduced.height == 550
+    inner = (slice(0, 549), slice(0, 600))  # away from the partial box at the edge
+    gap = np.abs(np.asarray(shrunk, np.float64)[inner] - np.asarray(reduced, np.float64)[inner])
+    assert gap.max() <= 1  # the same box means, rounded
+    translucent = photo.convert("RGBA")
+    assert load_image(encode(translucent, "PNG"), draft_size=500).image.size == reduced.size, "Pillow's reduce"
+    assert load_image(data, draft_size=700).image.size == (1203, 1100), "under twice the target: full size"

@@ -77,3 +77,41 @@ def test_index_signs_new_rows_and_backfills_old_ones_without_the_model(tmp_path)
     with Store(store).connect() as con:
         assert con.execute("SELECT id, pixel_hash, orientation_hash FROM images ORDER BY id").fetchall() == signed
     assert build_index([photos], store, encoder=encoder).signed == 0
+
+
+def test_pngs_signed_by_an_older_decode_are_signed_again_once(tmp_path):
+    """A store signed before large RGB PNGs were shrunk while decoding: those rows, and only
+    those, get their signatures made again as new rows get them, so that a PNG differing from
+    an older one only in metadata still has its pixel hash; the store then records the version."""
+    from vitsearch.indexer.backfill import SIGNATURE_VERSION
+    from vitsearch.indexer.signatures import pixel_hash
+
+    photos, store = tmp_path / "photos", tmp_path / "store"
+    photos.mkdir()
+    large = _image(1).resize((300, 200))  # twice FakeEncoder's draft size of 64: shrunk
+    large.save(photos / "large.png")
+    _image(2).resize((100, 90)).save(photos / "small.png")  # under twice the draft size: decoded in full
+    write_scenes(photos, range(3, 5))
+    encoder = FakeEncoder()
+    build_index([photos], store, encoder=encoder)
+    with Store(store).connect() as con:
+        new = dict(con.execute("SELECT regexp_extract(path, '[^/]+$'), pixel_hash FROM images").fetchall())
+    assert Store(store).manifest()["signature_version"] == SIGNATURE_VERSION
+    assert new["large.png"] == load_image((photos / "large.png").read_bytes(), draft_size=64,
+                                          signature=True).signature.pixel_hash
+    assert new["large.png"] != pixel_hash(Image.open(photos / "large.png")), "its shrunk pixels are hashed"
+
+    with Store(store, read_only=False).connect() as con:  # as version 1 left it: the full PNG hashed
+        con.execute("DELETE FROM manifest WHERE key = 'signature_version'")
+        con.execute("UPDATE images SET pixel_hash = ? WHERE path LIKE '%large.png'",
+                    [pixel_hash(Image.open(photos / "large.png"))])
+        con.execute("UPDATE images SET pixel_hash = 'untouched' WHERE path NOT LIKE '%large.png'")
+    calls = encoder.calls
+    report = build_index([photos], store, encoder=encoder)
+    assert report.signed == 1 and encoder.calls == calls, "a decode, no model pass"
+    with Store(store).connect() as con:
+        now = dict(con.execute("SELECT regexp_extract(path, '[^/]+$'), pixel_hash FROM images").fetchall())
+    assert now["large.png"] == new["large.png"]
+    assert {name for name, value in now.items() if value == "untouched"} == set(now) - {"large.png"}
+    assert Store(store).manifest()["signature_version"] == SIGNATURE_VERSION
+    assert build_index([photos], store, encoder=encoder).signed == 0, "once"
