@@ -21,6 +21,7 @@ leaves a note beside it so that "auto" does not try again on every long run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -141,7 +142,9 @@ class CompiledForward:
             try:
                 self._build()
             except Exception as error:
-                failure_note(self.path).write_text(f"{type(error).__name__}: {error}"[:2000])
+                with contextlib.suppress(OSError):  # a cache we cannot write: the reason still goes to stderr
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    failure_note(self.path).write_text(f"{type(error).__name__}: {error}"[:2000])
                 raise
             failure_note(self.path).unlink(missing_ok=True)
         try:

@@ -70,8 +70,9 @@ def _parser() -> argparse.ArgumentParser:
                             "and int8, kept only if the first batch reaches cosine 0.999 to fp32 on every image, "
                             "else the next; recorded in the store, shown by info)")
     index.add_argument("--compile", choices=["auto", "yes", "no"], default="auto",
-                       help="compile the CPU model into one graph (torch.compile, ~1.2x in bf16; costs 15-40 s "
-                            "per run, kernels cached). Default auto: only for runs of 2000+ images to embed")
+                       help="run the CPU model as a graph compiled ahead of time (~1.2x in bf16), built once "
+                            "(~30-45 s) and kept in the cache. Default auto: built in a run of 1000+ images to "
+                            "embed, then loaded by every run with a full batch; yes: build it now; no: eager")
     index.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                        help="skip files or folders matching GLOB (name or path under the root); repeatable")
     index.add_argument("--include-hidden", action="store_true", help="also index hidden files and folders")
