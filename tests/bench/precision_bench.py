@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--compiled", action="store_true",
-                        help="also the compiled graph (torch.compile, frozen weights) against eager")
+                        help="also the compiled graph (AOTInductor, frozen weights) against eager")
     args = parser.parse_args()
     precisions = ["fp32", "int8"] + (["bf16"] if encoders._cpu_has_native_bf16() else [])
     emit(figure="cpu", native_bf16=encoders._cpu_has_native_bf16(),
