@@ -27,15 +27,10 @@ def expire_stale_signatures(store: Store, manifest: dict, draft_size: int | None
     run signs). Returns how many rows were cleared."""
     if int(manifest.get("signature_version", 1)) >= SIGNATURE_VERSION:
         return 0
-    cleared = 0
-    with store.connect() as con:
-        con.execute("BEGIN TRANSACTION")
-        if draft_size:  # version 1 -> 2: PNGs at least twice the draft size (smaller ones decode as before)
-            cleared = con.execute(
-                "UPDATE images SET pixel_hash = NULL, orientation_hash = NULL WHERE format = 'PNG'"
-                " AND pixel_hash IS NOT NULL AND least(width, height) >= ?", [2 * draft_size]).fetchone()[0]
-        con.execute("INSERT OR REPLACE INTO manifest VALUES ('signature_version', ?)", [str(SIGNATURE_VERSION)])
-        con.execute("COMMIT")
+    with store.transaction() as tx:
+        # version 1 -> 2: PNGs at least twice the draft size (smaller ones decode as before)
+        cleared = tx.clear_signatures("PNG", 2 * draft_size) if draft_size else 0
+        tx.set_manifest(signature_version=SIGNATURE_VERSION)
     manifest["signature_version"] = SIGNATURE_VERSION
     return cleared
 

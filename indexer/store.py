@@ -426,6 +426,18 @@ class Transaction:
         finally:
             self.con.unregister("vitsearch_labels")
 
+    def clear_signatures(self, fmt: str, min_side: int) -> int:
+        """Forget the signatures of rows of this format at least `min_side` on both sides (their
+        decoding changed; the backfill signs them again); returns how many."""
+        self.flush_inserts()
+        return self.con.execute(
+            "UPDATE images SET pixel_hash = NULL, orientation_hash = NULL WHERE format = ? "
+            "AND pixel_hash IS NOT NULL AND least(width, height) >= ?", [fmt, min_side]).fetchone()[0]
+
+    def set_manifest(self, **values) -> None:
+        """Manifest entries written with the rest of this transaction."""
+        _write_manifest(self.con, values)
+
     def reset_labels(self, names, manifest: dict) -> None:
         """A new head: forget every row's labels and store its class names."""
         self.flush_inserts()

@@ -69,21 +69,10 @@ def timm_readable(folder: Path) -> list[Path]:
 
 
 def timm_batch_pipeline(folder: Path, model, data_config: dict, batch_size: int, dtype, device: str) -> float:
-    import timm.data
+    from tests.bench.timm_pipeline import embed_folder
 
-    dataset = timm.data.create_dataset("", root=str(folder))
-    loader = timm.data.create_loader(
-        dataset, input_size=data_config["input_size"], batch_size=batch_size, is_training=False,
-        use_prefetcher=False, interpolation=data_config["interpolation"], mean=data_config["mean"],
-        std=data_config["std"], crop_pct=data_config["crop_pct"], num_workers=os.cpu_count() or 1,
-    )
-    started, count = time.perf_counter(), 0
-    kind = device.split(":")[0]
-    autocast = torch.autocast(kind, dtype=dtype) if dtype is not None else torch.autocast(kind, enabled=False)
-    with torch.inference_mode(), autocast:
-        for images, _ in loader:
-            model.forward_head(model.forward_features(images.to(device)), pre_logits=True).cpu()
-            count += len(images)
+    started = time.perf_counter()
+    count = embed_folder(str(folder), model, data_config, batch_size, dtype, device)
     seconds = time.perf_counter() - started
     emit(figure="timm_batch_pipeline", precision=str(dtype).replace("torch.", "") if dtype else "fp32",
          images=count, images_per_s=round(count / seconds, 2))
@@ -91,31 +80,13 @@ def timm_batch_pipeline(folder: Path, model, data_config: dict, batch_size: int,
 
 
 def timm_whole_script(folder: Path, batch_size: int, device: str) -> float | None:
-    """timm's bf16 batch pipeline as a user runs it: a fresh process that imports torch and timm,
-    creates the model and the loader, and embeds the folder; timed like `vitsearch index`'s whole
-    command (from before the imports), so that start-up is on both sides of the comparison."""
+    """timm's bf16 batch pipeline as a user runs it (tests/bench/timm_pipeline.py in a fresh
+    process: imports, model, loader, loop), timed like `vitsearch index`'s whole command, from
+    before the imports, so that start-up is on both sides of the comparison."""
     from vitsearch.indexer.weights import MODEL_NAME
 
-    code = (
-        "import sys, time\n"
-        "started = time.perf_counter()\n"
-        "import os, torch, timm, timm.data\n"
-        "model = timm.create_model(sys.argv[2], pretrained=False).eval().to(sys.argv[4])\n"
-        "config = timm.data.resolve_data_config({}, model=model)\n"
-        "dataset = timm.data.create_dataset('', root=sys.argv[1])\n"
-        "loader = timm.data.create_loader(dataset, input_size=config['input_size'], batch_size=int(sys.argv[3]),"
-        " is_training=False, use_prefetcher=False, interpolation=config['interpolation'], mean=config['mean'],"
-        " std=config['std'], crop_pct=config['crop_pct'], num_workers=os.cpu_count() or 1)\n"
-        "kind, count = sys.argv[4].split(':')[0], 0\n"
-        "half = torch.bfloat16 if kind == 'cpu' else torch.float16\n"
-        "with torch.inference_mode(), torch.autocast(kind, dtype=half):\n"
-        "    for images, _ in loader:\n"
-        "        model.forward_head(model.forward_features(images.to(sys.argv[4])), pre_logits=True).cpu()\n"
-        "        count += len(images)\n"
-        "print(count, time.perf_counter() - started)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code, str(folder), MODEL_NAME.partition(".")[0],
-                             str(batch_size), device], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, str(REPO / "tests" / "bench" / "timm_pipeline.py"), str(folder),
+                             MODEL_NAME.partition(".")[0], str(batch_size), device], capture_output=True, text=True)
     if result.returncode:
         emit(figure="timm_whole_script", error=result.stderr[-1000:])
         return None
