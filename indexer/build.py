@@ -136,6 +136,8 @@ def build_index(
     with WriterLock(store.dir / "writer.lock"):
         scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden))
         early = _early_plan(store, scanned, roots)
+        if progress and early and early[0].to_read:
+            progress(0, len(early[0].to_read))  # the work ahead is shown while the model loads
         prefetch = None
         if encoder is None:
             encoder, prefetch = _model_for_run(store, early, weights, device=device, exact=exact, decode=decode,

@@ -57,6 +57,18 @@ def test_round_trip_keeps_ids_and_vectors(photos, tmp_path, fake_encoder):
     assert stored(store).keys() == before.keys()
 
 
+def test_progress_shows_the_work_ahead_before_the_model_runs(photos, tmp_path, fake_encoder):
+    calls = []
+
+    def progress(done, total):
+        calls.append((done, total, fake_encoder.calls))
+
+    index(photos, tmp_path / "store", fake_encoder, progress=progress)
+    assert calls[0] == (0, 6, 0), "the bar starts with the total, before any batch is embedded"
+    assert calls[-1][:2] == (6, 6)
+    assert [done for done, _, _ in calls] == sorted(done for done, _, _ in calls)
+
+
 def test_noop_reindex_embeds_nothing(photos, tmp_path, fake_encoder):
     store = tmp_path / "store"
     index(photos, store, fake_encoder)
