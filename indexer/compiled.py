@@ -17,6 +17,9 @@ The graph serves batches of exactly its size; others (the last of a run, a query
 A failure to build or load (no C++ compiler, an unsupported torch, a damaged package) is said
 once and the run goes on eagerly; a package that does not load is removed, and a failed build
 leaves a note beside it so that "auto" does not try again on every long run.
+
+A torch upgrade, a new CPU or another batch size each make a new package: a build keeps the
+KEEP_GRAPHS most recently used of them (a load marks its package used) and removes the rest.
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ from pathlib import Path
 
 from .model_cache import cache_root
 
-__all__ = ["COMPILE_MODES", "COMPILE_MIN_IMAGES", "CompiledForward", "check_compile_mode", "failure_note",
-           "graph_path", "should_compile"]
+__all__ = ["COMPILE_MODES", "COMPILE_MIN_IMAGES", "KEEP_GRAPHS", "CompiledForward", "check_compile_mode",
+           "failure_note", "graph_path", "prune_graphs", "should_compile"]
 
 COMPILE_MODES = ("auto", "yes", "no")
 COMPILE_MIN_IMAGES = 1000  # ~30-45 s of building, once, against ~0.017 s saved per image (bf16, batch 32)
+KEEP_GRAPHS = 3  # packages kept after a build (~80 MB each in bf16): the most recently used
 _COMPILABLE = ("bf16", "fp32")
 _CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
@@ -84,6 +88,33 @@ def graph_path(*, model_name: str, fingerprint: str, precision: str, batch_size:
            "cpu": sorted(_cpu_flags())}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     return cache_root() / "compiled" / f"{precision}-b{batch_size}-{digest}.pt2"
+
+
+def prune_graphs(folder: Path, keep: int = KEEP_GRAPHS) -> list[Path]:
+    """Remove all but the `keep` most recently used packages in `folder` (and the notes of failed
+    builds that are older than the oldest package kept); returns what was removed."""
+    def used(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:  # removed meanwhile by another process's prune
+            return 0.0
+
+    packages = sorted(folder.glob("*.pt2"), key=used, reverse=True)
+    stale = packages[keep:]
+    if packages[:keep] and len(packages) > keep:
+        oldest_kept = used(packages[keep - 1])
+        stale += [note for note in folder.glob("*.failed") if used(note) < oldest_kept]
+    removed = []
+    for path in stale:
+        with contextlib.suppress(OSError):  # a cache we cannot write, or a file already gone
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _mark_used(path: Path) -> None:
+    with contextlib.suppress(OSError):  # a read-only cache: its packages are simply not pruned by use
+        os.utime(path)
 
 
 def _exportable(model, forward: Callable, precision: str):
@@ -147,12 +178,14 @@ class CompiledForward:
                     failure_note(self.path).write_text(f"{type(error).__name__}: {error}"[:2000])
                 raise
             failure_note(self.path).unlink(missing_ok=True)
+            prune_graphs(self.path.parent)
         try:
             # torch's C++ loader itself: torch._inductor's Python side costs ~3 s to import.
             loader = torch._C._aoti.AOTIModelPackageLoader(str(self.path), "model", False, 1, -1)
         except Exception:
             self.path.unlink(missing_ok=True)  # damaged or from elsewhere: the next long run rebuilds it
             raise
+        _mark_used(self.path)
         return lambda batch: loader.boxed_run([batch])[0]
 
     def _build(self) -> None:

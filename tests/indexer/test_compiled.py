@@ -5,6 +5,8 @@ model, recorded in the store; a failure to build or load leaves the run eager ra
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,22 @@ def test_the_graph_is_kept_per_weights_precision_and_batch_size():
               compiled.graph_path(model_name="m", fingerprint="a", precision="bf16", batch_size=16)}
     assert one not in others and len(others) == 3
     assert one.parent == cache_root() / "compiled"
+
+
+def test_pruning_keeps_the_most_recently_used_graphs(tmp_path):
+    now = time.time()
+    ages = {"a": 500, "b": 40, "c": 300, "d": 10, "e": 100}  # seconds since last use
+    for name, age in ages.items():
+        (tmp_path / f"bf16-b32-{name}.pt2").write_bytes(b"package")
+        os.utime(tmp_path / f"bf16-b32-{name}.pt2", (now - age, now - age))
+    for name, age in {"old": 1000, "new": 5}.items():
+        (tmp_path / f"bf16-b32-{name}.failed").write_text("no compiler")
+        os.utime(tmp_path / f"bf16-b32-{name}.failed", (now - age, now - age))
+    removed = compiled.prune_graphs(tmp_path, keep=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "bf16-b32-b.pt2", "bf16-b32-d.pt2", "bf16-b32-e.pt2", "bf16-b32-new.failed"]
+    assert sorted(p.name for p in removed) == ["bf16-b32-a.pt2", "bf16-b32-c.pt2", "bf16-b32-old.failed"]
+    assert compiled.prune_graphs(tmp_path, keep=3) == [], "nothing more to remove"
 
 
 def test_a_damaged_graph_is_removed_and_the_run_goes_on_eagerly(tmp_path, capsys):
@@ -99,8 +117,20 @@ def test_compiled_run_equals_the_eager_one_and_is_recorded(tmp_path):
     write_scenes(folder, range(9))  # two full batches of 4 go through the graph, the last image eagerly
     eager = index(folder, tmp_path / "eager", "--compile", "no")
     assert eager["info"]["model_graph"] == "eager"
+    # Packages of an older torch or CPU, unused for a day: a build keeps only the most recent.
+    graphs = cache_root() / "compiled"
+    graphs.mkdir(parents=True, exist_ok=True)
+    day_ago = time.time() - 86400
+    for n in range(compiled.KEEP_GRAPHS):
+        (graphs / f"fp32-b4-old{n}.pt2").write_bytes(b"an older package")
+        os.utime(graphs / f"fp32-b4-old{n}.pt2", (day_ago - n, day_ago - n))
     done = index(folder, tmp_path / "compiled", "--compile", "yes")
     assert "compiling the model" in done["stderr"]
+    kept = sorted(p.name for p in graphs.glob("*.pt2"))
+    assert len(kept) == compiled.KEEP_GRAPHS and f"fp32-b4-old{compiled.KEEP_GRAPHS - 1}.pt2" not in kept, kept
+    built = [p for p in graphs.glob("*.pt2") if not p.name.startswith("fp32-b4-old")]
+    assert len(built) == 1
+    os.utime(built[0], (day_ago, day_ago))
     assert done["info"]["model_graph"] == "compiled" and done["info"]["images"] == 9
     ours, reference = embeddings(tmp_path / "compiled"), embeddings(tmp_path / "eager")
     assert ours.keys() == reference.keys()
@@ -109,6 +139,7 @@ def test_compiled_run_equals_the_eager_one_and_is_recorded(tmp_path):
     again = index(folder, tmp_path / "again", "--compile", "auto")
     assert "compiling the model" not in again["stderr"], again["stderr"]
     assert again["info"]["model_graph"] == "compiled"
+    assert built[0].stat().st_mtime > day_ago + 3600, "a load marks the package used"
     assert embeddings(tmp_path / "again").keys() == reference.keys()
 
 
