@@ -34,6 +34,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from . import cpu_features
 from .model_cache import cache_root
 
 __all__ = ["COMPILE_MODES", "COMPILE_MIN_IMAGES", "KEEP_GRAPHS", "CompiledForward", "check_compile_mode",
@@ -81,11 +82,9 @@ def graph_path(*, model_name: str, fingerprint: str, precision: str, batch_size:
     """Where the compiled graph of these weights at this precision and batch size is kept."""
     import torch
 
-    from .encoder import _cpu_flags  # what the generated kernels may use
-
     key = {"model": model_name, "weights": fingerprint, "precision": precision, "batch": batch_size,
            "torch": torch.__version__, "threads": torch.get_num_threads(), "python": sys.version_info[:2],
-           "cpu": sorted(_cpu_flags())}
+           "cpu": sorted(cpu_features.cpu_flags())}  # what the generated kernels may use
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     return cache_root() / "compiled" / f"{precision}-b{batch_size}-{digest}.pt2"
 

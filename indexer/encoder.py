@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import model_cache
+from . import cpu_features, model_cache
 from .compiled import CompiledForward, check_compile_mode, failure_note, graph_path, should_compile
 from .device_preprocess import DevicePreprocess
 from .images import BACKGROUND
@@ -223,7 +223,7 @@ class TimmEncoder(Encoder):
             return None
         import torch
 
-        flags = ",".join(sorted(_cpu_flags() & _PRECISION_FLAGS))
+        flags = ",".join(sorted(cpu_features.cpu_flags() & cpu_features.PRECISION_FLAGS))
         return "|".join([*self.ladder, self.weights.fingerprint, torch.__version__, flags])
 
     def adopt_precision(self, precision: str, min_cosine: float | None) -> None:
@@ -366,8 +366,8 @@ def precision_ladder(device: str, exact: bool, requested: str = "auto") -> tuple
         return ("fp16",)
     if requested != "auto":
         return (requested,) if requested == "fp32" else (requested, "fp32")
-    ladder = ["bf16"] if _cpu_has_native_bf16() else []
-    if _cpu_has_int8_dot_products():
+    ladder = ["bf16"] if cpu_features.has_native_bf16() else []
+    if cpu_features.has_int8_dot_products():
         ladder.append("int8")
     return (*ladder, "fp32")
 
@@ -381,25 +381,6 @@ def check_model_options(*, exact: bool, precision: str | None, compile_mode: str
 def _fallbacks(ladder: tuple[str, ...]) -> tuple[str, ...] | None:
     """None for a precision that needs no check (fp32 itself, fp16 on a GPU)."""
     return None if ladder[0] in ("fp32", "fp16") else ladder[1:]
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return {flag for line in f if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
-    except OSError:
-        return set()
-
-
-_PRECISION_FLAGS = {"avx512_bf16", "amx_bf16", "avx512_vnni", "avx_vnni", "amx_int8"}
-
-
-def _cpu_has_native_bf16() -> bool:
-    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
-
-
-def _cpu_has_int8_dot_products() -> bool:
-    return bool(_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def _quantized(model):

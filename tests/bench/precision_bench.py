@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np
 
+from vitsearch.indexer import cpu_features
 from vitsearch.indexer import encoder as encoders
 from vitsearch.indexer.store import Store
 
@@ -97,9 +98,9 @@ def main() -> None:
     parser.add_argument("--compiled", action="store_true",
                         help="also the compiled graph (AOTInductor, frozen weights) against eager")
     args = parser.parse_args()
-    precisions = ["fp32", "int8"] + (["bf16"] if encoders._cpu_has_native_bf16() else [])
-    emit(figure="cpu", native_bf16=encoders._cpu_has_native_bf16(),
-         int8_dot_products=encoders._cpu_has_int8_dot_products(), auto_ladder=encoders.precision_ladder("cpu", False))
+    precisions = ["fp32", "int8"] + (["bf16"] if cpu_features.has_native_bf16() else [])
+    emit(figure="cpu", native_bf16=cpu_features.has_native_bf16(),
+         int8_dot_products=cpu_features.has_int8_dot_products(), auto_ladder=encoders.precision_ladder("cpu", False))
     alone = {p: model_alone(p, args.batch_size) for p in precisions}
     for p in precisions:
         emit(figure="model_alone", precision=p, images_per_s=round(alone[p], 2),

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli, write_photos, write_scenes
-from vitsearch.indexer import build_index, encoder
+from vitsearch.indexer import build_index, cpu_features, encoder
 from vitsearch.indexer.errors import ConfigError
 from vitsearch.indexer.store import Store
 from vitsearch.search import ImageIndex
 
 
 def cpu_with(monkeypatch, *flags: str) -> None:
-    monkeypatch.setattr(encoder, "_cpu_flags", lambda: set(flags))
+    monkeypatch.setattr(cpu_features, "cpu_flags", lambda: set(flags))
 
 
 @pytest.fixture(scope="module")
