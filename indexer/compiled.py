@@ -100,7 +100,7 @@ def prune_graphs(folder: Path, keep: int = KEEP_GRAPHS) -> list[Path]:
 
     packages = sorted(folder.glob("*.pt2"), key=used, reverse=True)
     stale = packages[keep:]
-    if packages[:keep] and len(packages) > keep:
+    if len(packages) > keep > 0:
         oldest_kept = used(packages[keep - 1])
         stale += [note for note in folder.glob("*.failed") if used(note) < oldest_kept]
     removed = []
