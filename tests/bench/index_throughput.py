@@ -1,6 +1,6 @@
 """Indexing throughput against its peers, on the same files in one run; one JSON line per figure.
 
-    python tests/bench/index_throughput.py FOLDER [--batch-size N] [--device cpu|cuda]
+    python tests/bench/index_throughput.py FOLDER [--batch-size N] [--device cpu|cuda] [--repeat N]
 
 (a) the model card's loop: one image at a time, fp32; (b) timm's batch pipeline
 (create_dataset + create_loader with worker processes) in fp32 and bf16 autocast; (c) the model
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -191,11 +192,12 @@ def query_latency(files, encoder, runs: int = 20) -> None:
 
 
 def vitsearch_index(folder: Path, batch_size: int, reference: dict[str, np.ndarray], exact: bool,
-                    device: str = "cpu", limit: float | None = None, timm_rate: float | None = None,
-                    timm_whole: float | None = None) -> None:
-    """One `vitsearch index` run in a fresh process; with `limit` (sum of parts), `timm_rate`
-    (timm's bf16 pipeline on the same files, its loop alone) and `timm_whole` (the same as a
-    whole script, start-up included) its rates are also given as ratios to them."""
+                    device: str = "cpu", limit: float | Callable[[], float] | None = None,
+                    timm_rate: float | None = None, timm_whole: float | None = None) -> dict:
+    """One `vitsearch index` run in a fresh process; with `limit` (sum of parts, or a function that
+    measures it once the run is done), `timm_rate` (timm's bf16 pipeline on the same files, its loop
+    alone) and `timm_whole` (the same as a whole script, start-up included) its rates are also
+    given as ratios to them."""
     store = Path(tempfile.mkdtemp(prefix="vitsearch-throughput-")) / "store"
     code = (
         "import json, sys, time\n"
@@ -214,7 +216,7 @@ def vitsearch_index(folder: Path, batch_size: int, reference: dict[str, np.ndarr
                              "1" if exact else "0", device], cwd=REPO, capture_output=True, text=True)
     if result.returncode:
         emit(figure="vitsearch_index", error=result.stderr[-1000:])
-        return
+        return {}
     run = json.loads(result.stdout.splitlines()[-1])
     marks = [(t, done) for t, done in run["marks"] if done > 0]  # the first call, 0 done, is the plan's
     (t0, d0), (t1, d1) = marks[0], marks[-1]  # first and last commits: steady state in between
@@ -224,6 +226,8 @@ def vitsearch_index(folder: Path, batch_size: int, reference: dict[str, np.ndarr
     cosines = [float(np.dot(np.asarray(e), reference[p]) / np.linalg.norm(reference[p]))
                for p, e in rows if p in reference]
     whole = run["embedded"] / run["whole_s"]
+    if callable(limit):
+        limit = limit()
     ratios = {}
     if limit:
         ratios.update(steady_of_limit=round(steady / limit, 3), whole_of_limit=round(whole / limit, 3))
@@ -231,12 +235,36 @@ def vitsearch_index(folder: Path, batch_size: int, reference: dict[str, np.ndarr
         ratios.update(steady_vs_timm_bf16=round(steady / timm_rate, 3), whole_vs_timm_bf16=round(whole / timm_rate, 3))
     if timm_whole:
         ratios.update(whole_vs_timm_bf16_whole_script=round(whole / timm_whole, 3))
-    emit(figure="vitsearch_index", device=device, mode="exact" if exact else "default", images=run["embedded"],
-         steady_images_per_s=round(steady, 2), whole_command_images_per_s=round(whole, 2), **ratios,
-         until_first_file_s=round(t0 - run["started"], 1),
-         peak_rss_mb=round(run["peak_rss_mb"]),
-         min_cosine_vs_reference=round(min(cosines), 6) if cosines else None,
-         mean_cosine_vs_reference=round(float(np.mean(cosines)), 6) if cosines else None)
+    figure = dict(figure="vitsearch_index", device=device, mode="exact" if exact else "default",
+                  images=run["embedded"], steady_images_per_s=round(steady, 2),
+                  whole_command_images_per_s=round(whole, 2), **ratios,
+                  until_first_file_s=round(t0 - run["started"], 1), peak_rss_mb=round(run["peak_rss_mb"]),
+                  min_cosine_vs_reference=round(min(cosines), 6) if cosines else None,
+                  mean_cosine_vs_reference=round(float(np.mean(cosines)), 6) if cosines else None)
+    emit(**figure)
+    return figure
+
+
+def repeated_index(folder: Path, batch_size: int, reference: dict[str, np.ndarray], ours, decode_ms, names,
+                   input_rate: float, device: str, timm_rate: float | None, timm_whole: float | None,
+                   repeat: int) -> None:
+    """`vitsearch index` against the limit `repeat` times, with the median ratios when more than
+    once. This machine's speed drifts by 15-30% within minutes, so each run's limit uses the model
+    timed right before and right after it, the faster of the two (the stricter bar)."""
+    figures = []
+    for _ in range(repeat):
+        before = model_alone(ours, batch_size)
+
+        def limit(before=before) -> float:
+            rate = max(before, model_alone(ours, batch_size))
+            return sum_of_parts_limit(decode_ms, names, rate, input_rate, device)
+
+        figures.append(vitsearch_index(folder, batch_size, reference, exact=False, device=device, limit=limit,
+                                       timm_rate=timm_rate, timm_whole=timm_whole))
+    if repeat > 1:
+        keys = [k for k in figures[0] if k.endswith(("_of_limit", "_whole_script", "_per_s"))]
+        emit(figure="vitsearch_index_median", runs=repeat,
+             **{k: round(float(np.median([f[k] for f in figures if k in f])), 3) for k in keys})
 
 
 def main() -> None:
@@ -244,6 +272,8 @@ def main() -> None:
     parser.add_argument("folder")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--batch-size", type=int, help="default: what the indexer uses on the device")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="default-mode index runs against the limit (medians of the ratios when > 1)")
     args = parser.parse_args()
     folder = Path(args.folder)
     files = image_files(folder)
@@ -257,19 +287,15 @@ def main() -> None:
     half = torch.bfloat16 if args.device == "cpu" else torch.float16
     timm_rates = [timm_batch_pipeline(folder, reference.model, reference.data_config, batch_size, dtype, args.device)
                   for dtype in (None, half)]
-    model_rate = model_alone(ours, batch_size)
+    model_alone(ours, batch_size)  # also timed around each index run below
     decode_ms = decode_cost(files, ours)
     input_rate = input_path_alone(files, ours, batch_size)
     query_latency(files, ours)
     readable = timm_readable(folder)
     everything = len(readable) == len(files)
-    # This machine's speed drifts by 15-30% within minutes: the model is timed again right before
-    # the run it is compared with, and the limit takes the faster rate (the stricter bar).
-    model_rate = max(model_rate, model_alone(ours, batch_size))
-    limit = sum_of_parts_limit(decode_ms, [p.name for p in files], model_rate, input_rate, args.device)
     timm_whole = timm_whole_script(folder, batch_size, args.device) if everything else None
-    vitsearch_index(folder, batch_size, vectors, exact=False, device=args.device, limit=limit,
-                    timm_rate=timm_rates[1] if everything else None, timm_whole=timm_whole)
+    repeated_index(folder, batch_size, vectors, ours, decode_ms, [p.name for p in files], input_rate, args.device,
+                   timm_rates[1] if everything else None, timm_whole, args.repeat)
     vitsearch_index(folder, batch_size, vectors, exact=True, device=args.device)
     if not everything:  # timm's pipeline skipped some files (WebP): compare with it on exactly its own
         subset = Path(tempfile.mkdtemp(prefix="vitsearch-timm-files-"))
@@ -277,11 +303,9 @@ def main() -> None:
             os.link(path, subset / path.name)
         vectors = {str(subset / Path(p).name): v for p, v in vectors.items()}
         emit(figure="same_files_as_timm", files=len(readable))
-        model_rate = max(model_rate, model_alone(ours, batch_size))
-        limit = sum_of_parts_limit(decode_ms, [p.name for p in readable], model_rate, input_rate, args.device)
         timm_whole = timm_whole_script(subset, batch_size, args.device)
-        vitsearch_index(subset, batch_size, vectors, exact=False, device=args.device, limit=limit,
-                        timm_rate=timm_rates[1], timm_whole=timm_whole)
+        repeated_index(subset, batch_size, vectors, ours, decode_ms, [p.name for p in readable], input_rate,
+                       args.device, timm_rates[1], timm_whole, args.repeat)
 
 
 if __name__ == "__main__":
