@@ -35,6 +35,7 @@ def fill(disk) -> None:
             pass
 
 
+@pytest.mark.slow  # three real-model runs, ~60 s: the default step stays under ~15 min
 def test_disk_full_is_said_plainly_and_loses_nothing(small_disk, tmp_path):
     photos, store = tmp_path / "photos", small_disk / "store"
     write_scenes(photos, range(8))
