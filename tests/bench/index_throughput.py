@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -245,22 +246,38 @@ def vitsearch_index(folder: Path, batch_size: int, reference: dict[str, np.ndarr
     return figure
 
 
-def repeated_index(folder: Path, batch_size: int, reference: dict[str, np.ndarray], ours, decode_ms, names,
-                   input_rate: float, device: str, timm_rate: float | None, timm_whole: float | None,
-                   repeat: int) -> None:
+@dataclass
+class LimitParts:
+    """What the sum-of-parts limit is measured from: our encoder (its model is timed around each
+    run), the per-file decode cost and the input path's rate."""
+
+    encoder: object
+    batch_size: int
+    decode_ms: dict[str, float]
+    input_rate: float
+    device: str
+
+    def limit_around(self, names) -> Callable[[], float]:
+        """Times the model now; the returned function times it again and gives the limit with the
+        faster of the two (this machine's speed drifts by 15-30% within minutes: the stricter bar)."""
+        before = model_alone(self.encoder, self.batch_size)
+
+        def limit() -> float:
+            rate = max(before, model_alone(self.encoder, self.batch_size))
+            return sum_of_parts_limit(self.decode_ms, names, rate, self.input_rate, self.device)
+
+        return limit
+
+
+def repeated_index(folder: Path, names, reference: dict[str, np.ndarray], parts: LimitParts,
+                   timm_rate: float | None, timm_whole: float | None, repeat: int) -> None:
     """`vitsearch index` against the limit `repeat` times, with the median ratios when more than
-    once. This machine's speed drifts by 15-30% within minutes, so each run's limit uses the model
-    timed right before and right after it, the faster of the two (the stricter bar)."""
+    once; each run's limit uses the model timed right before and right after it."""
     figures = []
     for _ in range(repeat):
-        before = model_alone(ours, batch_size)
-
-        def limit(before=before) -> float:
-            rate = max(before, model_alone(ours, batch_size))
-            return sum_of_parts_limit(decode_ms, names, rate, input_rate, device)
-
-        figures.append(vitsearch_index(folder, batch_size, reference, exact=False, device=device, limit=limit,
-                                       timm_rate=timm_rate, timm_whole=timm_whole))
+        limit = parts.limit_around(names)
+        figures.append(vitsearch_index(folder, parts.batch_size, reference, exact=False, device=parts.device,
+                                       limit=limit, timm_rate=timm_rate, timm_whole=timm_whole))
     if repeat > 1:
         keys = [k for k in figures[0] if k.endswith(("_of_limit", "_whole_script", "_per_s"))]
         emit(figure="vitsearch_index_median", runs=repeat,
@@ -294,8 +311,9 @@ def main() -> None:
     readable = timm_readable(folder)
     everything = len(readable) == len(files)
     timm_whole = timm_whole_script(folder, batch_size, args.device) if everything else None
-    repeated_index(folder, batch_size, vectors, ours, decode_ms, [p.name for p in files], input_rate, args.device,
-                   timm_rates[1] if everything else None, timm_whole, args.repeat)
+    parts = LimitParts(ours, batch_size, decode_ms, input_rate, args.device)
+    repeated_index(folder, [p.name for p in files], vectors, parts, timm_rates[1] if everything else None,
+                   timm_whole, args.repeat)
     vitsearch_index(folder, batch_size, vectors, exact=True, device=args.device)
     if not everything:  # timm's pipeline skipped some files (WebP): compare with it on exactly its own
         subset = Path(tempfile.mkdtemp(prefix="vitsearch-timm-files-"))
@@ -304,8 +322,7 @@ def main() -> None:
         vectors = {str(subset / Path(p).name): v for p, v in vectors.items()}
         emit(figure="same_files_as_timm", files=len(readable))
         timm_whole = timm_whole_script(subset, batch_size, args.device)
-        repeated_index(subset, batch_size, vectors, ours, decode_ms, [p.name for p in readable], input_rate,
-                       args.device, timm_rates[1], timm_whole, args.repeat)
+        repeated_index(subset, [p.name for p in readable], vectors, parts, timm_rates[1], timm_whole, args.repeat)
 
 
 if __name__ == "__main__":
