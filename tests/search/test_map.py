@@ -109,10 +109,15 @@ def test_umap_places_every_image_and_keeps_copies_together(collection, random_en
     points = {Path(p.path).name: np.array([p.x, p.y]) for p in index.map("umap")}
     assert len(points) == len(live(collection / "store"))
 
-    def nearest(name: str) -> str:
-        return min((n for n in points if n != name), key=lambda n: np.linalg.norm(points[n] - points[name]))
-
-    assert nearest("chelsea-copy.jpg") == "chelsea.jpg" and nearest("coffee-small.jpg") == "coffee.jpg"
+    # A copy lands beside its original, far closer than the layout's typical spacing. Not always
+    # its single nearest point: UMAP spaces a tight cluster's members about evenly (min_dist), and
+    # which of them sits closest depends on row order and umap-learn's version.
+    spread = np.median([np.linalg.norm(a - b) for i, a in enumerate(points.values())
+                        for b in list(points.values())[i + 1:]])
+    for copy, original in (("chelsea-copy.jpg", "chelsea.jpg"), ("coffee-small.jpg", "coffee.jpg")):
+        by_distance = sorted((n for n in points if n != copy), key=lambda n: np.linalg.norm(points[n] - points[copy]))
+        assert original in by_distance[:2], (copy, by_distance[:3])
+        assert np.linalg.norm(points[copy] - points[original]) < 0.2 * spread, (copy, points, spread)
     with np.load(collection / "store" / MAP_CACHE) as cached:
         assert str(cached["method"]) == "umap"
     again = {Path(p.path).name: np.array([p.x, p.y]) for p in index.map("auto")}  # auto is UMAP here: cached
