@@ -172,7 +172,7 @@ class TimmEncoder(Encoder):
     def first_batch_size(self, batch_size: int) -> int:
         """A run starts with PARITY_IMAGES alone (all a precision check needs): the model starts
         after a few decodes instead of a whole batch's, so the first files commit and the progress
-        bar moves early (an --exact run of full-size photos waited ~20 s for its first 32). A
+        bar moves early (an --exact run of full-size photos waited 15-23 s for its first 32). A
         compiled run keeps a full first batch, so that it runs (and is checked) through the graph."""
         if self.compiled is None:
             return min(batch_size, PARITY_IMAGES)

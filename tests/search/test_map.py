@@ -112,8 +112,8 @@ def test_umap_places_every_image_and_keeps_copies_together(collection, random_en
     # A copy lands beside its original, far closer than the layout's typical spacing. Not always
     # its single nearest point: UMAP spaces a tight cluster's members about evenly (min_dist), and
     # which of them sits closest depends on row order and umap-learn's version.
-    spread = np.median([np.linalg.norm(a - b) for i, a in enumerate(points.values())
-                        for b in list(points.values())[i + 1:]])
+    xy = np.array(list(points.values()))
+    spread = np.median(np.linalg.norm(xy[:, None] - xy[None], axis=-1)[np.triu_indices(len(xy), 1)])
     for copy, original in (("chelsea-copy.jpg", "chelsea.jpg"), ("coffee-small.jpg", "coffee.jpg")):
         by_distance = sorted((n for n in points if n != copy), key=lambda n: np.linalg.norm(points[n] - points[copy]))
         assert original in by_distance[:2], (copy, by_distance[:3])
