@@ -8,6 +8,7 @@ import base64
 import html
 import io
 import json
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,7 @@ MAP_POINTS = 200_000  # dots drawn at most: the page stays a few MB for any coll
 OUTLIERS_SHOWN = 10
 NEIGHBOURS = 6
 THUMB = 64
+_PLACEHOLDER = re.compile(r"__(DATA|TITLE)__")
 
 
 @dataclass
@@ -104,11 +106,23 @@ def write_map_html(index: ImageIndex, out: str, method: str = "auto") -> int:
         "neighbours": neighbours,
         "outliers": view.outliers,
     }
-    page = _PAGE.replace("__DATA__", json.dumps(data).replace("</", "<\\/")).replace(
-        "__TITLE__", html.escape(f"vitsearch map: {len(view.points)} images in {index.store.dir}"))
+    page = _fill(_PAGE, {"DATA": _script_json(data),
+                         "TITLE": html.escape(f"vitsearch map: {len(view.points)} images in {index.store.dir}")})
     with open(out, "w", encoding="utf-8") as f:
         f.write(page)
     return len(view.points)
+
+
+def _script_json(data) -> str:
+    """JSON that can sit inside a <script> element: with no `<`, `>` or `&` left, no file name can
+    close the element or open an HTML comment in it (`<!--<script>` would keep it open)."""
+    return json.dumps(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _fill(page: str, values: dict[str, str]) -> str:
+    """The page's __NAME__ placeholders replaced in one pass: what is put in is never read again,
+    so a file named __TITLE__.jpg stays a file name."""
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], page)
 
 
 def _data_url(path: str) -> str:

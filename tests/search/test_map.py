@@ -4,6 +4,7 @@ line drawing) ranks among the three most unusual of a folder of photos."""
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.conftest import run_cli, write_photos
+from tests.conftest import run_cli, scene_bytes, write_photos
 from vitsearch.indexer import build_index
 from vitsearch.indexer.store import Store
 from vitsearch.search import ImageIndex
@@ -122,3 +123,27 @@ def test_umap_places_every_image_and_keeps_copies_together(collection, random_en
         assert str(cached["method"]) == "umap"
     again = {Path(p.path).name: np.array([p.x, p.y]) for p in index.map("auto")}  # auto is UMAP here: cached
     assert all(np.array_equal(again[name], points[name]) for name in points)
+
+
+def test_the_map_page_keeps_hostile_file_names_as_data(tmp_path, fake_encoder):
+    """A name that opens an HTML comment and a script inside the page's <script> element would
+    keep it open (a blank page); names like the page's placeholders must stay names."""
+    folder = tmp_path / "photos"
+    names = ["<!--<script>.jpg", "__TITLE__.jpg", "__DATA__.jpg", "a&b>c.jpg"]
+    folder.mkdir()
+    for seed, name in enumerate(names):
+        (folder / name).write_bytes(scene_bytes(seed))
+    build_index([folder], tmp_path / "store", encoder=fake_encoder)
+    out = tmp_path / "map.html"
+    result = run_cli("map", "--store", tmp_path / "store", "--out", out, "--method", "pca")
+    assert result.returncode == 0, result.stderr
+    page = out.read_text()
+    script = page[page.index("<script>") + len("<script>"):page.index("</script>")]
+    assert "<!--" not in script and "<script" not in script, "the element would not close at its </script>"
+    start = script.index("const D = ") + len("const D = ")
+    embedded = script[start:script.index(";\n", start)]
+    assert not set("<>&") & set(embedded), "embedded JSON writes <, > and & as \\u escapes"
+    data = json.loads(embedded)
+    assert sorted(data["names"].values()) == sorted(str(folder / name) for name in names)
+    title = html.escape(f"vitsearch map: {len(names)} images in {tmp_path / 'store'}")
+    assert page.count(title) == 1 and f"<title>{title}</title>" in page
