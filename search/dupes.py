@@ -11,9 +11,9 @@ import numpy as np
 
 from ..indexer.ann import search_parameters
 from ..indexer.decisions import read_decisions
-from ..indexer.scan import is_within
 from ..indexer.store import Store
 from .index import ImageIndex
+from .same_file import real_folder, split_aliases, within
 from .signature_edges import LAYOUT_BITS, signature_edges
 from .tiers import TIERS, Member, classify_members, group_reason, group_tier
 
@@ -41,10 +41,14 @@ class DuplicateGroup:
     members: tuple[Member, ...] = ()
     reason: str = ""
     unsigned: int = field(default=0, compare=False)  # images without signatures when this was found
+    linked: tuple[int, ...] = ()  # files also reached through another path (a link): never moved
 
     def to_record(self) -> dict:
         record = asdict(self)
         record.pop("unsigned")
+        for member in record["members"]:
+            if member["keeper"]:
+                member["tier"] = None  # a relation to the keeper; the keeper has none to itself
         return record
 
 
@@ -90,7 +94,8 @@ def find_duplicates(index: ImageIndex, *, near: float | None = None, similar: fl
     wanted = set(tiers)
     groups = [g for g in (_restrict(g, wanted) for g in groups) if g is not None]
     if against is not None:
-        groups = [g for g in groups if _crosses(g, os.path.abspath(against))]
+        folder = real_folder(against, "--against")
+        groups = [g for g in groups if _crosses(g, folder)]
     return groups
 
 
@@ -216,6 +221,8 @@ def _build_groups(index: ImageIndex, components, best, near: float, keepers: set
     groups = []
     for members, level in components:
         members = [m for m in members if m in facts and m in row_of]
+        # a link and its target are one file: one member stands for it
+        members, linked = split_aliases(members, {m: facts[m]["path"] for m in members})
         if len(members) < 2:
             continue
         decided = [m for m in members if m in keepers]
@@ -230,7 +237,7 @@ def _build_groups(index: ImageIndex, components, best, near: float, keepers: set
         groups.append(DuplicateGroup(
             group_tier(classified, partners), tuple(members), tuple(facts[m]["path"] for m in members),
             tuple(round(float(best.get(m, 1.0)), 6) for m in members), keeper, bool(decided), partners,
-            tuple(classified), group_reason(classified, why), unsigned,
+            tuple(classified), group_reason(classified, why), unsigned, tuple(sorted(linked)),
         ))
     return groups
 
@@ -254,9 +261,10 @@ def _restrict(group: DuplicateGroup, wanted: set[str]) -> DuplicateGroup | None:
     return DuplicateGroup(
         group_tier(keep, group.kept_with_keeper), tuple(group.ids[n] for n in chosen),
         tuple(group.paths[n] for n in chosen), tuple(group.scores[n] for n in chosen), group.keeper,
-        group.keeper_decided, group.kept_with_keeper, tuple(keep), group.reason, group.unsigned)
+        group.keeper_decided, group.kept_with_keeper, tuple(keep), group.reason, group.unsigned,
+        tuple(i for i in group.linked if i in index))
 
 
 def _crosses(group: DuplicateGroup, folder: str) -> bool:
-    inside = [is_within(p, folder) for p in group.paths]
+    inside = [within(p, folder) for p in group.paths]
     return any(inside) and not all(inside)

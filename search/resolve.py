@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..indexer.errors import ConfigError
-from ..indexer.scan import is_within
 from ..indexer.store import MTIME, Store
 from .dupes import DuplicateGroup
+from .same_file import real_folder, within
 
-__all__ = ["GroupPlan", "plan_resolution", "parse_rules", "RULES", "RESOLVE_TIERS", "summarize"]
+__all__ = ["GroupPlan", "ResolutionPlan", "plan_resolution", "parse_rules", "RULES", "RESOLVE_TIERS", "summarize"]
 
 # Only true duplicates are resolved unless asked: similar shots and bursts are different photos.
 RESOLVE_TIERS = ("identical", "same-pixels", "near")
@@ -49,6 +49,28 @@ class GroupPlan:
                 "reason": self.reason, "bytes": self.bytes}
 
 
+@dataclass
+class ResolutionPlan:
+    """The groups that have something to move, and the groups left alone with why. Iterates
+    over the groups."""
+
+    groups: list[GroupPlan]
+    skipped: list[tuple[str, str]]  # (the group's keeper, why nothing of it moves)
+
+    def __iter__(self):
+        return iter(self.groups)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, n):
+        return self.groups[n]
+
+    def keepers(self) -> dict[int, int]:
+        """Each file to move -> the copy that stays: what indexer.quarantine checks before a move."""
+        return {m["id"]: p.keeper["id"] for p in self.groups for m in p.move}
+
+
 def parse_rules(text: str) -> list[str]:
     """'largest-resolution,prefer:/photos/best,keep-raw' -> the rule list, checked."""
     rules = [r.strip() for r in text.split(",") if r.strip()]
@@ -65,30 +87,39 @@ def parse_rules(text: str) -> list[str]:
 
 def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str], *,
                     protect: list[str] = (), keepers: set[int] = frozenset(),
-                    check_files: bool = True) -> list[GroupPlan]:
+                    check_files: bool = True) -> ResolutionPlan:
     """The keeper and the files to move of every group that has something to move. Never moved:
     any group's keeper, a file the user said to keep, a protected file, a burst frame, the
-    keeper's RAW/JPEG partner, a file already gone. A file in two groups moves once."""
-    protect = [os.path.abspath(p) for p in protect]
+    keeper's RAW/JPEG partner, a file other paths link to, a link, a file already gone. A group
+    whose keeper is gone or changed on disk moves nothing. A file in two groups moves once.
+    Folders (protect, prefer:, avoid:) are compared as real paths and must exist."""
+    protect = [real_folder(p, "--protect") for p in protect]
+    folders = {r: real_folder(r.split(":", 1)[1], r) for r in rules if r.startswith(PREFIX_RULES)}
     ids = sorted({i for g in groups for i in g.ids})
     facts = store.records_by_id(
-        f"path, format, size, coalesce(width * height, 0) AS pixels, captured_at, {MTIME} AS modified, "
+        f"path, format, size, mtime_ns, coalesce(width * height, 0) AS pixels, captured_at, {MTIME} AS modified, "
         "(captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT AS richness", ids)
-    chosen = [_choose_keeper(g, facts, rules, protect, keepers) for g in groups]
-    never_move = {k for k, _ in chosen} | set(keepers) | {i for i in ids if _protected(facts, i, protect)}
-    plans, moving = [], set()
+    linked = {i for g in groups for i in g.linked}
+    chosen = [_choose_keeper(g, facts, rules, folders, protect, keepers, linked) for g in groups]
+    never_move = ({k for k, _ in chosen} | set(keepers) | linked
+                  | {i for i in ids if _protected(facts, i, protect)})
+    plan, moving = ResolutionPlan([], []), set()
     for group, (keeper, rule) in zip(groups, chosen, strict=True):
         staying = never_move | set(group.kept_with_keeper) | {m.id for m in group.members if m.tier == "burst"}
         move = [i for i in group.ids if i not in staying and i not in moving and i in facts
-                and (not check_files or os.path.lexists(facts[i]["path"]))]
+                and (not check_files or _movable(facts[i]["path"]))]
         if group.tier == "burst" or not move:
             continue
+        if check_files and not _unchanged(facts[keeper]):
+            plan.skipped.append((facts[keeper]["path"], "the keeper is gone or changed since it was indexed "
+                                 "(run `vitsearch index` first); nothing of its group moves"))
+            continue
         moving.update(move)
-        plans.append(GroupPlan(
+        plan.groups.append(GroupPlan(
             group.tier, {"id": keeper, "path": facts[keeper]["path"]},
             [{"id": i, "path": facts[i]["path"]} for i in move], rule, group.reason,
             sum(int(facts[i]["size"]) for i in move)))
-    return plans
+    return plan
 
 
 def summarize(plans: list[GroupPlan]) -> str:
@@ -97,19 +128,22 @@ def summarize(plans: list[GroupPlan]) -> str:
             f"would move, {_human(sum(p.bytes for p in plans))}")
 
 
-def _choose_keeper(group: DuplicateGroup, facts: dict, rules: list[str], protect: list[str],
-                   keepers: set[int]) -> tuple[int, str]:
+def _choose_keeper(group: DuplicateGroup, facts: dict, rules: list[str], folders: dict[str, str],
+                   protect: list[str], keepers: set[int], linked: set[int]) -> tuple[int, str]:
     candidates = [i for i in group.ids if i in facts]
     decided = [i for i in candidates if i in keepers]
     if decided:
         return decided[0], "keep (your decision)"
     guarded = [i for i in candidates if _protected(facts, i, protect)]
+    held = "protected"
+    if not guarded:
+        guarded, held = [i for i in candidates if i in linked], "reached through a link too"
     if guarded:
         candidates = guarded
     if len(candidates) == 1:
-        return candidates[0], "protected" if guarded else "only candidate"
+        return candidates[0], held if guarded else "only candidate"
     for rule in rules:
-        scores = {i: _score(rule, facts[i]) for i in candidates}
+        scores = {i: _score(rule, facts[i], folders) for i in candidates}
         best = max(scores.values())
         candidates = [i for i in candidates if scores[i] == best]
         if len(candidates) == 1:
@@ -119,16 +153,29 @@ def _choose_keeper(group: DuplicateGroup, facts: dict, rules: list[str], protect
     return min(candidates), "tie: lowest id"
 
 
-def _score(rule: str, fact: dict):
+def _score(rule: str, fact: dict, folders: dict[str, str]):
     if rule.startswith("prefer:"):
-        return is_within(fact["path"], os.path.abspath(rule.split(":", 1)[1]))
+        return within(fact["path"], folders[rule])
     if rule.startswith("avoid:"):
-        return not is_within(fact["path"], os.path.abspath(rule.split(":", 1)[1]))
+        return not within(fact["path"], folders[rule])
     return RULES[rule][1](fact)
 
 
 def _protected(facts: dict, row_id: int, protect: list[str]) -> bool:
-    return row_id in facts and any(is_within(facts[row_id]["path"], p) for p in protect)
+    return row_id in facts and any(within(facts[row_id]["path"], p) for p in protect)
+
+
+def _movable(path: str) -> bool:
+    """There, and a file of its own: moving a link would free nothing."""
+    return os.path.lexists(path) and not os.path.islink(path)
+
+
+def _unchanged(fact: dict) -> bool:
+    try:
+        stat = os.stat(fact["path"])
+    except OSError:
+        return False
+    return stat.st_size == fact["size"] and stat.st_mtime_ns == fact["mtime_ns"]
 
 
 def _ts(value, *, negate: bool = False) -> float:

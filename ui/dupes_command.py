@@ -31,6 +31,8 @@ def run_dupes(args, shown) -> int:
 
         raise ConfigError("--apply carries out a --resolve plan: add --resolve RULES (try it without --apply first)")
     rules = parse_rules(args.resolve) if args.resolve else None
+    if args.apply:
+        _settle(args, shown)  # an interrupted apply or undo is finished before a new plan is made
     index = ImageIndex.open(args.store)
     if args.histogram:
         _print_histogram(nearest_neighbour_scores(index))
@@ -53,6 +55,10 @@ def run_dupes(args, shown) -> int:
                             keepers=read_decisions(index.store).keepers)
     for plan in plans:
         print(json.dumps(plan.to_record()) if args.json else _plan_lines(plan, shown))
+    for keeper, why in plans.skipped:
+        print(f"left alone: the group of {shown(keeper)}: {why}", file=sys.stderr)
+    if not args.apply:
+        _say_unfinished(args, shown)
     print(summarize(plans) + ("" if args.apply else " (dry run: add --apply to move them)"), file=sys.stderr)
     if args.apply and plans:
         return _apply(args, plans, shown)
@@ -62,12 +68,31 @@ def run_dupes(args, shown) -> int:
 def _apply(args, plans, shown) -> int:
     from ..indexer.quarantine import quarantine_files
 
-    report = quarantine_files(args.store, [m["id"] for p in plans for m in p.move], wait=args.wait)
+    keepers = plans.keepers()
+    report = quarantine_files(args.store, keepers, keepers=keepers, wait=args.wait)
     for path, why in report.skipped:
         print(f"not moved: {shown(path)}: {why}", file=sys.stderr)
-    print(f"moved {len(report.moved)} files ({report.bytes:,} bytes) into the quarantine; manifest "
-          f"{shown(str(report.manifest))}; undo with `vitsearch dupes --undo`", file=sys.stderr)
+    if report.manifest is None:
+        print("moved nothing into the quarantine", file=sys.stderr)
+    else:
+        print(f"moved {len(report.moved)} files ({report.bytes:,} bytes) into the quarantine; manifest "
+              f"{shown(str(report.manifest))}; undo with `vitsearch dupes --undo`", file=sys.stderr)
     return 0
+
+
+def _settle(args, shown) -> None:
+    from ..indexer.quarantine import settle_quarantine
+
+    for note in settle_quarantine(args.store, wait=args.wait):
+        print(f"note: {shown(note)}", file=sys.stderr)
+
+
+def _say_unfinished(args, shown) -> None:
+    from ..indexer.quarantine import quarantine_dir, unfinished_manifests
+
+    for manifest in unfinished_manifests(quarantine_dir(args.store)):
+        print(f"note: an apply or undo was interrupted ({shown(manifest.name)}): `--apply` finishes it first, "
+              "`--undo` puts its files back", file=sys.stderr)
 
 
 def _undo(args, shown) -> int:

@@ -10,7 +10,7 @@ import gradio as gr
 
 from ..indexer.decisions import read_decisions, record_keeper, record_not_duplicates, record_thresholds
 from ..indexer.errors import VitsearchError
-from ..indexer.quarantine import quarantine_files, undo_quarantine
+from ..indexer.quarantine import quarantine_files, settle_quarantine, undo_quarantine
 from ..search import ImageIndex
 from ..search.calibrate import fit_near_threshold, sample_pairs
 from ..search.dupes import TIERS, find_duplicates, thresholds
@@ -70,30 +70,37 @@ def duplicates_tab(index: ImageIndex, thumbs) -> None:
     def quarantine_group(group, dry_run: bool):
         if group is None:
             raise gr.Error("Pick a group first.")
-        # the keeper's RAW/JPEG partner stays with it (one photo, two files); burst frames are photos
-        ids = [m.id for m in group.members
-               if not m.keeper and m.id not in group.kept_with_keeper and m.tier != "burst"]
-        paths = [m.path for m in group.members if m.id in ids]
+        # the same planner as a cleanup, with this group's keeper as the user's choice
+        plans = _call(plan_resolution, index.store, [group], [], keepers={group.keeper})
         keeper = group.paths[group.ids.index(group.keeper)]
         if dry_run:
-            lines = "\n".join(f"- {p}" for p in paths)
-            return f"Dry run: would move {len(paths)} file(s) into the quarantine, keeping {keeper}:\n{lines}"
-        report = _call(quarantine_files, index.store.dir, ids, wait=DECISION_WAIT_SECONDS)
-        return _moved_text(report)
+            lines = "\n".join(f"- {m['path']}" for p in plans for m in p.move)
+            count = sum(len(p.move) for p in plans)
+            return (f"Dry run: would move {count} file(s) into the quarantine, keeping {keeper}:\n{lines}"
+                    + _left_alone(plans))
+        return _apply_plans(plans)
 
     def preview(tiers, near, similar, against, rules_text, protect_text):
         plans = _plans(tiers, near, similar, against, rules_text, protect_text)
         table = [[p.tier, p.keeper["path"], len(p.move), "\n".join(m["path"] for m in p.move), p.rule]
                  for p in plans[:500]]
-        return summarize(plans), table
+        return summarize(plans) + _left_alone(plans), table
 
     def apply(tiers, near, similar, against, rules_text, protect_text):
+        settled = _call(settle_quarantine, index.store.dir, wait=DECISION_WAIT_SECONDS)
         plans = _plans(tiers, near, similar, against, rules_text, protect_text)
+        notes = "".join(f"\n{note}" for note in settled)
         if not plans:
-            return "Nothing to move.", []
-        report = _call(quarantine_files, index.store.dir, [m["id"] for p in plans for m in p.move],
-                       wait=DECISION_WAIT_SECONDS)
-        return _moved_text(report), []
+            return "Nothing to move." + _left_alone(plans) + notes, []
+        return _apply_plans(plans) + notes, []
+
+    def _apply_plans(plans):
+        keepers = plans.keepers()
+        if not keepers:
+            return "Nothing to move." + _left_alone(plans)
+        report = _call(quarantine_files, index.store.dir, keepers, keepers=keepers, wait=DECISION_WAIT_SECONDS)
+        index.refresh()
+        return _moved_text(report) + _left_alone(plans)
 
     def _plans(tiers, near, similar, against, rules_text, protect_text):
         index.refresh()
@@ -101,8 +108,8 @@ def duplicates_tab(index: ImageIndex, thumbs) -> None:
         groups = _call(find_duplicates, index, near=near, similar=similar, tiers=tuple(tiers or RESOLVE_TIERS),
                        against=against.strip() or None)
         protect = [line.strip() for line in (protect_text or "").splitlines() if line.strip()]
-        return plan_resolution(index.store, groups, rules, protect=protect,
-                               keepers=read_decisions(index.store).keepers)
+        return _call(plan_resolution, index.store, groups, rules, protect=protect,
+                     keepers=read_decisions(index.store).keepers)
 
     def undo():
         report = _call(undo_quarantine, index.store.dir, wait=DECISION_WAIT_SECONDS)
@@ -179,8 +186,14 @@ def duplicates_tab(index: ImageIndex, thumbs) -> None:
 
 def _moved_text(report) -> str:
     problems = "".join(f"\nnot moved: {path}: {why}" for path, why in report.skipped)
+    if report.manifest is None:
+        return f"Moved nothing into the quarantine.{problems}"
     return (f"Moved {len(report.moved)} file(s), {report.bytes:,} bytes, into the quarantine; manifest "
             f"{report.manifest} (undo available).{problems}")
+
+
+def _left_alone(plans) -> str:
+    return "".join(f"\nleft alone: the group of {keeper}: {why}" for keeper, why in plans.skipped)
 
 
 def _call(fn, *args, **kwargs):

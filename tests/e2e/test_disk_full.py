@@ -3,26 +3,18 @@ and the next run completes. Needs root to mount a small tmpfs (CI runs as root).
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from tests.conftest import run_cli, write_scenes
 from tests.e2e.test_crash import assert_invariants
+from tests.tmpfs import mounted_tmpfs
 from vitsearch.indexer.store import Store
 
 
 @pytest.fixture
 def small_disk(tmp_path):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "disk", "24m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def fill(disk) -> None:
