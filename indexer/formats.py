@@ -1,4 +1,5 @@
-"""The optional decoders, registered once, and which formats this installation can read.
+"""The optional decoders, registered once, which formats this installation can read, and how to
+tell a file of theirs that was cut short from a damaged one.
 
 pillow-heif (HEIC/HEIF) and pillow-jxl-plugin (JPEG XL) plug into Pillow; rawpy (LibRaw) reads
 camera RAW. Each is a regular dependency, but a missing one only takes its formats away: files
@@ -8,8 +9,13 @@ of those formats are then recorded as unreadable, with the package to install.
 from __future__ import annotations
 
 import functools
+import struct
 
-__all__ = ["register_plugins", "readable_formats"]
+__all__ = ["register_plugins", "readable_formats", "truncation", "iso_boxes"]
+
+# ftyp brands of HEIF still images and sequences (HEIC, AVIF and their MIAF base)
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"mif2", b"msf1", b"miaf",
+                b"avif", b"avis"}
 
 
 @functools.cache
@@ -42,3 +48,102 @@ def readable_formats() -> dict[str, bool]:
     readable = {name: pillow in ALLOWED_FORMATS and pillow in Image.OPEN for name, pillow in families.items()}
     readable["camera RAW"] = raw_available()
     return readable
+
+
+def truncation(data: bytes) -> str | None:
+    """How `data` ends before what its own container declares (HEIF/AVIF boxes, a JPEG XL
+    codestream or container, TIFF and RAW directories), or None when nothing says it was cut.
+    The decoders of these formats fail on a cut file with vague or misleading messages
+    ("not an image", "Input/output error"), so the file's own sizes decide, never their words."""
+    from .jxl import jxl_cut
+    from .raw import tiff_cut
+
+    for cut in (heif_cut, jxl_cut, tiff_cut):
+        found = cut(data)
+        if found is not None:
+            return found
+    return None
+
+
+def heif_cut(data: bytes) -> str | None:
+    """How a HEIF or AVIF file ends early: a top-level box, or an item's data as its `iloc` box
+    places it, running past the end of the file."""
+    if data[4:8] != b"ftyp" or not _HEIF_BRANDS & _brands(data):
+        return None
+    for kind, start, end in iso_boxes(data, 0, len(data)):
+        if end > len(data):
+            return f"its '{kind.decode('latin-1')}' box needs {end - len(data)} bytes more than the {len(data)} present"
+        if kind == b"meta":
+            for child, child_start, child_end in iso_boxes(data, start + 4, end):  # after version and flags
+                item_end = _iloc_end(data, child_start, child_end) if child == b"iloc" else 0
+                if item_end > len(data):
+                    return f"its image data needs {item_end - len(data)} bytes more than the {len(data)} present"
+    return None
+
+
+def _brands(data: bytes) -> set[bytes]:
+    """The major and compatible brands of the leading ftyp box."""
+    (size,) = struct.unpack_from(">I", data, 0)
+    size = min(size, len(data), 4096)
+    return {data[8:12]} | {data[at:at + 4] for at in range(16, size - 3, 4)}
+
+
+def iso_boxes(data: bytes, start: int, end: int):
+    """(type, payload start, box end) of the boxes laid end to end from `start` to `end`; a box
+    whose header is cut short ends past `end`. Stops at a size too small to be a box."""
+    position = start
+    while position < end:
+        if position + 8 > end:
+            yield b"header", end, position + 8
+            return
+        size, kind = struct.unpack_from(">I4s", data, position)
+        header = 8
+        if size == 1:
+            if position + 16 > end:
+                yield kind, end, position + 16
+                return
+            (size,) = struct.unpack_from(">Q", data, position + 8)
+            header = 16
+        elif size == 0:  # "to the end of the file"
+            size = end - position
+        if size < header:
+            return
+        yield kind, position + header, position + size
+        position += size
+
+
+def _iloc_end(data: bytes, start: int, end: int) -> int:
+    """The furthest byte any item's file extents reach (ISO 14496-12 `iloc`); 0 if unreadable."""
+    try:
+        version = data[start]
+        sizes = data[start + 4] << 8 | data[start + 5]
+        offset_size, length_size, base_size = sizes >> 12, sizes >> 8 & 15, sizes >> 4 & 15
+        index_size = sizes & 15 if version in (1, 2) else 0
+        position = start + 6
+        count, position = _number(data, position, 4 if version == 2 else 2, end)
+        furthest = 0
+        for _ in range(count):
+            _, position = _number(data, position, 4 if version == 2 else 2, end)  # item id
+            method = 0
+            if version in (1, 2):
+                method, position = _number(data, position, 2, end)
+                method &= 15
+            reference, position = _number(data, position, 2, end)
+            base, position = _number(data, position, base_size, end)
+            extents, position = _number(data, position, 2, end)
+            for _ in range(extents):
+                _, position = _number(data, position, index_size, end)
+                offset, position = _number(data, position, offset_size, end)
+                length, position = _number(data, position, length_size, end)
+                if method == 0 and reference == 0:  # bytes of this file (1 and 2: idat, other items)
+                    furthest = max(furthest, base + offset + length)
+        return furthest
+    except IndexError:
+        return 0
+
+
+def _number(data: bytes, position: int, size: int, end: int) -> tuple[int, int]:
+    """A big-endian number of `size` bytes (0 reads nothing) and the position after it."""
+    if position + size > end:
+        raise IndexError("iloc box cut short")
+    return int.from_bytes(data[position:position + size], "big"), position + size

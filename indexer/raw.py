@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -17,13 +18,17 @@ from PIL import Image
 
 from .errors import ImageLoadError
 
-__all__ = ["RAW_EXTENSIONS", "RawImage", "raw_available", "looks_raw", "inspect_raw", "open_raw"]
+__all__ = ["RAW_EXTENSIONS", "RawImage", "raw_available", "looks_raw", "inspect_raw", "open_raw", "tiff_cut"]
 
 RAW_EXTENSIONS = frozenset(".dng .cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .raf .orf .rw2 .pef .srw .x3f .3fr "
                            ".erf .kdc .mrw .mos .iiq .rwl".split())
 # What RAW containers start with: TIFF (DNG, CR2, NEF, ARW, PEF, SRW, ...), Olympus and Panasonic
 # TIFF variants, Fujifilm, Canon CR3 (ISO media), Sigma X3F, Minolta MRW.
 _MAGICS = (b"II*\x00", b"MM\x00*", b"IIRO", b"IIRS", b"IIU\x00", b"FUJIFILMCCD-RAW", b"FOVb", b"\x00MRM")
+# TIFF field type -> bytes per value; the tags that say where a TIFF's directories and pixels lie
+_TIFF_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+_PIXEL_TAGS = ((273, 279), (324, 325))  # StripOffsets/StripByteCounts, TileOffsets/TileByteCounts
+_SUB_IFDS = 330
 # LibRaw's flip code -> the transpose that makes the pixels upright
 _UPRIGHT = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270}
 
@@ -139,3 +144,49 @@ def _demosaic(raw, *, half: bool) -> Image.Image:
         reason = "truncated" if "data error" in message.lower() or "eof" in message.lower() else "corrupt"
         raise ImageLoadError(reason, f"RAW decoding failed: {type(e).__name__}: {message}") from e
     return Image.fromarray(rgb, "RGB")
+
+
+def tiff_cut(data: bytes) -> str | None:
+    """How a TIFF-based file (DNG and most RAWs, plain TIFF) ends before what its directories
+    declare: a directory, or the strips and tiles of pixels, past the end of the file. None when
+    what it declares is all there, or it is not a TIFF. LibRaw only says "Input/output error"."""
+    if data[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    order = "<" if data[:2] == b"II" else ">"
+    pending, seen = [struct.unpack_from(order + "I", data, 4)[0]], set()
+    while pending and len(seen) < 64:  # the IFD0 chain and SubIFDs; a loop or a maze ends here
+        ifd = pending.pop()
+        if ifd in seen or ifd < 8:
+            continue
+        seen.add(ifd)
+        if ifd + 2 > len(data) or ifd + 6 + 12 * struct.unpack_from(order + "H", data, ifd)[0] > len(data):
+            return f"a directory at byte {ifd} runs past the end ({len(data)} bytes)"
+        fields = _ifd_fields(data, order, ifd)
+        if isinstance(fields, str):
+            return fields
+        for offsets_tag, counts_tag in _PIXEL_TAGS:
+            ends = [o + c for o, c in zip(fields.get(offsets_tag, ()), fields.get(counts_tag, ()), strict=False)]
+            if ends and max(ends) > len(data):
+                return f"its pixel data needs {max(ends) - len(data)} bytes more than the {len(data)} present"
+        pending += fields.get(_SUB_IFDS, [])
+        count = struct.unpack_from(order + "H", data, ifd)[0]
+        (following,) = struct.unpack_from(order + "I", data, ifd + 2 + 12 * count)
+        pending.append(following)
+    return None
+
+
+def _ifd_fields(data: bytes, order: str, ifd: int) -> dict[int, list[int]] | str:
+    """The values of the layout tags of one directory, or how their values lie past the end."""
+    (count,) = struct.unpack_from(order + "H", data, ifd)
+    wanted = {tag for pair in _PIXEL_TAGS for tag in pair} | {_SUB_IFDS}
+    fields: dict[int, list[int]] = {}
+    for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        tag, kind, number = struct.unpack_from(order + "HHI", data, entry)
+        if tag not in wanted or kind not in (3, 4, 13):
+            continue
+        size = _TIFF_SIZES[kind] * number
+        at = entry + 8 if size <= 4 else struct.unpack_from(order + "I", data, entry + 8)[0]
+        if at + size > len(data):
+            return f"its tag {tag} lies past the end ({len(data)} bytes)"
+        fields[tag] = list(struct.unpack_from(f"{order}{number}{'H' if kind == 3 else 'I'}", data, at))
+    return fields
