@@ -463,6 +463,8 @@ def _print_hits(args, queries: list[str], results) -> None:
 def _explain(args) -> int:
     from ..search import ImageIndex
 
+    if args.out:
+        _require_png(args.out)  # before the model runs, not after
     index = ImageIndex.open(args.store)
     query, target = _parse_query(args.query), _parse_query(args.target)
     explanation = index.explain(query, target)
@@ -483,6 +485,15 @@ def _explain(args) -> int:
     for row in explanation.grid:
         print("".join(2 * shades[min(len(shades) - 1, int((v - low) / span * len(shades)))] for v in row))
     return EXIT_OK
+
+
+def _require_png(path: str) -> None:
+    from ..indexer.errors import ConfigError
+
+    if os.path.isdir(path):
+        raise ConfigError(f"--out must be a .png file path, not a folder: {shown(path)} (e.g. --out heat.png)")
+    if os.path.splitext(path)[1].lower() != ".png":
+        raise ConfigError(f"--out must be a .png file path, not {shown(path)} (e.g. --out heat.png)")
 
 
 def _map(args) -> int:

@@ -226,9 +226,12 @@ def small_store(tmp_path_factory):
     (["search", "{root}/empty", "--store", "{store}"], "no image files in"),
     (["serve", "--store", "{store}", "--port", "70000"], "between 1 and 65535"),
     (["serve", "--store", "{store}", "--port", "http"], "not a port number"),
+    (["explain", "id:1", "id:2", "--store", "{store}", "--out", "{root}/heat.html"], "--out must be a .png file path"),
+    (["explain", "id:1", "id:2", "--store", "{store}", "--out", "{root}/empty"], "--out must be a .png file path"),
 ])
 def test_usage_errors_exit_2_with_a_message(small_store, args, message):
     args = [a.format(store=small_store / "store", root=small_store) for a in args]
+    message = message.format(root=small_store)
     result = run_cli(*args)
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert message in result.stderr and "Traceback" not in result.stderr
