@@ -10,6 +10,7 @@ __all__ = [
     "StoreMismatchError",
     "StoreInUseError",
     "StoreError",
+    "StoreMissingError",
     "ImageLoadError",
 ]
 
@@ -49,6 +50,10 @@ class StoreInUseError(VitsearchError):
 
 class StoreError(VitsearchError):
     """The store is missing or unusable."""
+
+
+class StoreMissingError(StoreError, ConfigError):
+    """No store where one was named: fixed with --store or by building one (exit 2)."""
 
 
 class ImageLoadError(VitsearchError):

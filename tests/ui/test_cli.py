@@ -228,6 +228,7 @@ def small_store(tmp_path_factory):
     (["serve", "--store", "{store}", "--port", "http"], "not a port number"),
     (["explain", "id:1", "id:2", "--store", "{store}", "--out", "{root}/heat.html"], "--out must be a .png file path"),
     (["explain", "id:1", "id:2", "--store", "{store}", "--out", "{root}/empty"], "--out must be a .png file path"),
+    (["info", "--store", "{root}/none"], "no store at {root}/none: build one with `vitsearch index FOLDER --store"),
 ])
 def test_usage_errors_exit_2_with_a_message(small_store, args, message):
     args = [a.format(store=small_store / "store", root=small_store) for a in args]
