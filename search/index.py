@@ -336,6 +336,8 @@ class ImageIndex:
             query = self._indexed_path(int(query))
         if isinstance(query, np.ndarray) and query.ndim == 1:
             raise ConfigError("explain needs images, not vectors")
+        if isinstance(query, (str, Path)):
+            _require_file(query)
         if isinstance(query, (str, Path, bytes, bytearray, memoryview)):
             data = bytes(query) if not isinstance(query, (str, Path)) else read_image_bytes(str(query))
             try:
@@ -358,6 +360,8 @@ class ImageIndex:
             query = self._indexed_path(int(query))
         elif isinstance(query, np.ndarray) and query.ndim == 1:
             raise ConfigError("a box needs an image, not a vector")
+        elif isinstance(query, (str, Path)):
+            _require_file(query)
         return region_of(query, box, self.encoder.draft_size)
 
     def search_many(self, queries: Sequence, k: int = 10, where: str | None = None,
@@ -402,8 +406,7 @@ class ImageIndex:
         if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
             sql, param = "id = ?", int(query)
         elif isinstance(query, (str, Path)):
-            if not os.path.exists(query):
-                raise ConfigError(f"no such file: {query}")
+            _require_file(query)
             sql, param = "path = ?", encode_path(os.path.abspath(query))[0]
         else:
             return None
@@ -506,3 +509,9 @@ def _unchanged(path: str, size: int, mtime_ns: int) -> bool:
     except OSError:
         return False
     return st.st_size == size and st.st_mtime_ns == mtime_ns
+
+
+def _require_file(path: str | Path) -> None:
+    """A query path that is not there is the user's to fix (exit 2), whatever asks for it."""
+    if not os.path.exists(path):
+        raise ConfigError(f"no such file: {path}")

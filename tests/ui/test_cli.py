@@ -229,6 +229,11 @@ def small_store(tmp_path_factory):
     (["explain", "id:1", "id:2", "--store", "{store}", "--out", "{root}/heat.html"], "--out must be a .png file path"),
     (["explain", "id:1", "id:2", "--store", "{store}", "--out", "{root}/empty"], "--out must be a .png file path"),
     (["info", "--store", "{root}/none"], "no store at {root}/none: build one with `vitsearch index FOLDER --store"),
+    # a missing query file is the same error whichever command reads it
+    (["search", "{root}/none.jpg", "--store", "{store}"], "no such file: {root}/none.jpg"),
+    (["search", "{root}/none.jpg", "--box", "0,0,9,9", "--store", "{store}"], "no such file: {root}/none.jpg"),
+    (["explain", "{root}/none.jpg", "id:1", "--store", "{store}"], "no such file: {root}/none.jpg"),
+    (["explain", "id:1", "{root}/none.jpg", "--store", "{store}"], "no such file: {root}/none.jpg"),
 ])
 def test_usage_errors_exit_2_with_a_message(small_store, args, message):
     args = [a.format(store=small_store / "store", root=small_store) for a in args]
