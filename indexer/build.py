@@ -16,7 +16,7 @@ from .plan import SyncPlan, plan_sync
 from .prefetch import Prefetch, start_prefetch
 from .recorded_model import recorded_model_if_idle
 from .report import FileFailure, IndexReport
-from .scan import normalize_roots, scan_folders
+from .scan import UnreadableFolder, normalize_roots, scan_folders
 from .store import open_store
 from .vectors import DeferredSaves, open_for_writing, sync_and_save
 from .weights import MODEL_NAME, weights_from_manifest
@@ -76,14 +76,28 @@ def save_deferred(store_dir: str | os.PathLike | None, deferred: DeferredSaves) 
     return True
 
 
-def _early_plan(store, scanned, roots) -> tuple[SyncPlan, dict] | None:
+def _early_plan(store, scanned, roots, unreadable) -> tuple[SyncPlan, dict] | None:
     """The plan (and rows) before the model loads; None for a store this cannot read yet (an
     older layout, damage): initialize() upgrades or names it, and the plan is made after."""
     try:
         rows = store.rows() if store.exists() else {}
     except Exception:  # noqa: BLE001 - see above
         return None
-    return plan_sync(scanned, rows, roots), rows
+    return plan_sync(scanned, rows, roots, unreadable), rows
+
+
+def _record_unreadable(store, plan: SyncPlan, unreadable: list[UnreadableFolder], report: IndexReport) -> None:
+    """Each folder the scan could not list is a failure of the run, said as a fresh index says
+    it; the rows under it are kept, failed `unreadable` (see plan_sync). A row whose name is not
+    UTF-8 loses its raw bytes meanwhile: its next successful read writes them again."""
+    for folder in unreadable:
+        report.failed += 1
+        report.failures.append(FileFailure(folder.path, "unreadable", folder.detail))
+    if plan.unlisted:
+        with store.transaction() as tx:
+            for row, folder in plan.unlisted:
+                tx.write_failure(row.id, row.path, row.root, row.size, row.mtime_ns, row.content_hash,
+                                 "unreadable", f"{folder.detail} ({folder.path})")
 
 
 def _model_for_run(store, early: tuple[SyncPlan, dict] | None, weights: str | None,
@@ -134,8 +148,9 @@ def build_index(
     store = open_store(store_dir, read_only=False)
     store.dir.mkdir(parents=True, exist_ok=True)
     with WriterLock(store.dir / "writer.lock"):
-        scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden))
-        early = _early_plan(store, scanned, roots)
+        unreadable: list[UnreadableFolder] = []
+        scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden, unreadable=unreadable))
+        early = _early_plan(store, scanned, roots, unreadable)
         if progress and early and early[0].to_read:
             progress(0, len(early[0].to_read))  # the work ahead is shown while the model loads
         prefetch = None
@@ -149,7 +164,7 @@ def build_index(
         report = IndexReport(repair=vectors.repair, store=str(store.dir))
         if early is None:  # the store could not be read before initialize() upgraded it
             rows = store.rows()
-            early = plan_sync(scanned, rows, roots), rows
+            early = plan_sync(scanned, rows, roots, unreadable), rows
         plan, rows = early
         report.unchanged = plan.unchanged
         batch_size = batch_size or encoder.default_batch_size
@@ -158,6 +173,7 @@ def build_index(
         run = IndexRun(store, encoder, rows, plan.missing, report, batch_size, prefetch=prefetch)
         run.read_all(plan.to_read, workers or default_workers(encoder), progress)
         run.remove_missing()
+        _record_unreadable(store, plan, unreadable, report)
         record_precision(store, encoder, report)
         report.signed = backfill_signatures(store, roots, encoder.draft_size,
                                             workers=workers or default_workers(encoder), progress=progress)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .errors import ConfigError
 from .images import IMAGE_EXTENSIONS
 
-__all__ = ["ScannedFile", "scan_folders", "normalize_roots", "is_within"]
+__all__ = ["ScannedFile", "UnreadableFolder", "scan_folders", "normalize_roots", "is_within"]
+
+# access(2) as open(2) judges it: with the effective ids, where the platform can.
+_EFFECTIVE_IDS = os.access in os.supports_effective_ids
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,15 @@ class ScannedFile:
     root: str
     size: int
     mtime_ns: int
+    readable: bool = True  # by this process: an unreadable file with an unchanged stat is still read (and failed)
+
+
+@dataclass(frozen=True)
+class UnreadableFolder:
+    """A folder the scan could not list: its files may still be there, unseen."""
+
+    path: str
+    detail: str
 
 
 def normalize_roots(roots: Iterable[str]) -> list[str]:
@@ -42,22 +55,27 @@ def scan_folders(
     *,
     exclude: Iterable[str] = (),
     include_hidden: bool = False,
+    unreadable: list[UnreadableFolder] | None = None,
 ) -> Iterator[ScannedFile]:
     """Yield image files under `roots` (by extension), sorted per folder for stable order.
 
     Symlinks are followed only when their target lies inside one of the roots, and each real
     directory is entered once, so loops terminate and nothing outside the roots is reached.
     `exclude` globs match a file's or folder's name or its path relative to its root.
+    A folder that cannot be listed (permissions, I/O errors) is appended to `unreadable`; one
+    that vanished meanwhile is not: its files are gone.
     """
     roots = normalize_roots(roots)
     real_roots = [os.path.realpath(r) for r in roots]
     patterns = list(exclude)
     seen_dirs: set[tuple[int, int]] = set()
+    unreadable = [] if unreadable is None else unreadable
     for root in roots:
-        yield from _walk(root, real_roots, patterns, include_hidden, seen_dirs)
+        yield from _walk(root, real_roots, patterns, include_hidden, seen_dirs, unreadable)
 
 
-def _walk(root, real_roots, patterns, include_hidden, seen_dirs) -> Iterator[ScannedFile]:
+def _walk(root, real_roots, patterns, include_hidden, seen_dirs, unreadable) -> Iterator[ScannedFile]:
+    euid = os.geteuid()
     stack = [root]
     while stack:
         folder = stack.pop()
@@ -68,8 +86,12 @@ def _walk(root, real_roots, patterns, include_hidden, seen_dirs) -> Iterator[Sca
             seen_dirs.add((st.st_dev, st.st_ino))
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
-        except OSError:
-            continue  # unreadable or vanished folder: nothing to index there
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # vanished since its parent was listed
+        except OSError as e:
+            unreadable.append(UnreadableFolder(folder, f"cannot list folder: {e.strerror or e}"))
+            continue
+        reported = False
         subfolders = []
         for entry in entries:
             if not include_hidden and entry.name.startswith("."):
@@ -84,10 +106,23 @@ def _walk(root, real_roots, patterns, include_hidden, seen_dirs) -> Iterator[Sca
                     subfolders.append(entry.path)
                 elif entry.is_file() and _has_image_extension(entry.name):
                     st = entry.stat()
-                    yield ScannedFile(entry.path, root, st.st_size, st.st_mtime_ns)
+                    yield ScannedFile(entry.path, root, st.st_size, st.st_mtime_ns, _readable(entry.path, st, euid))
+            except PermissionError as e:  # listed but not reachable: a folder without search permission
+                if not reported:
+                    unreadable.append(UnreadableFolder(folder, f"cannot reach its files: {e.strerror or e}"))
+                    reported = True
             except OSError:
-                continue
+                continue  # vanished since the listing, or a broken link
         stack.extend(reversed(subfolders))
+
+
+def _readable(path: str, st: os.stat_result, euid: int) -> bool:
+    """Whether this process may open the file. For one's own file the owner's read bit decides
+    (ACLs never change the owner's class), at no cost: a no-op re-index of a library stays a
+    stat per file. Otherwise (groups, ACLs, root's capabilities, a squashing NFS) the kernel says."""
+    if st.st_uid == euid and euid != 0:
+        return bool(st.st_mode & stat.S_IRUSR)
+    return os.access(path, os.R_OK, effective_ids=_EFFECTIVE_IDS)
 
 
 def _has_image_extension(name: str) -> bool:
