@@ -16,15 +16,16 @@ import pytest
 
 from tests.conftest import REPO, run_cli, scene_bytes, write_scenes
 from tests.e2e.test_crash import assert_invariants
+from tests.indexer.unprivileged import child_options
 from vitsearch.indexer.store import Store
 
 LIMIT_SECONDS = 15
 
 
-def start_watcher(folder: Path, store: Path, *extra: str) -> subprocess.Popen:
+def start_watcher(folder: Path, store: Path, *extra: str, **options) -> subprocess.Popen:
     watcher = subprocess.Popen(
         [sys.executable, "-m", "vitsearch.ui.cli", "index", str(folder), "--store", str(store), "--weights",
-         "random", "--watch", *extra], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "random", "--watch", *extra], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
     deadline = time.monotonic() + 120
     while not (store / "vectors.faiss").exists():  # the first sync has finished
         assert watcher.poll() is None, watcher.communicate()[1][-2000:]
@@ -128,6 +129,43 @@ def test_kill_9_mid_change_then_restart_catches_up(tmp_path):
     watcher = start_watcher(folder, store)
     stop(watcher)
     assert equals_a_fresh_index(store, folder, tmp_path)
+
+
+def test_unreadable_file_and_folder_end_as_in_a_fresh_index(tmp_path):
+    """chmod is an event too: a file made unreadable fails `unreadable` and leaves search, a folder
+    that cannot be listed is said and its rows kept (failed), as a fresh index and a re-index do."""
+    folder, store = tmp_path / "photos", tmp_path / "store"
+    write_scenes(folder, range(3))
+    write_scenes(folder / "album", range(3, 5))
+    options = child_options()  # under root: a watcher that a chmod binds
+    watcher = start_watcher(folder, store, **options)
+    closed, album = folder / "scene-001.jpg", folder / "album"
+    try:
+        before = rows(store)
+        closed.chmod(0)
+        album.chmod(0)
+        wait_until(lambda: sorted(s for s, _, _ in rows(store).values()) == ["failed"] * 3 + ["ok"] * 2,
+                   "the unreadable file and the folder's two rows failed")
+    finally:
+        err = stop(watcher)
+        album.chmod(0o755)
+    assert rows(store).keys() == before.keys(), "nothing removed"
+    assert f"skipping {closed}: unreadable (cannot read file: Permission denied)" in err, err[-2000:]
+    assert f"skipping {album}: unreadable (cannot list folder: Permission denied)" in err, err[-2000:]
+    album.chmod(0)
+    fresh = tmp_path / "fresh"
+    said = subprocess.run([sys.executable, "-m", "vitsearch.ui.cli", "index", str(folder), "--store", str(fresh),
+                           "--weights", "random"], cwd=REPO, capture_output=True, text=True, **options)
+    album.chmod(0o755)
+    assert said.returncode == 0, said.stderr[-2000:]
+    assert [line for line in said.stderr.splitlines() if line.startswith("skipping")] == [
+        f"skipping {closed}: unreadable (cannot read file: Permission denied)",
+        f"skipping {album}: unreadable (cannot list folder: Permission denied)"]
+    want, got = rows(fresh), rows(store)
+    assert {p for p, r in want.items() if r[0] == "ok"} == {p for p, r in got.items() if r[0] == "ok"}
+    assert all(float(np.dot(want[p][2], got[p][2])) > 0.9999 for p in want if want[p][0] == "ok")
+    assert want[str(closed)][0] == got[str(closed)][0] == "failed"
+    assert_invariants(store)
 
 
 def test_polling_follows_changes_too(tmp_path):

@@ -85,3 +85,28 @@ def test_awkward_file_names_are_found(tmp_path):
         touch(tmp_path / name)
     touch(Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"latin1-\xe9.jpg"))))
     assert len(list(scan_folders([tmp_path]))) == len(weird) + 1
+
+
+def test_a_folder_that_cannot_be_listed_is_reported_and_an_unreadable_file_flagged(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.indexer.unprivileged import REPO, child_options
+
+    touch(tmp_path / "open.jpg")
+    os.chmod(touch(tmp_path / "closed.jpg"), 0)
+    touch(tmp_path / "locked" / "inside.jpg")
+    os.chmod(tmp_path / "locked", 0)
+    code = ("import json, sys; from vitsearch.indexer.scan import scan_folders; u = []; "
+            "f = {x.path: x.readable for x in scan_folders([sys.argv[1]], unreadable=u)}; "
+            "print(json.dumps([f, [[x.path, x.detail] for x in u]]))")
+    try:
+        done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                              timeout=60, **child_options())
+    finally:
+        os.chmod(tmp_path / "locked", 0o755)
+    assert done.returncode == 0, done.stderr[-2000:]
+    files, unreadable = json.loads(done.stdout)
+    assert files == {str(tmp_path / "closed.jpg"): False, str(tmp_path / "open.jpg"): True}
+    assert unreadable == [[str(tmp_path / "locked"), "cannot list folder: Permission denied"]]

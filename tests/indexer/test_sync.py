@@ -428,3 +428,22 @@ def test_a_writer_reuses_its_connection_briefly_and_drops_it_after_a_failed_writ
     assert time.monotonic() - started < 10
     time.sleep(connections.WRITER_LEASE_SECONDS)
     assert store.manifest()["other"] == 3 and store.manifest()["third"] == 3
+
+
+def test_plan_reads_an_unreadable_unchanged_file_and_keeps_rows_of_an_unlisted_folder():
+    from vitsearch.indexer.plan import plan_sync
+    from vitsearch.indexer.scan import ScannedFile, UnreadableFolder
+    from vitsearch.indexer.store import RowState
+
+    def row(i, path, status="ok", error=None):
+        return RowState(i, path, "/r", 10, 5, f"h{i}", status, error)
+
+    rows = {r.path: r for r in [row(1, "/r/a.jpg"), row(2, "/r/b.jpg"), row(3, "/r/x/c.jpg"),
+                                row(4, "/r/x/d.jpg", "failed", "unreadable"), row(5, "/r/gone.jpg")]}
+    scanned = [ScannedFile("/r/a.jpg", "/r", 10, 5), ScannedFile("/r/b.jpg", "/r", 10, 5, readable=False)]
+    folder = UnreadableFolder("/r/x", "cannot list folder: Permission denied")
+    plan = plan_sync(scanned, rows, ["/r"], [folder])
+    assert plan.unchanged == 1
+    assert [(f.path, r.id) for f, r in plan.to_read] == [("/r/b.jpg", 2)]
+    assert list(plan.missing) == [5], "only the file truly gone is removed"
+    assert [(r.id, u) for r, u in plan.unlisted] == [(3, folder)], "kept; the row already failed is left as is"
