@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .connections import connection
-from .errors import ConfigError, StoreError, StoreMismatchError, first_line
+from .errors import ConfigError, StoreError, StoreMismatchError, StoreMissingError, first_line
 from .faults import fault_point
 from .locations import default_store_dir
 
@@ -128,7 +128,8 @@ class Store:
 
     def require(self) -> None:
         if not self.exists():
-            raise StoreError(f"no store at {self.dir}: build one with `vitsearch index FOLDER --store {self.dir}`")
+            raise StoreMissingError(
+                f"no store at {self.dir}: build one with `vitsearch index FOLDER --store {self.dir}`")
 
     @contextlib.contextmanager
     def connect(self, *, file_access: bool = False) -> Iterator:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..indexer.ann import search_parameters
 from ..indexer.build import reuse_precision_check
-from ..indexer.errors import ConfigError, ImageLoadError, StoreError, StoreMismatchError, StoreMissingError
+from ..indexer.errors import ConfigError, ImageLoadError, StoreMismatchError
 from ..indexer.formats import readable_formats
 from ..indexer.images import load_image, read_image_bytes, to_rgb
 from ..indexer.scan import is_within
@@ -107,10 +107,7 @@ class ImageIndex:
     def open(cls, store_dir: str | os.PathLike | None = None, *, device: str = "auto",
              encoder=None) -> ImageIndex:
         store = open_store(store_dir)
-        try:
-            store.require()
-        except StoreError as e:  # fixed with --store or an index run, like any configuration error
-            raise StoreMissingError(str(e)) from None
+        store.require()
         manifest = store.manifest()
         return cls(store, manifest, open_vector_index(store, manifest), device=device, encoder=encoder)
 

@@ -183,11 +183,13 @@ def test_second_writer_exits_nonzero_naming_the_holder(tmp_path):
     [
         (["index", "/definitely/not/here", "--weights", "random"], "not a folder"),
         (["info"], "no store at"),
+        (["reindex"], "no store at"),
+        (["export", "out.parquet"], "no store at"),
     ],
 )
-def test_usage_and_configuration_errors_exit_2_or_1(tmp_path, args, message):
+def test_usage_and_configuration_errors_exit_2(tmp_path, args, message):
     result = run_cli(*args, "--store", tmp_path / "none")
-    assert result.returncode in (1, 2) and message in result.stderr
+    assert result.returncode == 2 and message in result.stderr
     assert "Traceback" not in result.stderr
 
 
