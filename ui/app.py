@@ -7,7 +7,6 @@ originals. Text that comes from file names is shown as plain text, never as Mark
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 
@@ -20,10 +19,10 @@ from ..search import ImageIndex
 from ..search.explain import heat_map
 from ..search.labels import label_counts
 from ..search.region import parse_box
-from .cli import shown
 from .duplicates_tab import duplicates_tab
 from .filters import FORMATS, build_where
 from .map_tab import map_tab
+from .refused import refused
 from .thumbnails import PREVIEW_SIDE, ThumbnailCache
 
 __all__ = ["build_app", "plain_markdown", "UPLOAD_MAX_PIXELS"]
@@ -31,16 +30,6 @@ __all__ = ["build_app", "plain_markdown", "UPLOAD_MAX_PIXELS"]
 # A query needs no more than a few megapixels. Formats that cannot be decoded at reduced size
 # (PNG, TIFF, WebP, ...) are refused above this, so four concurrent uploads stay within ~1 GB.
 UPLOAD_MAX_PIXELS = 40_000_000
-
-log = logging.getLogger(__name__)
-
-
-def _refused(message: str) -> gr.Error:
-    """The error a user sees for a request the page refuses; the server's log gets one line
-    (Gradio would print a traceback for each, which is noise for a request, not a fault)."""
-    log.warning("refused: %s", shown(message))
-    return gr.Error(message, print_exception=False)
-
 
 def _uploaded_path(payload) -> str | None:
     """Stands in for the query image's preprocess: the uploaded file's path and nothing else.
@@ -51,7 +40,7 @@ def _uploaded_path(payload) -> str | None:
     if payload is None:
         return None
     if payload.path is None:
-        raise _refused("Upload the image as a file.")
+        raise refused("Upload the image as a file.")
     return str(payload.path)
 
 
@@ -72,7 +61,7 @@ def build_app(index: ImageIndex) -> gr.Blocks:
         """One search; `region` (X0,Y0,X1,Y1) with `region_source` ("query" or a hit's id)
         searches with that part of the image only."""
         if upload is None and not picked and region_source is None:
-            raise _refused("Upload, paste or drop an image, or pick one from the index.")
+            raise refused("Upload, paste or drop an image, or pick one from the index.")
         try:
             if region_source not in (None, "query"):
                 query = int(region_source)
@@ -84,7 +73,7 @@ def build_app(index: ImageIndex) -> gr.Blocks:
             hits = index.search(query, k=int(k), where=where, min_score=min_score or None, box=box,
                                 collapse=bool(collapse))
         except VitsearchError as e:
-            raise _refused(_without_upload_dir(str(e), upload_dir)) from None
+            raise refused(_without_upload_dir(str(e), upload_dir)) from None
         status = (f"{len(hits)} results" + (f" from region {region}" if box else "")
                   + (f" where {where}" if where else ""))
         return gallery_of(hits), hits, plain_markdown(status), (query, box)
@@ -92,12 +81,12 @@ def build_app(index: ImageIndex) -> gr.Blocks:
     def search_label(choice):
         name = _label_name(choice)
         if not name:
-            raise _refused("Type or pick a label, e.g. tabby cat.")
+            raise refused("Type or pick a label, e.g. tabby cat.")
         try:
             index.refresh()
             hits = index.search_label(name)
         except VitsearchError as e:
-            raise _refused(str(e)) from None
+            raise refused(str(e)) from None
         status = f"{len(hits)} images labelled {name}, most likely first"
         return gallery_of(hits), hits, plain_markdown(status), (None, None)
 
@@ -124,7 +113,7 @@ def build_app(index: ImageIndex) -> gr.Blocks:
                 explained = index.explain(index.region(source, box) if box else source, hit.id)
                 image, _ = index.image_and_size(hit.id)
             except VitsearchError as e:
-                raise _refused(_without_upload_dir(str(e), upload_dir)) from None
+                raise refused(_without_upload_dir(str(e), upload_dir)) from None
             image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
             return heat_map(image, explained), plain_markdown(
                 f"Heat map: yellow regions of {Path(hit.path).name} match the query best (score {explained.score:.3f})")
@@ -165,7 +154,7 @@ def build_app(index: ImageIndex) -> gr.Blocks:
         try:
             crop = index.region(_uploaded_bytes(upload, upload_dir) if source == "query" else int(source), box)
         except VitsearchError as e:
-            raise _refused(_without_upload_dir(str(e), upload_dir)) from None
+            raise refused(_without_upload_dir(str(e), upload_dir)) from None
         crop.thumbnail((PREVIEW_SIDE // 2, PREVIEW_SIDE // 2))
         where = "query image" if source == "query" else "result"
         return None, ",".join(map(str, box)), source, plain_markdown(
@@ -175,7 +164,7 @@ def build_app(index: ImageIndex) -> gr.Blocks:
         """The near-duplicates folded into the selected result, as a gallery of their own."""
         hit = next((h for h in hits if h.id == selected), None)
         if hit is None or not hit.copies:
-            raise _refused("Select a result that shows +N copies.")
+            raise refused("Select a result that shows +N copies.")
         rows = index.describe_paths(hit.copies)
         return [(thumbs.get(path, rows[path]["size"], rows[path]["mtime_ns"]), Path(path).name)
                 for path in hit.copies if path in rows]
@@ -308,11 +297,11 @@ def _uploaded_bytes(upload: str, upload_dir: str) -> bytes:
     """The bytes of an uploaded file, refused before any pixel is decoded when the image is
     bigger than a query needs and its format cannot be decoded at reduced size."""
     if not is_within(str(Path(upload).resolve()), str(Path(upload_dir).resolve())):
-        raise _refused("Only uploaded images can be searched with.")
+        raise refused("Only uploaded images can be searched with.")
     data = read_image_bytes(upload)
     info = inspect_image(data).info
     if info.width * info.height > UPLOAD_MAX_PIXELS and info.format not in ("JPEG", "MPO"):
-        raise _refused(f"This {info.format} is {info.width}x{info.height} pixels; a query image "
+        raise refused(f"This {info.format} is {info.width}x{info.height} pixels; a query image "
                        f"may have at most {UPLOAD_MAX_PIXELS // 1_000_000} MP. Upload a smaller copy.")
     return data
 

@@ -15,6 +15,7 @@ from ..search import ImageIndex
 from ..search.calibrate import fit_near_threshold, sample_pairs
 from ..search.dupes import TIERS, find_duplicates, thresholds
 from ..search.resolve import RESOLVE_TIERS, parse_rules, plan_resolution, summarize
+from .refused import refused
 
 __all__ = ["duplicates_tab", "DEFAULT_RULES"]
 
@@ -57,19 +58,19 @@ def duplicates_tab(index: ImageIndex, thumbs) -> None:
 
     def keep_selected(group, evt_index):
         if group is None or evt_index is None:
-            raise gr.Error("Pick a group and click the image to keep.")
+            raise refused("Pick a group and click the image to keep.")
         _call(record_keeper, index.store.dir, group.ids[evt_index], wait=DECISION_WAIT_SECONDS)
         return f"Recorded: keep {Path(group.paths[evt_index]).name}"
 
     def not_duplicates(group):
         if group is None:
-            raise gr.Error("Pick a group first.")
+            raise refused("Pick a group first.")
         _call(record_not_duplicates, index.store.dir, list(group.ids), wait=DECISION_WAIT_SECONDS)
         return "Recorded: these images are not duplicates; later runs keep them apart."
 
     def quarantine_group(group, dry_run: bool):
         if group is None:
-            raise gr.Error("Pick a group first.")
+            raise refused("Pick a group first.")
         # the same planner as a cleanup, with this group's keeper as the user's choice
         plans = _call(plan_resolution, index.store, [group], [], keepers={group.keeper})
         keeper = group.paths[group.ids.index(group.keeper)]
@@ -127,7 +128,7 @@ def duplicates_tab(index: ImageIndex, thumbs) -> None:
                   if str(r[3]).strip().lower()[:1] in ("y", "n")]
         near = fit_near_threshold(labels)
         if near is None:
-            raise gr.Error("Label at least one pair 'yes' and one 'no' in the last column.")
+            raise refused("Label at least one pair 'yes' and one 'no' in the last column.")
         _call(record_thresholds, index.store.dir, near=near, labels=len(labels), wait=DECISION_WAIT_SECONDS)
         return f"Near-duplicate threshold for this store: {near:.4f} (from {len(labels)} labels).", near
 
@@ -200,7 +201,7 @@ def _call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except VitsearchError as e:
-        raise gr.Error(str(e)) from None
+        raise refused(str(e)) from None
 
 
 def _selected_index(evt: gr.SelectData) -> int:

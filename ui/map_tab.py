@@ -10,6 +10,7 @@ import gradio as gr
 from ..indexer.errors import VitsearchError
 from ..search import ImageIndex
 from .map_page import MapView, map_view, render_map
+from .refused import refused
 
 __all__ = ["map_tab", "MAP_WIDTH", "MAP_HEIGHT"]
 
@@ -31,7 +32,7 @@ def map_tab(index: ImageIndex, thumbs, gallery_of) -> None:
         try:
             view = current_view()
         except VitsearchError as e:
-            raise gr.Error(str(e)) from None
+            raise refused(str(e)) from None
         unusual = ", ".join(Path(p.path).name for p in view.points if p.id in view.outliers[:5])
         note = f"{len(view.points)} images; most unusual (red frames): {unusual or 'none'}"
         return render_map(view, MAP_WIDTH, MAP_HEIGHT), note
@@ -41,11 +42,11 @@ def map_tab(index: ImageIndex, thumbs, gallery_of) -> None:
         x, y = (float(v) for v in evt.index)
         point = view.nearest(x, y, MAP_WIDTH, MAP_HEIGHT)
         if point is None:
-            raise gr.Error("The map is empty: index some images first.")
+            raise refused("The map is empty: index some images first.")
         try:
             hits = index.search(point.id, k=MAP_RESULTS, collapse=True)
         except VitsearchError as e:
-            raise gr.Error(str(e)) from None
+            raise refused(str(e)) from None
         return gallery_of(hits), f"Similar to {Path(point.path).name}"
 
     with gr.Tab("Map"):
