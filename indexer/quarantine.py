@@ -80,10 +80,14 @@ def quarantine_files(store_dir, ids, *, keepers: dict[int, int] | None = None, f
         report = QuarantineReport(None)
         report.settled = _settle_unfinished(store, folder)
         rows = store.records_by_id("path, size, mtime_ns, content_hash", sorted({*wanted, *keepers.values()}))
-        moves = []
+        moves, keeper_checked = [], {}  # a keeper of many copies is read once
         for row_id in wanted:
             row, keeper = rows.get(row_id), keepers.get(row_id)
-            why = _unmovable(row, folder) or (_keeper_problem(row, rows.get(keeper), keeper) if keeper else None)
+            why = _unmovable(row, folder)
+            if not why and keeper is not None:
+                if keeper not in keeper_checked:
+                    keeper_checked[keeper] = _keeper_problem(rows.get(keeper), keeper)
+                why = keeper_checked[keeper] or _same_file_as_keeper(row, rows[keeper])
             if why:
                 report.skipped.append((row["path"] if row else f"id {row_id}", why))
                 continue
@@ -127,7 +131,7 @@ def undo_quarantine(store_dir, manifest: Path | None = None, *, folder: Path | N
     folder = Path(folder) if folder else quarantine_dir(store.dir)
     with WriterLock(store.dir / "writer.lock", wait=wait):
         _remove_temporary_manifests(folder)
-        manifest = Path(manifest) if manifest else latest_manifest(folder)
+        manifest = Path(manifest) if manifest else _latest_of_ours(store, folder)
         if manifest is None:
             raise ConfigError(f"nothing to undo: no quarantine manifest in {folder}")
         state, moves = _read_manifest(manifest)
@@ -174,6 +178,21 @@ def unfinished_manifests(folder: Path) -> list[Path]:
 def latest_manifest(folder: Path) -> Path | None:
     manifests = sorted(Path(folder).glob(MANIFEST_GLOB)) if Path(folder).is_dir() else []
     return manifests[-1] if manifests else None
+
+
+def _latest_of_ours(store: Store, folder: Path) -> Path | None:
+    """The newest manifest that names a move of this store (one dropped in from elsewhere must
+    not stand in the way of the user's own); else the newest, whose refusals the undo reports."""
+    manifests = sorted(folder.glob(MANIFEST_GLOB), reverse=True) if folder.is_dir() else []
+    for manifest in manifests:
+        try:
+            _, moves = _read_manifest(manifest)
+        except ConfigError:
+            continue
+        rows = _rows_any_status(store, [m.id for m in moves])
+        if any(not _not_ours(m, rows.get(m.id), folder) for m in moves):
+            return manifest
+    return manifests[0] if manifests else None
 
 
 def _undo_moves(store: Store, folder: Path, moves: list[Move], report: QuarantineReport) -> None:
@@ -291,16 +310,20 @@ def _unmovable(row: dict | None, folder: Path) -> str | None:
     return None
 
 
-def _keeper_problem(row: dict, keeper: dict | None, keeper_id: int) -> str | None:
-    """The copy that stays must be there, as indexed, and be another file than this one."""
-    if keeper is None or keeper_id == row.get("id"):
+def _keeper_problem(keeper: dict | None, keeper_id: int) -> str | None:
+    """The copy that stays must be there, as indexed."""
+    if keeper is None:
         return f"its keeper (id {keeper_id}) is no longer an indexed image; nothing moved"
     if _changed(keeper):
         return f"its keeper {keeper['path']} is gone or changed since indexing; nothing moved"
-    if os.path.samefile(keeper["path"], row["path"]):
-        return f"it is the same file as its keeper {keeper['path']} (a link); nothing moved"
     if keeper["content_hash"] and file_digest(keeper["path"]) != keeper["content_hash"]:
         return f"its keeper {keeper['path']} changed since indexing; nothing moved"
+    return None
+
+
+def _same_file_as_keeper(row: dict, keeper: dict) -> str | None:
+    if row["id"] == keeper["id"] or os.path.samefile(keeper["path"], row["path"]):
+        return f"it is the same file as its keeper {keeper['path']} (a link); nothing moved"
     return None
 
 

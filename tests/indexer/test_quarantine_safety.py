@@ -76,6 +76,14 @@ def test_undo_refuses_a_manifest_that_names_another_file(tmp_path):
         assert not report.moved and report.skipped and "refused" in report.skipped[0][1]
         assert secret.read_bytes() == b"not a photo of the library" and not grabbed.exists()
     assert dropped.exists(), "a refused manifest is left as it was"
+    # the user's own manifest is undone by a plain --undo, though the dropped one sorts later
+    ids = _ids(store)
+    before = _digests(photos)
+    own = quarantine_files(store, [ids["scene-001.jpg"]]).manifest
+    assert own.name < dropped.name
+    restored = undo_quarantine(store)
+    assert restored.manifest == own and len(restored.moved) == 1 and not restored.skipped
+    assert _digests(photos) == before
 
 
 def test_undo_refuses_an_entry_whose_target_or_bytes_are_not_the_moved_ones(tmp_path):
