@@ -10,9 +10,10 @@ import numpy as np
 from PIL import Image
 
 from tests.conftest import scene_bytes
+from tests.formats import dng_bytes, encoded
 from tests.indexer.test_images import oriented_jpeg, png_declaring
 
-__all__ = ["make_hostile_folder"]
+__all__ = ["cut_library_files", "make_hostile_folder"]
 
 
 def _encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -62,6 +63,7 @@ def make_hostile_folder(folder: Path) -> tuple[set[str], dict[str, str]]:
         "bomb-40000.png": (png_declaring(40000, 40000), "too_large"),
         "bomb-100000x1.png": (png_declaring(100000, 1), "degenerate"),
     }
+    invalid |= cut_library_files(photo)
     for name, (data, _) in invalid.items():
         (folder / name).write_bytes(data)
     # Not images at all: never indexed, never recorded.
@@ -74,6 +76,19 @@ def make_hostile_folder(folder: Path) -> tuple[set[str], dict[str, str]]:
     os.symlink(outside, folder / "escape")
     expected_valid = set(valid) | {"sub/same-bytes-as-plain-0.jpg"}
     return expected_valid, {name: reason for name, (_, reason) in invalid.items()}
+
+
+def cut_library_files(photo: Image.Image) -> dict[str, tuple[bytes, str]]:
+    """`photo` as HEIC, AVIF, JPEG XL and DNG (each has its own decoder) cut at 10, 50 and 99%
+    as a copy or a download stops, and random bytes under each extension: {name: (bytes, reason)}."""
+    files = {}
+    whole = {"heic": encoded(photo, "HEIF"), "avif": encoded(photo, "AVIF"), "jxl": encoded(photo, "JXL"),
+             "dng": dng_bytes(photo)}
+    for ext, data in whole.items():
+        for percent in (10, 50, 99):
+            files[f"cut-{percent}.{ext}"] = (data[: len(data) * percent // 100], "truncated")
+        files[f"random.{ext}"] = (np.random.default_rng(len(ext)).bytes(4096), "unidentified")
+    return files
 
 
 def _palette_with_transparency() -> Image.Image:
