@@ -152,6 +152,8 @@ def tiff_cut(data: bytes) -> str | None:
     what it declares is all there, or it is not a TIFF. LibRaw only says "Input/output error"."""
     if data[:4] not in (b"II*\x00", b"MM\x00*"):
         return None
+    if len(data) < 8:
+        return "its header is cut short"
     order = "<" if data[:2] == b"II" else ">"
     pending, seen = [struct.unpack_from(order + "I", data, 4)[0]], set()
     while pending and len(seen) < 64:  # the IFD0 chain and SubIFDs; a loop or a maze ends here
@@ -159,9 +161,10 @@ def tiff_cut(data: bytes) -> str | None:
         if ifd in seen or ifd < 8:
             continue
         seen.add(ifd)
-        if ifd + 2 > len(data) or ifd + 6 + 12 * struct.unpack_from(order + "H", data, ifd)[0] > len(data):
+        count = struct.unpack_from(order + "H", data, ifd)[0] if ifd + 2 <= len(data) else 0
+        if ifd + 6 + 12 * count > len(data):
             return f"a directory at byte {ifd} runs past the end ({len(data)} bytes)"
-        fields = _ifd_fields(data, order, ifd)
+        fields = _ifd_fields(data, order, ifd, count)
         if isinstance(fields, str):
             return fields
         for offsets_tag, counts_tag in _PIXEL_TAGS:
@@ -169,15 +172,13 @@ def tiff_cut(data: bytes) -> str | None:
             if ends and max(ends) > len(data):
                 return f"its pixel data needs {max(ends) - len(data)} bytes more than the {len(data)} present"
         pending += fields.get(_SUB_IFDS, [])
-        count = struct.unpack_from(order + "H", data, ifd)[0]
         (following,) = struct.unpack_from(order + "I", data, ifd + 2 + 12 * count)
         pending.append(following)
     return None
 
 
-def _ifd_fields(data: bytes, order: str, ifd: int) -> dict[int, list[int]] | str:
+def _ifd_fields(data: bytes, order: str, ifd: int, count: int) -> dict[int, list[int]] | str:
     """The values of the layout tags of one directory, or how their values lie past the end."""
-    (count,) = struct.unpack_from(order + "H", data, ifd)
     wanted = {tag for pair in _PIXEL_TAGS for tag in pair} | {_SUB_IFDS}
     fields: dict[int, list[int]] = {}
     for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
