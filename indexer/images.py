@@ -235,12 +235,17 @@ def reduce_image(img: Image.Image, min_side: int) -> Image.Image:
     return _reduce(img, min_side)
 
 
+_INDEXED_MODES = frozenset({"1", "P", "PA"})
+
+
 def _reduce(img: Image.Image, min_side: int) -> Image.Image:
     """Shrink by an integer factor (a fast box filter) while both sides stay >= min_side: what
     JPEG draft decoding does in the DCT, for PNG, WebP and the rest."""
     factor = min(img.size) // min_side
     if factor < 2:
         return img
+    if img.mode in _INDEXED_MODES or img.mode.startswith("I;16"):
+        img = to_rgb(img)  # a box filter over palette indices or packed 16-bit samples means nothing
     return img.reduce(factor)
 
 

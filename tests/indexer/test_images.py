@@ -15,6 +15,7 @@ from PIL import Image
 from tests.conftest import scene_bytes
 from vitsearch.indexer.errors import ImageLoadError
 from vitsearch.indexer.images import load_image, to_rgb
+from vitsearch.ui.samples import make_scene
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -362,3 +363,25 @@ def test_a_large_rgb_png_shrinks_while_it_decodes_in_default_mode():
     translucent = photo.convert("RGBA")
     assert load_image(encode(translucent, "PNG"), draft_size=500).image.size == reduced.size, "Pillow's reduce"
     assert load_image(data, draft_size=700).image.size == (1203, 1100), "under twice the target: full size"
+
+
+@pytest.mark.parametrize("mode", ["P", "PA", "1", "I;16"])
+def test_large_palette_bilevel_and_16_bit_images_shrink_as_rgb(mode):
+    """Shrinking at load (default mode) works on the colours, not on palette indices or packed
+    samples: the result matches the full-size image converted to RGB and then shrunk."""
+    base = make_scene(5, (1200, 1200))
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(base.convert("L"), np.uint16) * 257).convert("I;16")
+    elif mode == "1":
+        image = base.convert("1")
+    else:
+        image = base.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+        if mode == "PA":
+            image = image.convert("PA")
+    buffer = io.BytesIO()
+    image.save(buffer, "TIFF" if mode == "PA" else "PNG")
+    loaded = load_image(buffer.getvalue(), draft_size=538).image
+    expected = to_rgb(Image.open(io.BytesIO(buffer.getvalue()))).reduce(2)
+    assert loaded.mode == "RGB" and loaded.size == expected.size == (600, 600)
+    difference = np.abs(np.asarray(loaded, np.int16) - np.asarray(expected, np.int16))
+    assert difference.max() <= 2
