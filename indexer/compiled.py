@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import cpu_features
-from .model_cache import cache_root
+from .locations import cache_root
 
 __all__ = ["COMPILE_MODES", "COMPILE_MIN_IMAGES", "KEEP_GRAPHS", "CompiledForward", "check_compile_mode",
            "failure_note", "graph_path", "prune_graphs", "should_compile"]

@@ -1,4 +1,5 @@
-"""Where vitsearch keeps its data by default: a source checkout's data/, else the user's data folder.
+"""Where vitsearch keeps its data by default: a source checkout's data/, else the user's data folder;
+and its cache (prepared models, compiled graphs, map layouts), which is always safe to delete.
 
 An installed vitsearch never writes inside its own install (site-packages may be read-only, is
 replaced on upgrade, and is no place for a photo index).
@@ -10,7 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["default_store_dir", "data_dir", "checkout_data_dir", "user_data_dir"]
+__all__ = ["default_store_dir", "data_dir", "checkout_data_dir", "user_data_dir", "cache_root", "CACHE_ENV"]
+
+CACHE_ENV = "VITSEARCH_CACHE"
 
 _CHECKOUT = Path(__file__).resolve().parent.parent  # the repository root, when run from source
 
@@ -44,3 +47,11 @@ def default_store_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return data_dir() / "store"
+
+
+def cache_root() -> Path:
+    """$VITSEARCH_CACHE, else $XDG_CACHE_HOME/vitsearch, else ~/.cache/vitsearch."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "vitsearch"

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from .locations import CACHE_ENV, cache_root
 from .weights import RANDOM, RANDOM_SEED, WeightsInfo
 
 __all__ = ["Prepared", "load_prepared", "save_prepared", "cached_data_config", "cache_root", "CACHE_ENV"]
 
-CACHE_ENV = "VITSEARCH_CACHE"
 FORMAT = 1  # bump when what is saved changes
 _STATE, _META = "model.safetensors", "meta.json"
 
@@ -37,13 +37,6 @@ class Prepared:
     data_config: dict
     head: tuple | None  # (weight, bias) tensors of the ImageNet-1k classifier
     names: list[str] | None  # its class descriptions
-
-
-def cache_root() -> Path:
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "vitsearch"
 
 
 def _folder(weights: str | None, model_name: str) -> Path | None:

@@ -3,7 +3,8 @@
 Map: UMAP of the stored embeddings (cosine, through umap-learn, the `map` extra) up to
 UMAP_MAX_IMAGES images; past that, or without umap-learn, PCA to two dimensions, computed in
 bounded memory (one pass for the mean and the 512x512 covariance, one to project, `CHUNK` rows at
-a time). Either is cached beside the store until its generation changes.
+a time). Either is cached in the user's cache (never in the store: readers do not write there)
+until the store's generation changes.
 
 Outliers: each image's uniqueness is the weighted cosine distance to its nearest neighbours
 (weights 0.6, 0.3, 0.1 for the first three, as FiftyOne's uniqueness weighs them): an image
@@ -12,19 +13,21 @@ unlike any other scores high.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from ..indexer.locations import cache_root
 from ..indexer.store import Store
 
-__all__ = ["MapPoint", "map_positions", "uniqueness", "umap_available", "CHUNK", "NEIGHBOUR_WEIGHTS", "MAP_CACHE",
-           "UMAP_MAX_IMAGES", "METHODS"]
+__all__ = ["MapPoint", "map_positions", "map_cache_path", "uniqueness", "umap_available", "CHUNK",
+           "NEIGHBOUR_WEIGHTS", "UMAP_MAX_IMAGES", "METHODS"]
 
 CHUNK = 65_536  # rows held at once: 128 MB of float32 embeddings
 NEIGHBOUR_WEIGHTS = (0.6, 0.3, 0.1)
-MAP_CACHE = "map-cache.npz"
 METHODS = ("auto", "umap", "pca")
 # UMAP holds every embedding and its neighbour graph in memory (~0.4 GB at this size) and takes
 # minutes on a laptop; past it the map is PCA, whose memory does not grow with the collection.
@@ -61,7 +64,7 @@ def map_positions(store: Store, generation: int, method: str = "auto") -> tuple[
         method = "umap" if umap_available() and count <= UMAP_MAX_IMAGES else "pca"
     if method == "umap" and count < UMAP_MIN_IMAGES:
         method = "pca"
-    cache = store.dir / MAP_CACHE
+    cache = map_cache_path(store)
     try:
         with np.load(cache) as saved:
             if int(saved["generation"]) == generation and str(saved["method"]) == method:
@@ -71,6 +74,13 @@ def map_positions(store: Store, generation: int, method: str = "auto") -> tuple[
     ids, xy = _umap_positions(store) if method == "umap" else _pca_positions(store)
     _save_atomically(cache, generation=np.int64(generation), ids=ids, xy=xy, method=np.str_(method))
     return ids, xy, method
+
+
+def map_cache_path(store: Store) -> Path:
+    """The cached layout of this store: named by its real path and creation time, so that a
+    store built anew at the same place never reads the old one's map."""
+    key = f"{os.path.realpath(store.dir)}\0{store.manifest().get('created_at', '')}"
+    return cache_root() / "maps" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
 
 
 def _umap_positions(store: Store) -> tuple[np.ndarray, np.ndarray]:
@@ -107,13 +117,14 @@ def _pca_positions(store: Store) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(ids), np.concatenate(positions)
 
 
-def _save_atomically(path, **arrays) -> None:
+def _save_atomically(path: Path, **arrays) -> None:
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(temporary, **arrays)
         os.replace(temporary, path)
     except OSError:
-        temporary.unlink(missing_ok=True)  # a read-only store: the map is computed, not cached
+        temporary.unlink(missing_ok=True)  # a read-only cache: the map is computed, not cached
 
 
 def uniqueness(index) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from tests.conftest import run_cli, write_scenes
 from vitsearch.indexer import build_index, compiled
 from vitsearch.indexer.encoder import load_encoder
 from vitsearch.indexer.errors import ConfigError
-from vitsearch.indexer.model_cache import cache_root
+from vitsearch.indexer.locations import cache_root
 from vitsearch.indexer.store import Store
 
 

@@ -17,7 +17,7 @@ from tests.conftest import run_cli, scene_bytes, write_photos
 from vitsearch.indexer import build_index
 from vitsearch.indexer.store import Store
 from vitsearch.search import ImageIndex
-from vitsearch.search.collection_map import MAP_CACHE
+from vitsearch.search.collection_map import map_cache_path
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
           "motorcycle_right.png", "hubble_deep_field.jpg", "retina.jpg")
@@ -64,7 +64,8 @@ def test_map_places_every_live_image_on_the_principal_axes(collection):
     for axis in range(2):  # an axis's sign is a convention
         same, flipped = got[:, axis] - expected[:, axis], got[:, axis] + expected[:, axis]
         assert min(np.abs(same).max(), np.abs(flipped).max()) < 1e-4
-    assert (collection / "store" / MAP_CACHE).exists()
+    assert map_cache_path(Store(collection / "store")).exists()
+    assert not [p for p in (collection / "store").iterdir() if "map" in p.name], "readers never write the store"
 
 
 def test_outliers_rank_a_planted_unrelated_image_in_the_top_three(collection, random_encoder):
@@ -119,7 +120,7 @@ def test_umap_places_every_image_and_keeps_copies_together(collection, random_en
         by_distance = sorted((n for n in points if n != copy), key=lambda n: np.linalg.norm(points[n] - points[copy]))
         assert original in by_distance[:2], (copy, by_distance[:3])
         assert np.linalg.norm(points[copy] - points[original]) < 0.2 * spread, (copy, points, spread)
-    with np.load(collection / "store" / MAP_CACHE) as cached:
+    with np.load(map_cache_path(Store(collection / "store"))) as cached:
         assert str(cached["method"]) == "umap"
     again = {Path(p.path).name: np.array([p.x, p.y]) for p in index.map("auto")}  # auto is UMAP here: cached
     assert all(np.array_equal(again[name], points[name]) for name in points)

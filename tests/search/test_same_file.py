@@ -138,7 +138,8 @@ def test_the_keepers_own_member_has_no_tier_in_json(tmp_path):
     (root / "k.jpg").write_bytes(scene_bytes(1))
     (root / "copy.jpg").write_bytes(scene_bytes(1))
     _index(root, tmp_path / "store")
-    (group,) = [json.loads(line) for line in run_cli("dupes", "--store", tmp_path / "store", "--json").stdout.splitlines()]
+    listed = run_cli("dupes", "--store", tmp_path / "store", "--json")
+    (group,) = [json.loads(line) for line in listed.stdout.splitlines()]
     tiers = {m["path"].rsplit("/", 1)[1]: (m["keeper"], m["tier"]) for m in group["members"]}
     keeper = Path(group["paths"][group["ids"].index(group["keeper"])]).name
     assert tiers[keeper] == (True, None)
