@@ -12,7 +12,9 @@ one process it refuses a read-only and a read-write connection to the same file.
   flag close their connection and wait for it, so a busy reader cannot starve the writer;
 - a sandboxed reader (what every query on user input uses) has file access switched off from the
   moment it opens. DuckDB cannot switch it back on, nor hold two configurations of one file in a
-  process, so a lease remembers its mode and a reader asking for the other mode gets a fresh one.
+  process, so a lease remembers its mode and a reader asking for the other mode gets a fresh one;
+- user SQL runs `bounded`: a smaller memory limit, no spilling to disk and a time-out, set for
+  that one query and restored after, so other reads, the writer and `dupes` never feel them.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from .errors import StoreError
 
-__all__ = ["connection", "close_lease"]
+__all__ = ["connection", "close_lease", "bounded"]
 
 LOCK_RETRY_SECONDS = 60.0
 # DuckDB would cache up to 80% of RAM while scanning embeddings; a store never needs that.
@@ -75,6 +77,36 @@ def connection(db_path: Path, *, read_only: bool, sandboxed: bool = False) -> It
             cursor.close()
             if not read_only and (failed or _writer_waiting(path)):
                 close_lease(path)  # a writer of another process goes next
+
+
+@contextlib.contextmanager
+def bounded(cursor, *, seconds: float, memory: str) -> Iterator:
+    """Run queries on `cursor` (of a `connection` block) with at most `memory` and no spilling,
+    interrupted after `seconds`: DuckDB has no statement time-out, so a timer calls interrupt()
+    and the query raises duckdb.InterruptException (or OutOfMemoryException past the memory).
+    The limits are the database's, not the cursor's: they hold while the block holds the path's
+    lock, and the values every connection opens with come back after."""
+    cursor.execute(f"SET memory_limit = '{memory}'")
+    cursor.execute("SET max_temp_directory_size = '0B'")
+    guard = threading.Lock()
+    running = [True]
+
+    def interrupt() -> None:
+        with guard:  # never once the query is over: it would stop the next one
+            if running[0]:
+                cursor.interrupt()
+
+    timer = threading.Timer(seconds, interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield cursor
+    finally:
+        with guard:
+            running[0] = False
+        timer.cancel()
+        cursor.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")  # what _open sets (read back, it rounds)
+        cursor.execute("RESET max_temp_directory_size")
 
 
 def close_lease(path: str) -> None:

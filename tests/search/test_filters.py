@@ -39,3 +39,107 @@ def test_every_documented_column_is_in_the_view():
     sql = metadata_sql()
     for column in FILTER_COLUMNS:
         assert column in sql
+
+
+# ---- bounds: what a row filter never needs is refused, what remains runs within limits ----
+
+HEAVY_RECURSION = ("id IN (WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3000000) "
+                   "SELECT n FROM r)")
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    from tests.conftest import FakeEncoder
+    from tests.search.test_search import write_varied_images
+    from vitsearch.indexer import build_index
+
+    root = tmp_path_factory.mktemp("filters")
+    write_varied_images(root / "photos", 40)
+    build_index([root / "photos"], root / "store", encoder=FakeEncoder())
+    return root / "store"
+
+
+def _settings(store) -> tuple:
+    from vitsearch.indexer.store import Store
+
+    with Store(store).connect() as con:
+        return con.execute("SELECT current_setting('memory_limit'), "
+                           "current_setting('max_temp_directory_size')").fetchone()
+
+
+@pytest.mark.parametrize("where, says", [
+    (HEAVY_RECURSION, "subquery"),  # 249 s without its bound in the report, 3 million rows here
+    ("id IN (SELECT * FROM range(100000000))", "subquery"),
+    ("path IN (FROM read_csv('/etc/passwd'))", "subquery"),
+    ("EXISTS (SELECT 1 FROM images)", "subquery"),
+    ("path = repeat('a', 2000000000)", r"repeat\(\)"),  # peaked at 5.8 GB: no limit stops one call
+    ("length(lpad(path, 2000000000, 'x')) > 1", r"lpad\(\)"),
+    ("sleep_ms(100000) IS NULL", r"sleep_ms\(\)"),
+    ("current_setting('memory_limit') = 'x'", r"current_setting\(\)"),
+    ("len(list_transform(labels, lambda x: x)) > 0", r"list_transform\(\)"),
+    ("COLUMNS('w.*') > 3", "star expressions"),
+])
+def test_what_a_row_filter_never_needs_is_refused_before_it_runs(tiny_store, where, says):
+    import time
+
+    from tests.conftest import FakeEncoder
+    from vitsearch.search import ImageIndex
+
+    index = ImageIndex.open(tiny_store, encoder=FakeEncoder())
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=f"--where .*{says}"):
+        index.search(1, k=3, where=where)
+    assert time.monotonic() - started < 30
+
+
+def test_a_filter_past_its_time_is_stopped_with_a_clear_error(tiny_store, monkeypatch):
+    import time
+
+    from vitsearch.indexer.store import Store
+    from vitsearch.search import filters
+
+    monkeypatch.setattr(filters, "check_expression", lambda con, where: None)  # the bound, not the check
+    monkeypatch.setattr(filters, "FILTER_SECONDS", 0.5)
+    endless = "id IN (WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT n FROM r)"
+    before = _settings(tiny_store)
+    started = time.monotonic()
+    with Store(tiny_store).connect() as con, pytest.raises(ConfigError, match="longer than 0.5 s"):
+        filters.matching_ids(con, endless)
+    assert time.monotonic() - started < 30
+    assert _settings(tiny_store) == before, "the bounds are lifted after the filter"
+
+
+def test_a_filter_past_its_memory_is_stopped_with_a_clear_error(tiny_store, monkeypatch):
+    from vitsearch.indexer.store import Store
+    from vitsearch.search import filters
+
+    monkeypatch.setattr(filters, "check_expression", lambda con, where: None)
+    monkeypatch.setattr(filters, "FILTER_MEMORY", "32MB")
+    greedy = "id IN (SELECT count(DISTINCT i) FROM range(20000000) t(i))"  # ~300 MB of hash table
+    with Store(tiny_store).connect() as con, pytest.raises(ConfigError, match="more than 32MB"):
+        filters.matching_ids(con, greedy)
+
+
+def test_normal_filters_still_work_and_other_reads_are_unbounded(tiny_store):
+    from tests.conftest import FakeEncoder
+    from vitsearch.indexer.store import Store
+    from vitsearch.search import ImageIndex
+
+    index = ImageIndex.open(tiny_store, encoder=FakeEncoder())
+    before = _settings(tiny_store)
+    where = ("width >= 30 AND lower(name) LIKE 'img-%' AND year(mtime) > 2000 "
+             "AND NOT list_contains(coalesce(labels, []), 'x') AND format IN ('PNG', 'JPEG')")
+    hits = index.search(1, k=50, where=where)
+    wide = {r["id"] for r in Store(tiny_store).records("id, width") if r["width"] >= 30}
+    assert {h.id for h in hits} == wide and len(wide) > 5
+    assert _settings(tiny_store) == before
+
+
+def test_every_allowed_function_exists_in_duckdb():
+    import duckdb
+
+    from vitsearch.search.filters import ALLOWED_FUNCTIONS
+
+    known = {name for (name,) in duckdb.connect().execute(
+        "SELECT function_name FROM duckdb_functions() WHERE function_type IN ('scalar', 'macro')").fetchall()}
+    assert not ALLOWED_FUNCTIONS - known - {"!~~~"}  # NOT GLOB: the parser's, bound as NOT ~~~
