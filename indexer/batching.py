@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import compiled
 from .encoder import Encoder
 from .errors import ImageLoadError
 from .faults import fault_point
@@ -69,10 +70,12 @@ class IndexRun:
         self.embedded: list[tuple[_Read, np.ndarray | None]] = []
         self.ops: list[Callable] = []
         self.last_commit = time.monotonic()
+        self.to_embed = 0  # images decided for the model so far (not copies, renames or unchanged)
 
     def read_all(self, items, workers: int, progress: Progress | None) -> None:
         """Progress counts files whose outcome is committed, so the bar never runs ahead."""
         total = len(items)
+        self._prepare_graph(min(total, compiled.COMPILE_MIN_IMAGES - 1))
         launch_at = self.encoder.first_batch_size(self.batch_size)  # then full batches
         with ThreadPoolExecutor(workers, thread_name_prefix="vitsearch-read") as pool:
             for decided, item in enumerate(_ordered(pool, self._read, items, 2 * self.batch_size), 1):
@@ -130,6 +133,19 @@ class IndexRun:
             self._decide(self._read((f, row), decode=True))
         else:
             self.batch.append(item)
+            self.to_embed += 1
+            if self.to_embed == compiled.COMPILE_MIN_IMAGES:
+                self._prepare_graph(self.to_embed)
+
+    def _prepare_graph(self, images: int) -> None:
+        """Tell the encoder how many images this run embeds, for its compiled graph (see
+        indexer.compiled). Before reading, a run knows only an upper bound (copies and renames
+        reuse stored vectors): enough to load a cached graph (~0.1 s) for a run that may fill a
+        batch, never to build one (~30-45 s: a burst of 1,000 copies set one up that a later
+        60-file sync of the watcher paid for); that waits until COMPILE_MIN_IMAGES are decided
+        for the model, and the build serves this run's later batches."""
+        if hasattr(self.encoder, "prepare_graph"):
+            self.encoder.prepare_graph(images, self.batch_size)
 
     def _reuse(self, item: _Read, source_id: int) -> None:
         row, f = item.row, item.file

@@ -168,8 +168,6 @@ def build_index(
         plan, rows = early
         report.unchanged = plan.unchanged
         batch_size = batch_size or encoder.default_batch_size
-        if hasattr(encoder, "prepare_graph"):
-            encoder.prepare_graph(len(plan.to_read), batch_size)
         run = IndexRun(store, encoder, rows, plan.missing, report, batch_size, prefetch=prefetch)
         run.read_all(plan.to_read, workers or default_workers(encoder), progress)
         run.remove_missing()

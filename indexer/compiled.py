@@ -10,8 +10,9 @@ within each run, the way before, paid ~14 s of tracing in every process.)
 
 "auto" loads a cached graph in every run that embeds at least one full batch, and builds one in
 a run that embeds at least COMPILE_MIN_IMAGES (that run wins back about half of the build, later
-runs the rest); `yes` builds it whatever the run's size; `no` neither builds nor loads. int8
-(dynamically quantised Linear layers) stays eager.
+runs the rest), counted as the run decides them: copies and renames reuse stored vectors and do
+not count (indexer.batching asks once that many are known); `yes` builds it whatever the run's
+size; `no` neither builds nor loads. int8 (dynamically quantised Linear layers) stays eager.
 
 The graph serves batches of exactly its size; others (the last of a run, a query) run eagerly.
 A failure to build or load (no C++ compiler, an unsupported torch, a damaged package) is said
@@ -60,7 +61,7 @@ def check_compile_mode(mode: str) -> None:
 
 def should_compile(mode: str, *, device: str, precision: str, images: int, batch_size: int = 1,
                    cached: bool = False, failed_before: bool = False) -> bool:
-    """Whether a run of `images` to embed goes through the compiled graph (see the module
+    """Whether a run known to embed `images` goes through the compiled graph (see the module
     docstring); `cached`: this graph is already built; `failed_before`: building it failed on this
     machine before (auto does not try again; `yes` does)."""
     check_compile_mode(mode)
