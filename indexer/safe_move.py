@@ -9,6 +9,8 @@ truncated file under a final name. The rules are written out in docs/safety.md."
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import hashlib
 import os
@@ -17,11 +19,24 @@ from dataclasses import dataclass
 
 from .faults import fault_point
 
-__all__ = ["MoveError", "Expected", "move_file", "file_digest", "is_intact", "is_partial_copy_of",
-           "partial_path", "remove_partial", "fsync_folder"]
+__all__ = ["MoveError", "Expected", "move_file", "rename_no_replace", "file_digest", "is_intact",
+           "is_partial_copy_of", "partial_path", "remove_partial", "fsync_folder"]
 
 CHUNK = 1 << 20
 PARTIAL_SUFFIX = ".vitsearch-partial"
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
+
+
+def _load_renameat2():
+    try:
+        function = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None  # not Linux, or a C library before glibc 2.28
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return function
+
+
+_renameat2 = _load_renameat2()
 
 
 class MoveError(Exception):
@@ -93,8 +108,10 @@ def move_file(source: str, target: str, expected: Expected) -> None:
         raise MoveError(f"{target} already exists; nothing was overwritten")
     try:
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.rename(source, target)
+        rename_no_replace(source, target)
     except OSError as e:
+        if e.errno == errno.EEXIST:
+            raise MoveError(f"{target} already exists; nothing was overwritten") from None
         if e.errno != errno.EXDEV:
             raise MoveError(f"could not move: {e.strerror or e}") from None
         _copy_then_unlink(source, target, expected)
@@ -103,9 +120,24 @@ def move_file(source: str, target: str, expected: Expected) -> None:
     fsync_folder(os.path.dirname(source))
 
 
+def rename_no_replace(source: str, target: str) -> None:
+    """rename(2) that fails with EEXIST instead of replacing a file that appeared at `target`
+    (Linux's renameat2 RENAME_NOREPLACE); where that is missing, a check just before the rename."""
+    if _renameat2 is not None:
+        if _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):  # else: this file system lacks it
+            raise OSError(code, os.strerror(code), target)
+    if os.path.lexists(target):
+        raise OSError(errno.EEXIST, os.strerror(errno.EEXIST), target)
+    os.rename(source, target)
+
+
 def _copy_then_unlink(source: str, target: str, expected: Expected) -> None:
     partial = partial_path(target)
     try:
+        before = os.stat(source)
         digest = _copy_synced(source, partial)
         if expected.digest is not None and digest != expected.digest:
             os.unlink(partial)
@@ -113,16 +145,23 @@ def _copy_then_unlink(source: str, target: str, expected: Expected) -> None:
         shutil.copystat(source, partial)  # the modification time travels with the photo
         fsync_folder(os.path.dirname(target))
         fault_point("move_copied")
-        if os.path.lexists(target):
+        try:
+            rename_no_replace(partial, target)
+        except FileExistsError:
             os.unlink(partial)
-            raise MoveError(f"{target} already exists; nothing was overwritten")
-        os.rename(partial, target)
+            raise MoveError(f"{target} already exists; nothing was overwritten") from None
         fsync_folder(os.path.dirname(target))
         fault_point("move_renamed")
-        if file_digest(target) != digest:
-            os.unlink(target)  # our own copy, unreadable as written: the original stays
-            raise MoveError(f"the copy at {target} does not read back as written; the original stays")
-        os.unlink(source)
+        after = os.stat(source)
+        if file_digest(target) != digest or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            os.unlink(target)  # our own copy, not what the source holds now: the original stays
+            raise MoveError(f"{source} changed while it was being copied, or the copy does not read back; "
+                            "the original stays")
+        try:
+            os.unlink(source)
+        except OSError as e:
+            os.unlink(target)  # the source must stay, so our copy goes: one file, where it was
+            raise MoveError(f"could not remove the original after copying it: {e.strerror or e}") from None
         fsync_folder(os.path.dirname(source))
     except OSError as e:
         remove_partial(target)

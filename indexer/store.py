@@ -37,6 +37,10 @@ MTIME = "make_timestamp(mtime_ns // 1000)"
 # so no UTF-8 name can share the key of a non-UTF-8 one.
 NOT_UTF8_MARK = "\x00"
 
+# What the store's own cleanup moved (indexer.quarantine), per manifest: an undo trusts only these.
+_QUARANTINE_TABLE = ("CREATE TABLE IF NOT EXISTS quarantine_moves (manifest VARCHAR NOT NULL, id BIGINT NOT NULL, "
+                     "source VARCHAR NOT NULL, size BIGINT NOT NULL, content_hash VARCHAR);\n")
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS images (
@@ -70,7 +74,7 @@ CREATE TABLE IF NOT EXISTS vector_log (generation BIGINT NOT NULL, id BIGINT NOT
 -- the user's duplicate decisions: ('not_duplicate', a, b) with a < b, or ('keep', id, NULL)
 CREATE TABLE IF NOT EXISTS decisions (kind VARCHAR NOT NULL, a BIGINT NOT NULL, b BIGINT,
                                       decided_at TIMESTAMP NOT NULL);
-"""
+""" + _QUARANTINE_TABLE
 
 # Manifest keys that must match for embeddings to be comparable.
 IDENTITY_KEYS = ("model_name", "preprocess", "dim", "metric", "weights_fingerprint")
@@ -106,6 +110,12 @@ def encode_path(path: str) -> tuple[str, bytes | None]:
     except UnicodeEncodeError:
         raw = os.fsencode(path)
         return raw.decode("utf-8", "backslashreplace") + NOT_UTF8_MARK, raw
+
+
+def disk_path(row: dict) -> str:
+    """The name on disk of a row read with `path, path_bytes`: the raw bytes for a name that is
+    not UTF-8 (its `path` is only a key)."""
+    return os.fsdecode(row["path_bytes"]) if row.get("path_bytes") else row["path"]
 
 
 def fetch_records(con, query: str, params=()) -> list[dict]:
@@ -252,6 +262,18 @@ class Store:
                 "SELECT DISTINCT id FROM vector_log WHERE generation > ?", [generation]
             ).fetchnumpy()["id"]
         return np.asarray(ids, dtype=np.int64)
+
+    def recorded_moves(self, manifest: str) -> dict[int, tuple] | None:
+        """id -> (source's key, size, content_hash) of the moves a cleanup recorded under `manifest`;
+        None when the store holds no record of it (a manifest from before such records, or not
+        this store's)."""
+        with self.connect() as con:
+            known = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'quarantine_moves'").fetchone()
+            if not known[0]:
+                return None
+            rows = con.execute("SELECT id, source, size, content_hash FROM quarantine_moves WHERE manifest = ?",
+                               [manifest]).fetchall()
+        return {int(i): (source, int(size), digest) for i, source, size, digest in rows} or None
 
     # ---- writes ----
 
@@ -401,6 +423,20 @@ class Transaction:
         if ids:
             self.con.execute("UPDATE images SET status = ? WHERE id IN (SELECT unnest(?::BIGINT[]))", [status, ids])
             self.vector_changes.update(ids)
+
+    def record_moves(self, manifest: str, moves) -> None:
+        """Remember what a cleanup is moving (objects with id, source, size, content_hash)."""
+        self.flush_inserts()
+        self.con.execute(_QUARANTINE_TABLE)
+        self.con.executemany("INSERT INTO quarantine_moves VALUES (?, ?, ?, ?, ?)",
+                             [[manifest, m.id, encode_path(m.source)[0], m.size, m.content_hash] for m in moves])
+
+    def forget_moves(self, manifest: str, ids) -> None:
+        """Moves that did not happen, or were undone."""
+        self.flush_inserts()
+        self.con.execute(_QUARANTINE_TABLE)
+        self.con.execute("DELETE FROM quarantine_moves WHERE manifest = ? AND id IN (SELECT unnest(?::BIGINT[]))",
+                         [manifest, [int(i) for i in ids]])
 
     def set_signatures(self, ids, pixel_hashes, orientation_hashes) -> None:
         """Fill in signatures of rows indexed before they existed (no embedding changes)."""

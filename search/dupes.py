@@ -11,7 +11,7 @@ import numpy as np
 
 from ..indexer.ann import search_parameters
 from ..indexer.decisions import read_decisions
-from ..indexer.store import Store
+from ..indexer.store import Store, disk_path
 from .index import ImageIndex
 from .same_file import real_folder, split_aliases, within
 from .signature_edges import LAYOUT_BITS, signature_edges
@@ -212,7 +212,7 @@ def _best_scores(a: np.ndarray, b: np.ndarray, scores: np.ndarray) -> dict[int, 
 def _build_groups(index: ImageIndex, components, best, near: float, keepers: set[int], unsigned: int):
     ids = sorted({i for members, _ in components for i in members})
     facts = index.store.records_by_id(
-        "path, content_hash, pixel_hash, orientation_hash, camera, captured_at, format, "
+        "path, path_bytes, content_hash, pixel_hash, orientation_hash, camera, captured_at, format, "
         "coalesce(width * height, 0) AS pixels, size, mtime_ns, "
         "(captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT AS richness", ids)
     found, vectors = index.store.embeddings(np.asarray(ids, np.int64))
@@ -222,7 +222,7 @@ def _build_groups(index: ImageIndex, components, best, near: float, keepers: set
     for members, level in components:
         members = [m for m in members if m in facts and m in row_of]
         # a link and its target are one file: one member stands for it
-        members, linked = split_aliases(members, {m: facts[m]["path"] for m in members})
+        members, linked = split_aliases(members, {m: disk_path(facts[m]) for m in members})
         if len(members) < 2:
             continue
         decided = [m for m in members if m in keepers]

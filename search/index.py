@@ -19,7 +19,7 @@ from ..indexer.errors import ConfigError, ImageLoadError, StoreMismatchError
 from ..indexer.formats import readable_formats
 from ..indexer.images import load_image, read_image_bytes, to_rgb
 from ..indexer.scan import is_within
-from ..indexer.store import LIVE, MTIME, Store, encode_path, open_store
+from ..indexer.store import LIVE, MTIME, Store, disk_path, encode_path, open_store
 from ..indexer.vectors import open_vector_index, refresh_vector_index
 from ..indexer.weights import weights_from_manifest
 from .collection_map import MapPoint, map_positions, uniqueness
@@ -349,7 +349,7 @@ class ImageIndex:
         rows = self.store.records("path, path_bytes", f"{LIVE} AND id = ?", [row_id])
         if not rows:
             raise ConfigError(f"no indexed image has id {row_id}")
-        return _disk_path(rows[0])
+        return disk_path(rows[0])
 
     def region(self, query, box: Box):
         """The RGB crop `box` of a query image (a path, an indexed id, bytes, an image, an array)."""
@@ -413,7 +413,7 @@ class ImageIndex:
                 raise ConfigError(f"no indexed image has id {query}")
             return None
         row = rows[0]
-        if isinstance(query, (str, Path)) and not _unchanged(_disk_path(row), row["size"], row["mtime_ns"]):
+        if isinstance(query, (str, Path)) and not _unchanged(disk_path(row), row["size"], row["mtime_ns"]):
             return None  # the file was edited since indexing: embed what is on disk now
         return np.asarray(row["embedding"], dtype=np.float32)
 
@@ -473,7 +473,7 @@ class ImageIndex:
 
     @staticmethod
     def _hit(r: dict, score: float) -> Hit:
-        stale = not _unchanged(_disk_path(r), r["size"], r["mtime_ns"])
+        stale = not _unchanged(disk_path(r), r["size"], r["mtime_ns"])
         return Hit(r["id"], r["path"], score, r["width"], r["height"], r["format"], r["size"], r["mtime"],
                    r["captured_at"], r["camera"], stale, labels=tuple(r["labels"] or ()))
 
@@ -493,11 +493,6 @@ class ImageIndex:
             companions = tuple(paths[i] for i in partners if i in paths)
             merged.append(dataclasses.replace(hit, companions=companions) if companions else hit)
         return merged
-
-
-def _disk_path(row: dict) -> str:
-    """The name on disk: the raw bytes for a name that is not UTF-8."""
-    return os.fsdecode(row["path_bytes"]) if row["path_bytes"] else row["path"]
 
 
 def _unchanged(path: str, size: int, mtime_ns: int) -> bool:

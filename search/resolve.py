@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..indexer.errors import ConfigError
-from ..indexer.store import MTIME, Store
+from ..indexer.store import MTIME, Store, disk_path
 from .dupes import DuplicateGroup
+from .pairs import shot_key
 from .same_file import real_folder, within
 
 __all__ = ["GroupPlan", "ResolutionPlan", "plan_resolution", "parse_rules", "RULES", "RESOLVE_TIERS", "summarize"]
@@ -97,17 +98,20 @@ def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str]
     folders = {r: real_folder(r.split(":", 1)[1], r) for r in rules if r.startswith(PREFIX_RULES)}
     ids = sorted({i for g in groups for i in g.ids})
     facts = store.records_by_id(
-        f"path, format, size, mtime_ns, coalesce(width * height, 0) AS pixels, captured_at, {MTIME} AS modified, "
-        "(captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT AS richness", ids)
+        f"path, path_bytes, format, size, mtime_ns, coalesce(width * height, 0) AS pixels, captured_at, "
+        f"{MTIME} AS modified, (captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT AS richness", ids)
+    for fact in facts.values():
+        fact["disk"] = disk_path(fact)  # the name to look at on disk (a non-UTF-8 name's raw bytes)
     linked = {i for g in groups for i in g.linked}
     chosen = [_choose_keeper(g, facts, rules, folders, protect, keepers, linked) for g in groups]
     never_move = ({k for k, _ in chosen} | set(keepers) | linked
                   | {i for i in ids if _protected(facts, i, protect)})
     plan, moving = ResolutionPlan([], []), set()
     for group, (keeper, rule) in zip(groups, chosen, strict=True):
-        staying = never_move | set(group.kept_with_keeper) | {m.id for m in group.members if m.tier == "burst"}
+        staying = (never_move | _partners(keeper, group, facts)
+                   | {m.id for m in group.members if m.tier == "burst"})
         move = [i for i in group.ids if i not in staying and i not in moving and i in facts
-                and (not check_files or _movable(facts[i]["path"]))]
+                and (not check_files or _movable(facts[i]["disk"]))]
         if group.tier == "burst" or not move:
             continue
         if check_files and not _unchanged(facts[keeper]):
@@ -155,14 +159,22 @@ def _choose_keeper(group: DuplicateGroup, facts: dict, rules: list[str], folders
 
 def _score(rule: str, fact: dict, folders: dict[str, str]):
     if rule.startswith("prefer:"):
-        return within(fact["path"], folders[rule])
+        return within(fact["disk"], folders[rule])
     if rule.startswith("avoid:"):
-        return not within(fact["path"], folders[rule])
+        return not within(fact["disk"], folders[rule])
     return RULES[rule][1](fact)
 
 
 def _protected(facts: dict, row_id: int, protect: list[str]) -> bool:
-    return row_id in facts and any(within(facts[row_id]["path"], p) for p in protect)
+    return row_id in facts and any(within(facts[row_id]["disk"], p) for p in protect)
+
+
+def _partners(keeper: int, group: DuplicateGroup, facts: dict) -> set[int]:
+    """The chosen keeper's RAW/JPEG partner in the group (the same shot, kept with it), whichever
+    copy the rules chose."""
+    key, raw = shot_key(facts[keeper]["path"]), facts[keeper]["format"] == "RAW"
+    return {i for i in group.ids if i != keeper and i in facts and shot_key(facts[i]["path"]) == key
+            and (facts[i]["format"] == "RAW") != raw}
 
 
 def _movable(path: str) -> bool:
@@ -172,7 +184,7 @@ def _movable(path: str) -> bool:
 
 def _unchanged(fact: dict) -> bool:
     try:
-        stat = os.stat(fact["path"])
+        stat = os.stat(fact["disk"])
     except OSError:
         return False
     return stat.st_size == fact["size"] and stat.st_mtime_ns == fact["mtime_ns"]

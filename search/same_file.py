@@ -16,7 +16,7 @@ def file_identity(path: str) -> tuple[int, int] | None:
     """(device, inode) of the file a path leads to, following links; None when it is gone."""
     try:
         stat = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):  # gone, or a stored key that is no name on disk
         return None
     return stat.st_dev, stat.st_ino
 
@@ -34,7 +34,7 @@ def split_aliases(ids: list[int], paths: dict[int, str]) -> tuple[list[int], set
         else:
             by_file.setdefault(identity, []).append(i)
     for same in by_file.values():
-        first = min(same, key=lambda i: (os.path.islink(paths[i]), i))
+        first = min(same, key=lambda i: (os.path.islink(paths[i]), i))  # the real name before a link
         kept.append(first)
         if len(same) > 1 or _hard_linked(paths[first]):
             linked.add(first)
@@ -53,11 +53,16 @@ def real_folder(path: str, what: str) -> str:
 
 def within(path: str, real: str) -> bool:
     """`path`, as stored or through its links, lies under the real folder `real`."""
-    return is_within(os.path.abspath(path), real) or is_within(os.path.realpath(path), real)
+    if is_within(os.path.abspath(path), real):
+        return True
+    try:
+        return is_within(os.path.realpath(path), real)
+    except ValueError:  # a stored key that is no name on disk
+        return False
 
 
 def _hard_linked(path: str) -> bool:
     try:
         return os.stat(path).st_nlink > 1
-    except OSError:
+    except (OSError, ValueError):
         return False

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, FakeEncoder, run_cli, write_scenes
+from tests.conftest import REPO, FakeEncoder, run_cli, scene_bytes, write_scenes
 from tests.indexer.test_sync import assert_consistent
 from tests.tmpfs import mounted_tmpfs
 from vitsearch.indexer import build_index
@@ -195,7 +195,8 @@ def test_a_partial_copy_left_at_a_library_path_is_replaced_and_a_stranger_is_not
     undone = undo_quarantine(store)
     assert _digests(photos)[one.source] == before[one.source]
     assert [why for _, why in undone.skipped] == [
-        f"its old place is taken by another file; the quarantined copy stays at {two.target}"]
+        f"its old place is taken by another file; the quarantined copy stays at {two.target} "
+        "(move the other file away, then undo again)"]
     assert Path(two.source).read_bytes() == b"the user's new file"
     assert hashlib.sha256(Path(two.target).read_bytes()).hexdigest() == before[two.source]
 
@@ -262,3 +263,114 @@ def test_a_keeper_gone_before_the_move_stops_its_group(tmp_path):
     same = ids["scene-002.jpg"]
     report = quarantine_files(store, [same], keepers={same: same})
     assert not report.moved and (photos / "scene-002.jpg").exists()
+
+
+# found by probing: names used again, syncs in between, keepers at repair time, moved stores
+
+def test_a_name_used_again_never_meets_the_older_quarantined_copy(tmp_path):
+    photos, store = tmp_path / "photos", tmp_path / "store"
+    ids = _library(photos, store, 3)
+    old = photos / "scene-000.jpg"
+    first = quarantine_files(store, [ids["scene-000.jpg"]]).moved[0]
+    old_bytes = Path(first.target).read_bytes()
+    old.write_bytes((photos / "scene-001.jpg").read_bytes())  # a new photo under the recycled name
+    build_index([photos], store, encoder=FakeEncoder())
+    reused = _ids(store)["scene-000.jpg"]
+    assert _child(APPLY, store, reused, fault="quarantine_move:1") == -9
+    notes = settle_quarantine(store)
+    assert notes and Path(first.target).read_bytes() == old_bytes, "the older copy is untouched"
+    assert not old.exists()
+    # undo the newest, then the first: each copy goes home in turn
+    undo_quarantine(store)
+    assert old.read_bytes() == (photos / "scene-001.jpg").read_bytes()
+    refused = undo_quarantine(store)
+    assert "its old place is taken by another file" in refused.skipped[0][1], refused.skipped
+    old.rename(photos / "moved-away.jpg")
+    assert len(undo_quarantine(store).moved) == 1 and old.read_bytes() == old_bytes
+
+
+def test_finishing_an_interrupted_apply_checks_each_keeper_again(tmp_path):
+    photos, store = tmp_path / "photos", tmp_path / "store"
+    write_scenes(photos, range(2))
+    for n in range(2):
+        (photos / f"scene-00{n}-copy.jpg").write_bytes((photos / f"scene-00{n}.jpg").read_bytes())
+    build_index([photos], store, encoder=FakeEncoder())
+    ids = _ids(store)
+    copies = {ids[f"scene-00{n}-copy.jpg"]: ids[f"scene-00{n}.jpg"] for n in range(2)}
+    code = ("import sys, json; from vitsearch.indexer.quarantine import quarantine_files; "
+            "k = {int(a): int(b) for a, b in json.loads(sys.argv[2]).items()}; "
+            "quarantine_files(sys.argv[1], k, keepers=k)")
+    assert _child(code, store, json.dumps(copies), fault="quarantine_move:1") == -9
+    (photos / "scene-000.jpg").unlink()  # the keeper of the first copy is gone meanwhile
+    with open(photos / "scene-001.jpg", "ab") as f:
+        f.write(b"edited")  # and the other keeper changed
+    notes = settle_quarantine(store)
+    assert "0 files moved, 2 left in place" in notes[0]
+    assert (photos / "scene-000-copy.jpg").exists() and (photos / "scene-001-copy.jpg").exists()
+    assert _status(store)["scene-000-copy.jpg"] == "ok"
+    assert_consistent(store)
+
+
+def test_undo_follows_a_store_that_moved_or_is_reached_through_a_link(tmp_path):
+    photos, store = tmp_path / "photos", tmp_path / "store"
+    ids = _library(photos, store, 3)
+    before = _digests(photos)
+    quarantine_files(store, [ids["scene-001.jpg"]])
+    moved = tmp_path / "elsewhere" / "store"
+    moved.parent.mkdir()
+    store.rename(moved)
+    link = tmp_path / "link"
+    link.symlink_to(moved)
+    report = undo_quarantine(link)
+    assert not report.skipped and _digests(photos) == before
+
+
+def test_an_apply_whose_moves_all_fail_leaves_no_manifest(split, monkeypatch):
+    photos, store = split
+    ids = _library(photos, store, 2)
+    real_unlink = os.unlink
+
+    def refuse_originals(path, *args, **kwargs):  # an immutable original (chattr +i) across file systems
+        if str(path).startswith(str(photos)):
+            raise PermissionError(1, "Operation not permitted", str(path))
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refuse_originals)
+    report = quarantine_files(store, [ids["scene-001.jpg"]])
+    monkeypatch.undo()
+    assert not report.moved and "could not remove the original" in report.skipped[0][1]
+    assert report.manifest is None and not list((store / ".quarantine").rglob("*.json"))
+    assert not [p for p in (store / ".quarantine").rglob("*") if p.is_file()], "our copy went, the original stays"
+    assert (photos / "scene-001.jpg").exists() and _status(store)["scene-001.jpg"] == "ok"
+
+
+def test_a_manifest_with_nothing_of_ours_is_never_rewritten(tmp_path):
+    photos, store = tmp_path / "photos", tmp_path / "store"
+    _library(photos, store, 1)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("x")
+    dropped = _forged(store / ".quarantine", str(photos / "nope.jpg"), str(secret), 1)
+    text = dropped.read_text()
+    undo_quarantine(store, dropped)
+    assert dropped.read_text() == text and settle_quarantine(store) == []
+
+
+def test_non_utf8_names_are_planned_moved_and_restored(tmp_path):
+    photos, store = tmp_path / "photos", tmp_path / "store"
+    photos.mkdir()
+    data = scene_bytes(3)
+    for name in (b"copy-\xff.jpg", b"\xfe-original.jpg"):
+        with open(os.path.join(os.fsencode(photos), name), "wb") as f:
+            f.write(data)
+    build_index([photos], store, encoder=FakeEncoder())
+    before = {p: hashlib.sha256(open(os.path.join(os.fsencode(photos), p), "rb").read()).hexdigest()
+              for p in os.listdir(os.fsencode(photos))}
+    listed = run_cli("dupes", "--store", store, "--json")
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 1, listed.stderr
+    applied = run_cli("dupes", "--store", store, "--resolve", "shortest-path", "--apply")
+    assert applied.returncode == 0 and "moved 1 files" in applied.stderr, applied.stderr
+    assert len(os.listdir(os.fsencode(photos))) == 1
+    assert run_cli("dupes", "--store", store, "--undo").returncode == 0
+    after = {p: hashlib.sha256(open(os.path.join(os.fsencode(photos), p), "rb").read()).hexdigest()
+             for p in os.listdir(os.fsencode(photos))}
+    assert after == before

@@ -139,3 +139,27 @@ def test_calibration_labels_set_the_store_threshold(tmp_path):
         group = json.loads(line)
         assert all(m["score"] >= near - 1e-6 or m["transform"] or m["keeper"] or "layout" in m["reason"]
                    or "another member" in m["reason"] for m in group["members"])
+
+
+def test_the_chosen_keepers_raw_partner_stays_whichever_copy_the_rules_choose(tmp_path):
+    """A camera's RAW+JPEG of one shot, and a backup copy of both: the rules may keep either JPEG,
+    and the RAW beside the kept JPEG stays with it (it is the same shot, not a copy)."""
+    from tests.formats import dng_bytes
+
+    image = make_scene(4, (640, 480))
+    for folder in ("DCIM", "backup"):
+        (tmp_path / "lib" / folder).mkdir(parents=True)
+        _jpeg(image, tmp_path / "lib" / folder / "IMG_1.JPG")
+        (tmp_path / "lib" / folder / "IMG_1.DNG").write_bytes(dng_bytes(image))
+    build_index([tmp_path / "lib"], tmp_path / "store", encoder=FakeEncoder())
+    index = ImageIndex.open(tmp_path / "store", encoder=FakeEncoder())
+    for rules in ("smallest-file", "largest-file", "prefer:" + str(tmp_path / "lib" / "backup") + ",smallest-file"):
+        groups = find_duplicates(index, near=0.9, similar=0.85, tiers=RESOLVE_TIERS)
+        plan = plan_resolution(index.store, groups, parse_rules(rules))
+        moved = {m["path"] for p in plan for m in p.move}
+        assert moved, rules
+        for group in plan:
+            kept = Path(group.keeper["path"])
+            partner = kept.with_suffix(".DNG" if kept.suffix == ".JPG" else ".JPG")
+            assert str(partner) not in moved, (rules, kept, moved)
+        assert any(p.endswith(".DNG") for p in {str(p) for p in (tmp_path / "lib").rglob("*")} - moved), rules
