@@ -86,7 +86,7 @@ def _early_plan(store, scanned, roots, unreadable) -> tuple[SyncPlan, dict] | No
     return plan_sync(scanned, rows, roots, unreadable), rows
 
 
-def _record_unreadable(store, plan: SyncPlan, unreadable: list[UnreadableFolder], report: IndexReport) -> None:
+def record_unreadable(store, plan: SyncPlan, unreadable: list[UnreadableFolder], report: IndexReport) -> None:
     """Each folder the scan could not list is a failure of the run, said as a fresh index says
     it; the rows under it are kept, failed `unreadable` (see plan_sync). A row whose name is not
     UTF-8 loses its raw bytes meanwhile: its next successful read writes them again."""
@@ -171,7 +171,7 @@ def build_index(
         run = IndexRun(store, encoder, rows, plan.missing, report, batch_size, prefetch=prefetch)
         run.read_all(plan.to_read, workers or default_workers(encoder), progress)
         run.remove_missing()
-        _record_unreadable(store, plan, unreadable, report)
+        record_unreadable(store, plan, unreadable, report)
         record_precision(store, encoder, report)
         report.signed = backfill_signatures(store, roots, encoder.draft_size,
                                             workers=workers or default_workers(encoder), progress=progress)

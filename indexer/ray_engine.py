@@ -23,7 +23,7 @@ import numpy as np
 
 from .backfill import backfill_signatures, expire_stale_signatures
 from .batching import IndexRun, Progress, _Read, _same_content, default_workers
-from .build import load_store_encoder
+from .build import load_store_encoder, record_unreadable
 from .encoder import Encoder, encoder_identity
 from .errors import ConfigError
 from .faults import fault_point
@@ -31,7 +31,7 @@ from .labels import label_rows
 from .lock import WriterLock
 from .plan import plan_sync, stored_sizes
 from .report import FileFailure, IndexReport
-from .scan import ScannedFile, normalize_roots, scan_folders
+from .scan import ScannedFile, UnreadableFolder, normalize_roots, scan_folders
 from .store import SHARD_COLUMNS, RowState, Store, encode_path, open_store
 from .vectors import open_for_writing, sync_and_save
 
@@ -63,10 +63,11 @@ def build_index_ray(roots: Iterable[str], store_dir=None, *, weights: str | None
     store.dir.mkdir(parents=True, exist_ok=True)
     options = options or RayOptions()
     with WriterLock(store.dir / "writer.lock"), _Cluster() as cluster:
-        scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden))
+        unreadable: list[UnreadableFolder] = []
+        scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden, unreadable=unreadable))
         if encoder is None:  # the model loads on a thread while Ray starts, if there is work for it
             loading = _Background(load_store_encoder, store_dir, weights, device="cpu", exact=exact, decode="cpu")
-            if plan_sync(scanned, store.rows() if store.exists() else {}, roots).to_read:
+            if plan_sync(scanned, store.rows() if store.exists() else {}, roots, unreadable).to_read:
                 cluster.start(options)
             encoder = loading.result()
         manifest = store.initialize(encoder_identity(encoder))
@@ -76,11 +77,12 @@ def build_index_ray(roots: Iterable[str], store_dir=None, *, weights: str | None
         shard_dir = store.dir / SHARD_DIR
         _merge_leftovers(store, shard_dir, scanned, encoder.dim)
         rows = store.rows()
-        plan = plan_sync(scanned, rows, roots)
+        plan = plan_sync(scanned, rows, roots, unreadable)
         report.unchanged = plan.unchanged
         run = _DriverRun(store, encoder, rows, plan.missing, report, batch_size or encoder.default_batch_size)
         run.read_all(plan.to_read, default_workers(encoder), None)
         run.remove_missing()
+        record_unreadable(store, plan, unreadable, report)  # as a local run does
         tasks = _fix_ids(store, run.pending, shard_size)
         report.sent_to_cluster = len(tasks)
         if tasks:
