@@ -8,9 +8,9 @@ import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from .images import load_image, read_image_bytes
+from .imaging.images import load_image, read_image_bytes
 from .scan import is_within
-from .store import LIVE, Store
+from .store.store import LIVE, Store
 
 __all__ = ["backfill_signatures", "BACKFILL_CHUNK", "SIGNATURE_VERSION", "expire_stale_signatures"]
 

@@ -7,19 +7,19 @@ import time
 from collections.abc import Iterable
 
 from .backfill import backfill_signatures, expire_stale_signatures
-from .batching import IndexRun, Progress, default_workers
-from .encoder import Encoder, check_model_options, encoder_identity, load_encoder
 from .faults import fault_point
-from .labels import label_rows
-from .lock import WriterLock
+from .ingest import IndexRun, Progress, default_workers
+from .model.encoder import Encoder, check_model_options, encoder_identity, load_encoder
+from .model.labels import label_rows
+from .model.weights import MODEL_NAME, weights_from_manifest
 from .plan import SyncPlan, plan_sync
 from .prefetch import Prefetch, start_prefetch
 from .recorded_model import recorded_model_if_idle
 from .report import FileFailure, IndexReport
 from .scan import UnreadableFolder, normalize_roots, scan_folders
-from .store import open_store
-from .vectors import DeferredSaves, open_for_writing, sync_and_save
-from .weights import MODEL_NAME, weights_from_manifest
+from .store.lock import WriterLock
+from .store.store import open_store
+from .store.vectors import DeferredSaves, open_for_writing, sync_and_save
 
 __all__ = ["build_index", "load_store_encoder", "record_precision", "save_deferred", "IndexReport", "FileFailure"]
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .scan import ScannedFile, UnreadableFolder, is_within
-from .store import NOT_UTF8_MARK, RowState, encode_path
+from .store.store import NOT_UTF8_MARK, RowState, encode_path
 
 __all__ = ["SyncPlan", "plan_sync", "stored_sizes", "TRANSIENT_ERRORS"]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from .encoder import draft_size_for
-from .images import LoadedImage, load_image, read_image_bytes
-from .model_cache import cached_data_config
+from .imaging.images import LoadedImage, load_image, read_image_bytes
+from .model.encoder import draft_size_for
+from .model.model_cache import cached_data_config
 from .plan import SyncPlan, stored_sizes
-from .store import RowState, Store
+from .store.store import RowState, Store
 
 __all__ = ["Prefetch", "start_prefetch", "PREFETCH_FILES"]
 

@@ -8,10 +8,10 @@ store recorded, so that every other step (removals, the FAISS sync) runs as alwa
 
 from __future__ import annotations
 
-from .encoder import Encoder, draft_size_for
+from .model.encoder import Encoder, draft_size_for
+from .model.weights import WeightsInfo, weights_from_manifest
 from .plan import SyncPlan
-from .store import LIVE, Store
-from .weights import WeightsInfo, weights_from_manifest
+from .store.store import LIVE, Store
 
 __all__ = ["RecordedModel", "recorded_model_if_idle"]
 

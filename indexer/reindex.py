@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-from .ann import INDEX_TYPES
 from .errors import ConfigError
-from .lock import WriterLock
-from .store import open_store
-from .vectors import VectorIndex, clean_leftovers, sync_and_save
+from .store.ann import INDEX_TYPES
+from .store.lock import WriterLock
+from .store.store import open_store
+from .store.vectors import VectorIndex, clean_leftovers, sync_and_save
 
 __all__ = ["reindex"]
 

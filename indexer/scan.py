@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .images import IMAGE_EXTENSIONS
+from .imaging.images import IMAGE_EXTENSIONS
 
 __all__ = ["ScannedFile", "UnreadableFolder", "scan_folders", "normalize_roots", "is_within"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ..indexer.decisions import read_decisions
+from ..indexer.store.decisions import read_decisions
 from .dupes import _edges
 from .index import ImageIndex
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..indexer.locations import cache_root
-from ..indexer.store import Store
+from ..indexer.store.store import Store
 
 __all__ = ["MapPoint", "map_positions", "map_cache_path", "uniqueness", "umap_available", "CHUNK",
            "NEIGHBOUR_WEIGHTS", "UMAP_MAX_IMAGES", "METHODS"]
@@ -130,7 +130,7 @@ def _save_atomically(path: Path, **arrays) -> None:
 def uniqueness(index) -> tuple[np.ndarray, np.ndarray]:
     """(ids, scores) for every vector in `index` (a search.ImageIndex): the weighted cosine
     distance to its nearest other images; higher is more unusual."""
-    from ..indexer.ann import search_parameters
+    from ..indexer.store.ann import search_parameters
 
     store, faiss_index = index.store, index.vectors.index
     ids_out, scores_out = [], []

@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..indexer.ann import search_parameters
-from ..indexer.decisions import read_decisions
-from ..indexer.store import Store, disk_path
+from ..indexer.store.ann import search_parameters
+from ..indexer.store.decisions import read_decisions
+from ..indexer.store.store import Store, disk_path
 from .index import ImageIndex
 from .same_file import real_folder, split_aliases, within
 from .signature_edges import LAYOUT_BITS, signature_edges

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..indexer.store import LIVE, MTIME, open_store
+from ..indexer.store.store import LIVE, MTIME, open_store
 
 __all__ = ["export_parquet", "EXPORT_COLUMNS"]
 

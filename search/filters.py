@@ -9,7 +9,7 @@ second statement, a write, a comment that hides the rest of the query, file acce
 A filter is an expression over one row, checked on DuckDB's own parse tree: subqueries (and with
 them WITH, recursive CTEs and table functions such as range() or read_csv()), lambdas and
 functions outside ALLOWED_FUNCTIONS are refused. What remains runs within FILTER_SECONDS and
-FILTER_MEMORY (see indexer.connections.bounded), so no filter can hold the machine.
+FILTER_MEMORY (see indexer.store.connections.bounded), so no filter can hold the machine.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import os
 
 import numpy as np
 
-from ..indexer.connections import bounded
 from ..indexer.errors import ConfigError, first_line
-from ..indexer.store import LIVE, MTIME
+from ..indexer.store.connections import bounded
+from ..indexer.store.store import LIVE, MTIME
 
 __all__ = ["FILTER_COLUMNS", "ALLOWED_FUNCTIONS", "validate_where", "check_expression", "matching_ids",
            "metadata_sql"]
@@ -152,7 +152,7 @@ def _check_nodes(node) -> None:
 
 def matching_ids(con, where: str) -> np.ndarray:
     """Ids of live images matching `where`, evaluated within FILTER_SECONDS and FILTER_MEMORY.
-    `con` must be a sandboxed reader (file access off, see indexer.connections): Store.connect()
+    `con` must be a sandboxed reader (file access off, see indexer.store.connections): Store.connect()
     of a read-only store is one."""
     import duckdb
 

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..indexer.ann import search_parameters
 from ..indexer.build import reuse_precision_check
 from ..indexer.errors import ConfigError, ImageLoadError, StoreMismatchError
-from ..indexer.formats import readable_formats
-from ..indexer.images import load_image, read_image_bytes, to_rgb
+from ..indexer.imaging.formats import readable_formats
+from ..indexer.imaging.images import load_image, read_image_bytes, to_rgb
+from ..indexer.model.weights import weights_from_manifest
 from ..indexer.scan import is_within
-from ..indexer.store import LIVE, MTIME, Store, disk_path, encode_path, open_store
-from ..indexer.vectors import open_vector_index, refresh_vector_index
-from ..indexer.weights import weights_from_manifest
+from ..indexer.store.ann import search_parameters
+from ..indexer.store.store import LIVE, MTIME, Store, disk_path, encode_path, open_store
+from ..indexer.store.vectors import open_vector_index, refresh_vector_index
 from .collection_map import MapPoint, map_positions, uniqueness
 from .explain import Explanation, explain_tokens
 from .filters import matching_ids
@@ -200,7 +200,7 @@ class ImageIndex:
 
     def _load_encoder(self):
         if self._encoder is None:
-            from ..indexer.encoder import load_encoder
+            from ..indexer.model.encoder import load_encoder
 
             encoder = load_encoder(weights_from_manifest(self.manifest), device=self._device)
             if encoder.weights.fingerprint != self.manifest["weights_fingerprint"]:

@@ -8,7 +8,7 @@ import difflib
 import numpy as np
 
 from ..indexer.errors import ConfigError
-from ..indexer.store import LIVE, Store
+from ..indexer.store.store import LIVE, Store
 
 __all__ = ["class_names", "resolve_label", "label_matches", "label_counts", "synonyms"]
 

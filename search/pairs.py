@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 
-from ..indexer.store import LIVE, Store
+from ..indexer.store.store import LIVE, Store
 
 __all__ = ["find_pairs", "shot_key"]
 

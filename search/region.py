@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..indexer.errors import ConfigError, ImageLoadError
-from ..indexer.images import load_image, read_image_bytes, reduce_image, to_rgb
+from ..indexer.imaging.images import load_image, read_image_bytes, reduce_image, to_rgb
 
 __all__ = ["Box", "parse_box", "region_of"]
 

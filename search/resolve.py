@@ -1,6 +1,6 @@
 """Rule-based resolution of duplicate groups: an ordered list of keeper preferences picks each
 group's keeper (ties fall to the next rule), and the plan lists what would move to the
-quarantine. Planning never touches a file; applying is indexer.quarantine's job."""
+quarantine. Planning never touches a file; applying is indexer.store.quarantine's job."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..indexer.errors import ConfigError
-from ..indexer.store import MTIME, Store, disk_path
+from ..indexer.store.store import MTIME, Store, disk_path
 from .dupes import DuplicateGroup
 from .pairs import shot_key
 from .same_file import real_folder, within
@@ -68,7 +68,7 @@ class ResolutionPlan:
         return self.groups[n]
 
     def keepers(self) -> dict[int, int]:
-        """Each file to move -> the copy that stays: what indexer.quarantine checks before a move."""
+        """Each file to move -> the copy that stays: what indexer.store.quarantine checks before a move."""
         return {m["id"]: p.keeper["id"] for p in self.groups for m in p.move}
 
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..indexer.signatures import TRANSFORMS, hamming, transformed_hashes
-from ..indexer.store import LIVE, Store
+from ..indexer.imaging.signatures import TRANSFORMS, hamming, transformed_hashes
+from ..indexer.store.store import LIVE, Store
 
 __all__ = ["SignatureEdges", "signature_edges", "MAX_TRANSFORM_BITS", "LAYOUT_BITS"]
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import numpy as np
 
-from ..indexer.signatures import hamming, transformed_hashes
+from ..indexer.imaging.signatures import hamming, transformed_hashes
 from .signature_edges import LAYOUT_BITS, MAX_TRANSFORM_BITS, TRANSFORM_NAMES
 
 __all__ = ["Member", "TIERS", "BURST_SECONDS", "classify_members", "group_tier", "group_reason"]

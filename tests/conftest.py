@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitsearch.indexer.encoder import Encoder
-from vitsearch.indexer.weights import WeightsInfo
+from vitsearch.indexer.model.encoder import Encoder
+from vitsearch.indexer.model.weights import WeightsInfo
 from vitsearch.ui.samples import make_scene
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 # Tests never reach the hub: the offline path must answer at once.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-# The prepared-model cache (indexer.model_cache) of this run, shared with the CLI's child
+# The prepared-model cache (indexer.model.model_cache) of this run, shared with the CLI's child
 # processes, never the user's own.
 if "VITSEARCH_CACHE" not in os.environ:
     os.environ["VITSEARCH_CACHE"] = tempfile.mkdtemp(prefix="vitsearch-test-cache-")
@@ -63,7 +63,7 @@ def fake_encoder() -> FakeEncoder:
 @pytest.fixture(scope="session")
 def random_encoder():
     """The real architecture with the content-sensitive random weights (exact fp32)."""
-    from vitsearch.indexer.encoder import load_encoder
+    from vitsearch.indexer.model.encoder import load_encoder
 
     return load_encoder("random", device="cpu", exact=True)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from vitsearch.indexer.signatures import apply_transform
+from vitsearch.indexer.imaging.signatures import apply_transform
 
 ORIGINALS = ("astronaut.png", "chelsea.png")
 DISTRACTORS = ("coffee.png", "rocket.jpg", "motorcycle_left.png", "retina.jpg", "hubble_deep_field.jpg",

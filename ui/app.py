@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..indexer.errors import VitsearchError
-from ..indexer.images import inspect_image, read_image_bytes
+from ..indexer.imaging.images import inspect_image, read_image_bytes
 from ..indexer.scan import is_within
 from ..search import ImageIndex
 from ..search.explain import heat_map

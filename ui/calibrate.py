@@ -8,7 +8,7 @@ __all__ = ["run_calibration"]
 
 
 def run_calibration(index, args, shown) -> int:
-    from ..indexer.decisions import record_thresholds
+    from ..indexer.store.decisions import record_thresholds
     from ..search.calibrate import fit_near_threshold, sample_pairs
     from ..search.dupes import SIMILAR_DEFAULT, thresholds
 

@@ -276,7 +276,7 @@ def _port(text: str) -> int:
 def _index(args) -> int:
     from ..indexer.build import build_index, load_store_encoder, save_deferred
     from ..indexer.scan import normalize_roots
-    from ..indexer.vectors import DeferredSaves
+    from ..indexer.store.vectors import DeferredSaves
 
     normalize_roots(args.paths)  # a missing folder is said before the model loads
     watching = args.watch or args.poll is not None
@@ -332,7 +332,7 @@ def _print_report(args, report) -> None:
 
 def _index_ray(args, watching: bool) -> int:
     from ..indexer.errors import ConfigError
-    from ..indexer.ray_engine import RayOptions, build_index_ray
+    from ..indexer.ray.engine import RayOptions, build_index_ray
 
     if watching:
         raise ConfigError("--watch follows changes with the local engine: drop --engine ray (the store is the same)")
@@ -543,8 +543,8 @@ def _dupes(args) -> int:
 
 
 def _reindex(args) -> int:
-    from ..indexer.ann import IVF_MIN_VECTORS
     from ..indexer.reindex import reindex
+    from ..indexer.store.ann import IVF_MIN_VECTORS
 
     vectors = reindex(args.store, index_type=args.index_type, memory_budget=args.memory_budget)
     choice = vectors.choice
@@ -561,7 +561,7 @@ def _reindex(args) -> int:
 
 def _expand_queries(queries: list[str]) -> list[str]:
     """A folder stands for the images directly inside it, in name order."""
-    from ..indexer.images import IMAGE_EXTENSIONS
+    from ..indexer.imaging.images import IMAGE_EXTENSIONS
 
     expanded = []
     for query in queries:

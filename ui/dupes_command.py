@@ -10,7 +10,7 @@ __all__ = ["run_dupes"]
 
 
 def run_dupes(args, shown) -> int:
-    from ..indexer.decisions import read_decisions, record_keeper, record_not_duplicates
+    from ..indexer.store.decisions import read_decisions, record_keeper, record_not_duplicates
 
     if args.undo is not None:
         return _undo(args, shown)
@@ -66,7 +66,7 @@ def run_dupes(args, shown) -> int:
 
 
 def _apply(args, plans, shown) -> int:
-    from ..indexer.quarantine import quarantine_files
+    from ..indexer.store.quarantine import quarantine_files
 
     keepers = plans.keepers()
     report = quarantine_files(args.store, keepers, keepers=keepers, wait=args.wait)
@@ -81,14 +81,14 @@ def _apply(args, plans, shown) -> int:
 
 
 def _settle(args, shown) -> None:
-    from ..indexer.quarantine import settle_quarantine
+    from ..indexer.store.quarantine import settle_quarantine
 
     for note in settle_quarantine(args.store, wait=args.wait):
         print(f"note: {shown(note)}", file=sys.stderr)
 
 
 def _say_unfinished(args, shown) -> None:
-    from ..indexer.quarantine import quarantine_dir, unfinished_manifests
+    from ..indexer.store.quarantine import quarantine_dir, unfinished_manifests
 
     for manifest in unfinished_manifests(quarantine_dir(args.store)):
         print(f"note: an apply or undo was interrupted ({shown(manifest.name)}): `--apply` finishes it first, "
@@ -96,7 +96,7 @@ def _say_unfinished(args, shown) -> None:
 
 
 def _undo(args, shown) -> int:
-    from ..indexer.quarantine import undo_quarantine
+    from ..indexer.store.quarantine import undo_quarantine
 
     report = undo_quarantine(args.store, args.undo or None, wait=args.wait)
     for path, why in report.skipped:

@@ -1,6 +1,6 @@
 """The Duplicates tab: groups with each member's tier and reason, one-group review with
 decisions, a rule-based cleanup with a preview count, apply and undo, and threshold calibration.
-Moves go through indexer.quarantine (manifest first, the store following); nothing is deleted."""
+Moves go through indexer.store.quarantine (manifest first, the store following); nothing is deleted."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..indexer.decisions import read_decisions, record_keeper, record_not_duplicates, record_thresholds
 from ..indexer.errors import VitsearchError
-from ..indexer.quarantine import quarantine_files, settle_quarantine, undo_quarantine
+from ..indexer.store.decisions import read_decisions, record_keeper, record_not_duplicates, record_thresholds
+from ..indexer.store.quarantine import quarantine_files, settle_quarantine, undo_quarantine
 from ..search import ImageIndex
 from ..search.calibrate import fit_near_threshold, sample_pairs
 from ..search.dupes import TIERS, find_duplicates, thresholds

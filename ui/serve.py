@@ -12,7 +12,7 @@ import tempfile
 import threading
 
 from ..indexer.errors import ConfigError
-from ..indexer.images import ALLOWED_FORMATS
+from ..indexer.imaging.images import ALLOWED_FORMATS
 
 __all__ = ["serve", "is_loopback", "MAX_UPLOAD"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..indexer.errors import ImageLoadError
-from ..indexer.images import load_image, read_image_bytes
+from ..indexer.imaging.images import load_image, read_image_bytes
 
 __all__ = ["ThumbnailCache", "THUMB_SIDE", "PREVIEW_SIDE", "make_thumbnail"]
 

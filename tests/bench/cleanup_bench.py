@@ -20,10 +20,10 @@ import numpy as np
 
 from tests.bench.search_bench import build_store, emit
 from tests.bench.synthetic import clustered_unit_vectors, plant_near_duplicates
-from vitsearch.indexer.encoder import encoder_identity, load_encoder
+from vitsearch.indexer.imaging.signatures import TRANSFORMS, transformed_hashes
+from vitsearch.indexer.model.encoder import encoder_identity, load_encoder
 from vitsearch.indexer.reindex import reindex
-from vitsearch.indexer.signatures import TRANSFORMS, transformed_hashes
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -21,8 +21,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np
 
-from vitsearch.indexer.images import ImageInfo
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.imaging.images import ImageInfo
+from vitsearch.indexer.store.store import Store
 
 
 def main() -> None:

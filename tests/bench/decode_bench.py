@@ -3,7 +3,7 @@
     python tests/bench/decode_bench.py FOLDER [--rounds 3]
 
 For each file: `load_image` as indexing calls it (default mode: JPEG at reduced DCT scale, the
-fast decoders of indexer/fast_decode.py), Pillow alone doing the same work (open, decode at the
+fast decoders of indexer/imaging/fast_decode.py), Pillow alone doing the same work (open, decode at the
 same draft scale, the same integer reduction: what the pipeline cost before the fast paths), and,
 where installed, libvips (pyvips: shrink-on-load for JPEG and WebP) as a candidate. Progressive
 JPEG copies of the folder's JPEGs are made in a scratch folder. Best of `--rounds`, one thread.
@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: F401 - the pipeline decodes with torch loaded (the WebP fast path needs it)
 from PIL import Image
 
-from vitsearch.indexer.images import load_image
+from vitsearch.indexer.imaging.images import load_image
 
 DRAFT = 538  # twice the model's resize target: what default-mode indexing asks for
 

@@ -33,9 +33,9 @@ sys.path.insert(0, str(REPO))
 import numpy as np
 import torch
 
-from vitsearch.indexer.encoder import load_encoder
-from vitsearch.indexer.images import IMAGE_EXTENSIONS, load_image, read_image_bytes
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.imaging.images import IMAGE_EXTENSIONS, load_image, read_image_bytes
+from vitsearch.indexer.model.encoder import load_encoder
+from vitsearch.indexer.store.store import Store
 
 
 def emit(**figure) -> None:
@@ -85,7 +85,7 @@ def timm_whole_script(folder: Path, batch_size: int, device: str) -> float | Non
     """timm's bf16 batch pipeline as a user runs it (tests/bench/timm_pipeline.py in a fresh
     process: imports, model, loader, loop), timed like `vitsearch index`'s whole command, from
     before the imports, so that start-up is on both sides of the comparison."""
-    from vitsearch.indexer.weights import MODEL_NAME
+    from vitsearch.indexer.model.weights import MODEL_NAME
 
     result = subprocess.run([sys.executable, str(REPO / "tests" / "bench" / "timm_pipeline.py"), str(folder),
                              MODEL_NAME.partition(".")[0], str(batch_size), device], capture_output=True, text=True)
@@ -118,7 +118,7 @@ def input_path_alone(files, encoder, batch_size: int) -> float:
     """Read + decode + transform at the indexer's parallelism, no model: the feed rate."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from vitsearch.indexer.batching import default_workers
+    from vitsearch.indexer.ingest import default_workers
 
     def prepare(path):
         data = read_image_bytes(str(path))

@@ -64,7 +64,7 @@ def main() -> None:
         assert encoder.calls == 0 and report.unchanged == args.files
         print(json.dumps({"figure": "noop_reindex_s", "files": args.files, "attempt": attempt,
                           "value": round(seconds, 2)}))
-    from vitsearch.indexer.encoder import load_encoder
+    from vitsearch.indexer.model.encoder import load_encoder
 
     started = time.perf_counter()
     load_encoder("random", device="cpu")

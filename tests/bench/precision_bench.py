@@ -24,9 +24,9 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np
 
-from vitsearch.indexer import cpu_features
-from vitsearch.indexer import encoder as encoders
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.model import cpu_features
+from vitsearch.indexer.model import encoder as encoders
+from vitsearch.indexer.store.store import Store
 
 
 def emit(**figure) -> None:

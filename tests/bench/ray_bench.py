@@ -58,10 +58,10 @@ import numpy as np
 sys.path.insert(0, sys.argv[3])
 from tests.bench.memory import peak_rss_mb
 from tests.bench.synthetic import clustered_unit_vectors
-from vitsearch.indexer.encoder import encoder_identity, load_encoder
-from vitsearch.indexer.ray_engine import _row, _write_and_merge
+from vitsearch.indexer.model.encoder import encoder_identity, load_encoder
+from vitsearch.indexer.ray.engine import _row, _write_and_merge
 from vitsearch.indexer.report import IndexReport
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.store import Store
 n, shard = int(sys.argv[1]), int(sys.argv[4])
 store = Store(sys.argv[2], read_only=False)
 store.initialize(encoder_identity(load_encoder("random", device="cpu")))
@@ -91,9 +91,9 @@ FAISS = r'''
 import sys, time, json
 sys.path.insert(0, sys.argv[2])
 from tests.bench.memory import PeakAnon, peak_rss_mb
-from vitsearch.indexer.ann import build_ann, choose_index_type
-from vitsearch.indexer.store import Store
-from vitsearch.indexer.vectors import open_for_writing, sync_and_save
+from vitsearch.indexer.store.ann import build_ann, choose_index_type
+from vitsearch.indexer.store.store import Store
+from vitsearch.indexer.store.vectors import open_for_writing, sync_and_save
 store = Store(sys.argv[1], read_only=False)
 if int(sys.argv[4]):
     store.set_manifest(memory_budget=int(sys.argv[4]))

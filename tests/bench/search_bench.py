@@ -27,13 +27,13 @@ sys.path.insert(0, str(REPO))
 import numpy as np
 
 from tests.bench.synthetic import clustered_unit_vectors, plant_near_duplicates
-from vitsearch.indexer.ann import exact_neighbours, measure_recall
-from vitsearch.indexer.encoder import (
+from vitsearch.indexer.model.encoder import (
     encoder_identity,
     load_encoder,
 )
 from vitsearch.indexer.reindex import reindex
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.ann import exact_neighbours, measure_recall
+from vitsearch.indexer.store.store import Store
 
 
 def emit(**figure) -> None:

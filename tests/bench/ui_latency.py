@@ -39,7 +39,7 @@ def emit(**figure) -> None:
 
 
 def make_store(work: Path, count: int) -> Path:
-    from vitsearch.indexer.encoder import encoder_identity, load_encoder
+    from vitsearch.indexer.model.encoder import encoder_identity, load_encoder
     from vitsearch.indexer.reindex import reindex
 
     store, photos = work / "store", work / "photos"

@@ -30,7 +30,7 @@ import numpy as np
 
 from tests.bench.noop_reindex import write_tiny_images
 from tests.conftest import scene_bytes
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.store import Store
 
 
 def emit(**figure) -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli, write_scenes
-from vitsearch.indexer.store import Store
-from vitsearch.indexer.vectors import open_vector_index
+from vitsearch.indexer.store.store import Store
+from vitsearch.indexer.store.vectors import open_vector_index
 from vitsearch.search import store_info
 
 # (fault point, visit): mid-embedding, just before and just after a DuckDB commit,

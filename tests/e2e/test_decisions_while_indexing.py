@@ -10,8 +10,8 @@ import time
 
 from tests.conftest import REPO, run_cli, write_scenes
 from tests.e2e.test_crash import assert_invariants
-from vitsearch.indexer.decisions import read_decisions
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.decisions import read_decisions
+from vitsearch.indexer.store.store import Store
 
 
 def test_dupes_keep_during_an_index_run(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import run_cli, write_scenes
 from tests.e2e.test_crash import assert_invariants
 from tests.tmpfs import mounted_tmpfs
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.store import Store
 
 
 @pytest.fixture

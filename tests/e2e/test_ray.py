@@ -19,10 +19,10 @@ from PIL import Image
 from tests.conftest import REPO, run_cli, write_scenes
 from tests.indexer.test_sync import assert_consistent
 from vitsearch.indexer import build_index
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.store import Store
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
-from vitsearch.indexer.ray_engine import RayOptions, build_index_ray  # noqa: E402
+from vitsearch.indexer.ray.engine import RayOptions, build_index_ray  # noqa: E402
 
 # Each module starts a local Ray instance (~1.5 min here): the whole module runs in the slow step.
 pytestmark = pytest.mark.slow

@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import REPO, run_cli, scene_bytes, write_scenes
 from tests.e2e.test_crash import assert_invariants
 from tests.indexer.unprivileged import child_options
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.store import Store
 
 LIMIT_SECONDS = 15
 

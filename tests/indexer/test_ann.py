@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vitsearch.indexer.ann import (
+from vitsearch.indexer.store.ann import (
     DEFAULT_MEMORY_BUDGET,
     FLAT_MAX,
     IVF_MIN_VECTORS,
@@ -37,7 +37,7 @@ def test_the_most_exact_index_that_fits_is_chosen(n, budget, expected):
 
 
 def test_past_the_budget_the_lists_go_to_disk_as_sq8_unless_a_type_was_chosen():
-    from vitsearch.indexer.ann import choose_layout
+    from vitsearch.indexer.store.ann import choose_layout
 
     gib = 1 << 30
     assert choose_layout(50_000, 512, gib) == ("ivf-flat", False)
@@ -111,7 +111,7 @@ def test_search_parameters_push_filters_and_cap_depth():
 
 
 def test_a_streamed_build_holds_every_vector_and_finds_the_exact_neighbours(monkeypatch):
-    from vitsearch.indexer import ann
+    from vitsearch.indexer.store import ann
 
     monkeypatch.setattr(ann, "STREAM_CHUNK", 700)  # many chunks, the last one short
     ids = np.random.default_rng(5).permutation(6000).astype(np.int64) * 2  # not in order

@@ -8,11 +8,12 @@ import pytest
 
 from tests.conftest import FakeEncoder
 from tests.search.test_search import write_varied_images
-from vitsearch.indexer import build_index, compiled
+from vitsearch.indexer import build_index
+from vitsearch.indexer.model import compiled
 
 
 class DecidingEncoder(FakeEncoder):
-    """Records what indexer.compiled decides each time a run asks, as a CPU bf16 run in auto mode
+    """Records what indexer.model.compiled decides each time a run asks, as a CPU bf16 run in auto mode
     with no graph cached; nothing is built."""
 
     def __init__(self, cached: bool = False):

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli, write_scenes
-from vitsearch.indexer import build_index, compiled
-from vitsearch.indexer.encoder import load_encoder
+from vitsearch.indexer import build_index
 from vitsearch.indexer.errors import ConfigError
 from vitsearch.indexer.locations import cache_root
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.model import compiled
+from vitsearch.indexer.model.encoder import load_encoder
+from vitsearch.indexer.store.store import Store
 
 
 def test_auto_builds_only_in_long_cpu_runs_with_a_compiler_and_then_reuses_the_graph(monkeypatch):

@@ -13,10 +13,10 @@ import pytest
 
 from tests.conftest import REPO, write_scenes
 from vitsearch.indexer import build_index
-from vitsearch.indexer.decisions import read_decisions, record_keeper, record_not_duplicates
 from vitsearch.indexer.errors import ConfigError, StoreInUseError
-from vitsearch.indexer.lock import WriterLock
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.decisions import read_decisions, record_keeper, record_not_duplicates
+from vitsearch.indexer.store.lock import WriterLock
+from vitsearch.indexer.store.store import Store
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_unknown_or_too_few_ids_are_refused_and_nothing_is_written(store, call):
 
 def test_a_kill_before_commit_leaves_no_pair_behind(store):
     ids = Store(store).live_ids().tolist()
-    code = ("import sys; from vitsearch.indexer.decisions import record_not_duplicates\n"
+    code = ("import sys; from vitsearch.indexer.store.decisions import record_not_duplicates\n"
             "record_not_duplicates(sys.argv[1], [int(i) for i in sys.argv[2:]])")
     result = subprocess.run([sys.executable, "-c", code, str(store), *map(str, ids)], cwd=REPO,
                             env=dict(os.environ, VITSEARCH_FAULT="decisions_commit"), capture_output=True)

@@ -10,8 +10,8 @@ from tests.conftest import write_scenes
 from tests.indexer.test_sync import assert_consistent
 from vitsearch.indexer import build_index
 from vitsearch.indexer.build import save_deferred
-from vitsearch.indexer.store import Store
-from vitsearch.indexer.vectors import FAISS_NAME, DeferredSaves, load_vector_file
+from vitsearch.indexer.store.store import Store
+from vitsearch.indexer.store.vectors import FAISS_NAME, DeferredSaves, load_vector_file
 from vitsearch.search import ImageIndex
 
 

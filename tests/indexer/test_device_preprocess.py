@@ -10,15 +10,15 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-import vitsearch.indexer.device_preprocess as device_preprocess
+import vitsearch.indexer.model.device_preprocess as device_preprocess
 from tests.conftest import FakeEncoder, scene_bytes, write_scenes
 from tests.indexer.test_images import oriented_jpeg, upright_test_image
 from vitsearch.indexer import build_index
-from vitsearch.indexer.device_preprocess import DevicePreprocess, EncodedJpeg, orient
-from vitsearch.indexer.encoder import load_encoder
 from vitsearch.indexer.errors import ConfigError, ImageLoadError
-from vitsearch.indexer.images import load_image
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.imaging.images import load_image
+from vitsearch.indexer.model.device_preprocess import DevicePreprocess, EncodedJpeg, orient
+from vitsearch.indexer.model.encoder import load_encoder
+from vitsearch.indexer.store.store import Store
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ from PIL import Image
 
 from tests.conftest import scene_bytes
 from tests.indexer.test_images import oriented_jpeg
-from vitsearch.indexer.encoder import load_encoder, resolve_device
 from vitsearch.indexer.errors import ConfigError, WeightsUnavailableError
-from vitsearch.indexer.images import load_image
-from vitsearch.indexer.weights import MODEL_NAME, build_model
+from vitsearch.indexer.imaging.images import load_image
+from vitsearch.indexer.model.encoder import load_encoder, resolve_device
+from vitsearch.indexer.model.weights import MODEL_NAME, build_model
 
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
           "hubble_deep_field.jpg", "retina.jpg", "ihc.png"]

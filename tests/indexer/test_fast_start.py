@@ -1,5 +1,5 @@
 """A fast start: after the first CPU run with given weights, the model is built from the cache
-(indexer.model_cache) as indexer.vit.ViT with indexer.transform.EvalTransform, without importing
+(indexer.model.model_cache) as indexer.model.vit.ViT with indexer.model.transform.EvalTransform, without importing
 timm or torchvision, and embeds exactly as timm's model and transform do."""
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import torch
 from PIL import Image
 
 from tests.conftest import REPO, run_cli, write_photos
-from vitsearch.indexer.encoder import load_encoder
-from vitsearch.indexer.transform import EvalTransform
-from vitsearch.indexer.vit import ViT
-from vitsearch.indexer.weights import MODEL_NAME, build_model
+from vitsearch.indexer.model.encoder import load_encoder
+from vitsearch.indexer.model.transform import EvalTransform
+from vitsearch.indexer.model.vit import ViT
+from vitsearch.indexer.model.weights import MODEL_NAME, build_model
 
 PROBE = """
 import json, sys
 import numpy as np
 from PIL import Image
-from vitsearch.indexer.encoder import load_encoder
+from vitsearch.indexer.model.encoder import load_encoder
 encoder = load_encoder(sys.argv[1], device="cpu", exact=True)
 image = Image.open(sys.argv[2]).convert("RGB")
 vector = encoder.encode(encoder.preprocess(image).unsqueeze(0))[0]
@@ -146,7 +146,7 @@ def test_a_sync_with_nothing_to_embed_does_without_the_model(tmp_path):
     refused = run_cli("index", folder, "--store", tmp_path / "store", "--weights", "random", "--exact",
                       "--precision", "int8")
     assert refused.returncode == 2 and "--exact is fp32" in refused.stderr, "bad options are said even then"
-    from vitsearch.indexer.store import Store
+    from vitsearch.indexer.store.store import Store
 
     with Store(tmp_path / "store", read_only=False).connect() as con:  # a row still to be labelled
         con.execute("UPDATE images SET labels = NULL WHERE id = (SELECT min(id) FROM images)")
@@ -163,8 +163,8 @@ def test_the_first_files_decode_while_the_model_loads_and_embed_the_same(tmp_pat
     """New files of a run are decoded on threads while the model loads (indexer.prefetch), at the
     draft size the store recorded; the run then does not decode them again, and its store equals
     one made without the early decodes."""
-    from vitsearch.indexer import batching, build_index, prefetch
-    from vitsearch.indexer.store import Store
+    from vitsearch.indexer import build_index, ingest, prefetch
+    from vitsearch.indexer.store.store import Store
 
     first, later = write_photos(tmp_path / "photos", ["chelsea.png", "coffee.png"]), ["astronaut.png", "rocket.jpg"]
     early, by_run = [], []
@@ -173,7 +173,7 @@ def test_the_first_files_decode_while_the_model_loads_and_embed_the_same(tmp_pat
         return lambda data, **kw: calls.append(len(data)) or load(data, **kw)
 
     monkeypatch.setattr(prefetch, "load_image", spy(early, prefetch.load_image))
-    monkeypatch.setattr(batching, "load_image", spy(by_run, batching.load_image))
+    monkeypatch.setattr(ingest, "load_image", spy(by_run, ingest.load_image))
     stores = {}
     for name, files in (("prefetched", prefetch.PREFETCH_FILES), ("plain", 0)):
         monkeypatch.setattr(prefetch, "PREFETCH_FILES", files)

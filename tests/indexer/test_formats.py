@@ -16,7 +16,7 @@ from PIL import Image
 from tests.conftest import run_cli
 from tests.formats import dng_bytes, dng_with_preview, encoded
 from vitsearch.indexer.errors import ImageLoadError
-from vitsearch.indexer.images import inspect_image, load_image
+from vitsearch.indexer.imaging.images import inspect_image, load_image
 from vitsearch.search import ImageIndex
 
 PHOTOS = ("astronaut", "chelsea", "coffee")
@@ -138,7 +138,7 @@ def jxl_bomb(side: int) -> bytes:
 
 @pytest.mark.parametrize("size", [(640, 427), (8, 8), (333, 777), (4000, 3000)])
 def test_the_jxl_header_reader_agrees_with_the_encoder(size):
-    from vitsearch.indexer.jxl import jxl_size
+    from vitsearch.indexer.imaging.jxl import jxl_size
 
     assert jxl_size(encoded(Image.new("RGB", size, (9, 99, 199)), "JXL")) == size
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.conftest import scene_bytes
 from vitsearch.indexer.errors import ImageLoadError
-from vitsearch.indexer.images import load_image, to_rgb
+from vitsearch.indexer.imaging.images import load_image, to_rgb
 from vitsearch.ui.samples import make_scene
 
 
@@ -220,7 +220,7 @@ def test_reduced_decoding_keeps_orientation_and_size():
 def test_webp_fast_path_gives_pillows_pixels():
     import torch  # noqa: F401 - the WebP fast path runs where the model does: with torch loaded
 
-    from vitsearch.indexer.fast_decode import decode_fast
+    from vitsearch.indexer.imaging.fast_decode import decode_fast
 
     photo = upright_test_image().resize((600, 400))
     for options in ({"quality": 80}, {"lossless": True}):
@@ -246,7 +246,7 @@ def test_broken_webp_body_is_reported_by_pillow():
 
 
 def test_png_fast_path_gives_pillows_pixels_and_leaves_the_rest_to_pillow():
-    from vitsearch.indexer.fast_decode import decode_fast
+    from vitsearch.indexer.imaging.fast_decode import decode_fast
 
     photo = upright_test_image().resize((600, 400))
     translucent = photo.convert("RGBA")
@@ -293,7 +293,7 @@ def _other_thread_progress(work) -> float:
 def test_fast_decoders_release_the_gil():
     """The reader threads share the process with the thread driving the model: a decoder that
     held the GIL for a whole image would stall the model and the other readers (pyspng did)."""
-    from vitsearch.indexer.fast_decode import decode_fast
+    from vitsearch.indexer.imaging.fast_decode import decode_fast
 
     noise = np.random.default_rng(0).integers(0, 256, (2000, 2400, 3), np.uint8)  # slow to inflate
     png = encode(Image.fromarray(noise), "PNG", compress_level=1)

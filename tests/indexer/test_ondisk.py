@@ -12,12 +12,12 @@ import pytest
 from tests.conftest import FakeEncoder, run_cli
 from tests.search.test_search import write_varied_images
 from vitsearch.indexer import build_index
-from vitsearch.indexer.ann import DEFAULT_MEMORY_BUDGET
 from vitsearch.indexer.build import save_deferred
-from vitsearch.indexer.ondisk import DATA_SUFFIX
 from vitsearch.indexer.reindex import reindex
-from vitsearch.indexer.store import Store
-from vitsearch.indexer.vectors import FAISS_NAME, DeferredSaves, load_vector_file, open_vector_index
+from vitsearch.indexer.store.ann import DEFAULT_MEMORY_BUDGET
+from vitsearch.indexer.store.ondisk import DATA_SUFFIX
+from vitsearch.indexer.store.store import Store
+from vitsearch.indexer.store.vectors import FAISS_NAME, DeferredSaves, load_vector_file, open_vector_index
 from vitsearch.search import ImageIndex, store_info
 
 SMALL_BUDGET = 40_000  # 1,200 fake 48-d vectors as IVF-SQ8 (56 B each) do not fit: lists on disk

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli, write_photos, write_scenes
-from vitsearch.indexer import build_index, cpu_features, encoder
+from vitsearch.indexer import build_index
 from vitsearch.indexer.errors import ConfigError
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.model import cpu_features, encoder
+from vitsearch.indexer.store.store import Store
 from vitsearch.search import ImageIndex
 
 

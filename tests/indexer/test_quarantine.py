@@ -11,8 +11,8 @@ import sys
 from tests.conftest import REPO, FakeEncoder, write_scenes
 from tests.indexer.test_sync import assert_consistent
 from vitsearch.indexer import build_index
-from vitsearch.indexer.quarantine import latest_manifest, quarantine_files, undo_quarantine
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.quarantine import latest_manifest, quarantine_files, undo_quarantine
+from vitsearch.indexer.store.store import Store
 
 
 def _files(folder):
@@ -51,7 +51,7 @@ def test_a_kill_between_moves_is_undone_and_resynced(tmp_path):
     build_index([photos], store, encoder=FakeEncoder())
     before = _files(photos)
     ids = [r["id"] for r in Store(store).records("id, path")]
-    code = ("import sys; from vitsearch.indexer.quarantine import quarantine_files; "
+    code = ("import sys; from vitsearch.indexer.store.quarantine import quarantine_files; "
             "quarantine_files(sys.argv[1], [int(i) for i in sys.argv[2:]])")
     child = subprocess.run([sys.executable, "-c", code, str(store), *map(str, ids)], cwd=REPO,
                            env={"VITSEARCH_FAULT": "quarantine_move:3", "PATH": "/usr/bin:/bin"})

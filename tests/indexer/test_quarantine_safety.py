@@ -18,9 +18,9 @@ from tests.indexer.test_sync import assert_consistent
 from tests.tmpfs import mounted_tmpfs
 from vitsearch.indexer import build_index
 from vitsearch.indexer.errors import ConfigError
-from vitsearch.indexer.quarantine import latest_manifest, quarantine_files, settle_quarantine, undo_quarantine
-from vitsearch.indexer.safe_move import partial_path
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.quarantine import latest_manifest, quarantine_files, settle_quarantine, undo_quarantine
+from vitsearch.indexer.store.safe_move import partial_path
+from vitsearch.indexer.store.store import Store
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -46,9 +46,9 @@ def _child(code: str, *args, fault: str) -> int:
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=REPO, env=env).returncode
 
 
-APPLY = ("import sys, json; from vitsearch.indexer.quarantine import quarantine_files; "
+APPLY = ("import sys, json; from vitsearch.indexer.store.quarantine import quarantine_files; "
          "quarantine_files(sys.argv[1], [int(i) for i in sys.argv[2:]])")
-UNDO = "import sys; from vitsearch.indexer.quarantine import undo_quarantine; undo_quarantine(sys.argv[1])"
+UNDO = "import sys; from vitsearch.indexer.store.quarantine import undo_quarantine; undo_quarantine(sys.argv[1])"
 
 
 # 1. undo trusts only this store's own moves
@@ -297,7 +297,7 @@ def test_finishing_an_interrupted_apply_checks_each_keeper_again(tmp_path):
     build_index([photos], store, encoder=FakeEncoder())
     ids = _ids(store)
     copies = {ids[f"scene-00{n}-copy.jpg"]: ids[f"scene-00{n}.jpg"] for n in range(2)}
-    code = ("import sys, json; from vitsearch.indexer.quarantine import quarantine_files; "
+    code = ("import sys, json; from vitsearch.indexer.store.quarantine import quarantine_files; "
             "k = {int(a): int(b) for a, b in json.loads(sys.argv[2]).items()}; "
             "quarantine_files(sys.argv[1], k, keepers=k)")
     assert _child(code, store, json.dumps(copies), fault="quarantine_move:1") == -9

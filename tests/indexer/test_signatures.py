@@ -11,8 +11,8 @@ from PIL import Image
 
 from tests.conftest import FakeEncoder, scene_bytes, write_scenes
 from vitsearch.indexer import build_index
-from vitsearch.indexer.images import load_image
-from vitsearch.indexer.signatures import (
+from vitsearch.indexer.imaging.images import load_image
+from vitsearch.indexer.imaging.signatures import (
     TRANSFORMS,
     apply_transform,
     hamming,
@@ -20,7 +20,7 @@ from vitsearch.indexer.signatures import (
     orientation_hash,
     transformed_hashes,
 )
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.store import Store
 
 
 def _image(seed: int) -> Image.Image:
@@ -84,7 +84,7 @@ def test_pngs_signed_by_an_older_decode_are_signed_again_once(tmp_path):
     those, get their signatures made again as new rows get them, so that a PNG differing from
     an older one only in metadata still has its pixel hash; the store then records the version."""
     from vitsearch.indexer.backfill import SIGNATURE_VERSION
-    from vitsearch.indexer.signatures import pixel_hash
+    from vitsearch.indexer.imaging.signatures import pixel_hash
 
     photos, store = tmp_path / "photos", tmp_path / "store"
     photos.mkdir()

@@ -10,9 +10,9 @@ import pytest
 
 from tests.conftest import FakeEncoder, write_scenes
 from vitsearch.indexer import StoreInUseError, StoreMismatchError, build_index
-from vitsearch.indexer.lock import WriterLock
-from vitsearch.indexer.store import Store
-from vitsearch.indexer.vectors import FAISS_NAME, open_vector_index
+from vitsearch.indexer.store.lock import WriterLock
+from vitsearch.indexer.store.store import Store
+from vitsearch.indexer.store.vectors import FAISS_NAME, open_vector_index
 from vitsearch.search import ImageIndex, store_info
 
 
@@ -168,7 +168,7 @@ def test_one_bad_image_in_a_batch_keeps_neighbours_right(photos, tmp_path, fake_
 
 
 def _decode(data: bytes):
-    from vitsearch.indexer.images import load_image
+    from vitsearch.indexer.imaging.images import load_image
 
     return load_image(data, draft_size=64).image
 
@@ -192,7 +192,7 @@ def test_nan_embedding_is_rejected(photos, tmp_path, fake_encoder, monkeypatch):
 
 
 def test_file_vanishing_between_scan_and_read_is_picked_up_next_run(photos, tmp_path, fake_encoder, monkeypatch):
-    import vitsearch.indexer.batching as run
+    import vitsearch.indexer.ingest as run
     from vitsearch.indexer.errors import ImageLoadError
 
     real_read = run.read_image_bytes
@@ -242,7 +242,7 @@ def test_damaged_faiss_file_is_rebuilt_from_duckdb(photos, tmp_path, fake_encode
 
 def test_failed_faiss_write_keeps_old_file_and_is_caught_up(photos, tmp_path, fake_encoder, monkeypatch):
     """A disk-full during the FAISS save: loud error, old file intact, next open catches up."""
-    import vitsearch.indexer.vectors as vectors_module
+    import vitsearch.indexer.store.vectors as vectors_module
 
     store = tmp_path / "store"
     index(photos, store, fake_encoder)
@@ -338,7 +338,7 @@ def test_buffered_inserts_keep_write_order_and_values(tmp_path):
     and a write that refers to a buffered row (copy, delete) must see it."""
     from datetime import datetime
 
-    from vitsearch.indexer.images import ImageInfo
+    from vitsearch.indexer.imaging.images import ImageInfo
 
     store = Store(tmp_path / "store", read_only=False)
     store.dir.mkdir()
@@ -375,14 +375,14 @@ def test_exiting_as_a_read_lease_expires_never_aborts(tmp_path):
     import sys
 
     from tests.conftest import REPO
-    from vitsearch.indexer.connections import LEASE_SECONDS
+    from vitsearch.indexer.store.connections import LEASE_SECONDS
 
     store = Store(tmp_path / "store", read_only=False)
     store.dir.mkdir()
     store.initialize({"model_name": "m", "model_tag": "", "preprocess": {}, "dim": 4, "metric": "cosine",
                       "weights_source": "test", "weights_fingerprint": "f"})
     code = (
-        "import sys, time\nfrom vitsearch.indexer.store import Store\n"
+        "import sys, time\nfrom vitsearch.indexer.store.store import Store\n"
         "with Store(sys.argv[1]).connect() as con:\n    con.execute('SELECT count(*) FROM images').fetchall()\n"
         "time.sleep(float(sys.argv[2]))\n"
     )
@@ -404,7 +404,7 @@ def test_a_writer_reuses_its_connection_briefly_and_drops_it_after_a_failed_writ
     import time
 
     from tests.conftest import REPO
-    from vitsearch.indexer import connections
+    from vitsearch.indexer.store import connections
 
     opens = []
     real_open = connections._open
@@ -418,7 +418,7 @@ def test_a_writer_reuses_its_connection_briefly_and_drops_it_after_a_failed_writ
         raise RuntimeError("a write that fails halfway")
     store.set_manifest(second=2)
     assert len(opens) == 2, "the failed transaction's connection was not reused"
-    code = ("import sys\nfrom vitsearch.indexer.store import Store\n"
+    code = ("import sys\nfrom vitsearch.indexer.store.store import Store\n"
             "Store(sys.argv[1], read_only=False).set_manifest(other=3)")
     store.set_manifest(third=3)  # holds the file as the other process starts
     started = time.monotonic()
@@ -433,7 +433,7 @@ def test_a_writer_reuses_its_connection_briefly_and_drops_it_after_a_failed_writ
 def test_plan_reads_an_unreadable_unchanged_file_and_keeps_rows_of_an_unlisted_folder():
     from vitsearch.indexer.plan import plan_sync
     from vitsearch.indexer.scan import ScannedFile, UnreadableFolder
-    from vitsearch.indexer.store import RowState
+    from vitsearch.indexer.store.store import RowState
 
     def row(i, path, status="ok", error=None):
         return RowState(i, path, "/r", 10, 5, f"h{i}", status, error)

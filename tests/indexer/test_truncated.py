@@ -15,8 +15,8 @@ from tests.hostile import cut_library_files
 from tests.indexer.test_formats import SIDEWAYS, photo, variants
 from vitsearch.indexer import build_index
 from vitsearch.indexer.errors import ImageLoadError
-from vitsearch.indexer.images import inspect_image, load_image
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.imaging.images import inspect_image, load_image
+from vitsearch.indexer.store.store import Store
 from vitsearch.search import ImageIndex
 
 # a decoder's own advice ("build libjxl from source") is no reason to show a user

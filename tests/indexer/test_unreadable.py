@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import write_scenes
 from tests.indexer.test_sync import assert_consistent
 from tests.indexer.unprivileged import index_in_child
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.store import Store
 
 
 def rows(store) -> dict[str, tuple]:

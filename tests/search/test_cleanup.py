@@ -16,8 +16,8 @@ from tests.conftest import run_cli
 from tests.indexer.test_sync import assert_consistent
 from tests.planted import EXPECTED, ORIGINALS, plant
 from vitsearch.indexer import build_index
-from vitsearch.indexer.decisions import record_not_duplicates
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.decisions import record_not_duplicates
+from vitsearch.indexer.store.store import Store
 from vitsearch.search import ImageIndex
 from vitsearch.search.dupes import find_duplicates
 from vitsearch.search.resolve import RESOLVE_TIERS, parse_rules, plan_resolution

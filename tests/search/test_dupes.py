@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.conftest import run_cli
 from vitsearch.indexer import build_index
-from vitsearch.indexer.decisions import record_keeper, record_not_duplicates
+from vitsearch.indexer.store.decisions import record_keeper, record_not_duplicates
 from vitsearch.search import ImageIndex
 from vitsearch.search.dupes import _components, find_duplicates
 
@@ -153,7 +153,7 @@ def test_search_cli_where_and_json(tmp_path):
 def test_cli_search_is_brute_force_top_k_on_real_photos(photo_store, where):
     """`vitsearch search --json` against an oracle over the stored embeddings, with the store
     rebuilt with its own weights record (random) the way a user's store is."""
-    from vitsearch.indexer.store import Store
+    from vitsearch.indexer.store.store import Store
 
     folder, store = photo_store
     with Store(store).connect() as con:

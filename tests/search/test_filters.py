@@ -60,7 +60,7 @@ def tiny_store(tmp_path_factory):
 
 
 def _settings(store) -> tuple:
-    from vitsearch.indexer.store import Store
+    from vitsearch.indexer.store.store import Store
 
     with Store(store).connect() as con:
         return con.execute("SELECT current_setting('memory_limit'), "
@@ -95,7 +95,7 @@ def test_what_a_row_filter_never_needs_is_refused_before_it_runs(tiny_store, whe
 def test_a_filter_past_its_time_is_stopped_with_a_clear_error(tiny_store, monkeypatch):
     import time
 
-    from vitsearch.indexer.store import Store
+    from vitsearch.indexer.store.store import Store
     from vitsearch.search import filters
 
     monkeypatch.setattr(filters, "check_expression", lambda con, where: None)  # the bound, not the check
@@ -110,7 +110,7 @@ def test_a_filter_past_its_time_is_stopped_with_a_clear_error(tiny_store, monkey
 
 
 def test_a_filter_past_its_memory_is_stopped_with_a_clear_error(tiny_store, monkeypatch):
-    from vitsearch.indexer.store import Store
+    from vitsearch.indexer.store.store import Store
     from vitsearch.search import filters
 
     monkeypatch.setattr(filters, "check_expression", lambda con, where: None)
@@ -122,7 +122,7 @@ def test_a_filter_past_its_memory_is_stopped_with_a_clear_error(tiny_store, monk
 
 def test_normal_filters_still_work_and_other_reads_are_unbounded(tiny_store):
     from tests.conftest import FakeEncoder
-    from vitsearch.indexer.store import Store
+    from vitsearch.indexer.store.store import Store
     from vitsearch.search import ImageIndex
 
     index = ImageIndex.open(tiny_store, encoder=FakeEncoder())

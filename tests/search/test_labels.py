@@ -14,10 +14,10 @@ from PIL import Image, ImageOps
 
 from tests.conftest import run_cli, write_photos, write_scenes
 from vitsearch.indexer import build_index
-from vitsearch.indexer.encoder import load_encoder
 from vitsearch.indexer.errors import ConfigError
-from vitsearch.indexer.store import Store
-from vitsearch.indexer.weights import MODEL_NAME, _content_sensitive_init
+from vitsearch.indexer.model.encoder import load_encoder
+from vitsearch.indexer.model.weights import MODEL_NAME, _content_sensitive_init
+from vitsearch.indexer.store.store import Store
 from vitsearch.search import ImageIndex
 
 

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from tests.conftest import run_cli, scene_bytes, write_photos
 from vitsearch.indexer import build_index
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.store import Store
 from vitsearch.search import ImageIndex
 from vitsearch.search.collection_map import map_cache_path
 

@@ -13,8 +13,8 @@ import pytest
 from tests.conftest import FakeEncoder, run_cli, scene_bytes
 from vitsearch.indexer import build_index
 from vitsearch.indexer.errors import ConfigError
-from vitsearch.indexer.quarantine import quarantine_files
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.quarantine import quarantine_files
+from vitsearch.indexer.store.store import Store
 from vitsearch.search import ImageIndex
 from vitsearch.search.dupes import find_duplicates
 from vitsearch.search.resolve import RESOLVE_TIERS, parse_rules, plan_resolution

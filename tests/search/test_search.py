@@ -14,7 +14,7 @@ from tests.conftest import FakeEncoder
 from vitsearch.indexer import build_index
 from vitsearch.indexer.errors import ConfigError
 from vitsearch.indexer.reindex import reindex
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.store import Store
 from vitsearch.search import ImageIndex, to_dataframe, to_records
 from vitsearch.search.info import store_info
 
@@ -205,7 +205,7 @@ def test_ivf_training_runs_through_the_gpu_hook(index_type):
     here a CPU flat index stands in for it: it must be used, then detached before saving."""
     import faiss
 
-    from vitsearch.indexer.ann import _train, new_index
+    from vitsearch.indexer.store.ann import _train, new_index
 
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((10_000, 64)).astype(np.float32)

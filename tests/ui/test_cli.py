@@ -12,8 +12,8 @@ import pytest
 
 from tests.conftest import REPO, run_cli, write_scenes
 from tests.hostile import make_hostile_folder
-from vitsearch.indexer.lock import WriterLock
-from vitsearch.indexer.store import Store
+from vitsearch.indexer.store.lock import WriterLock
+from vitsearch.indexer.store.store import Store
 
 SUMMARY_KEYS = ["added", "updated", "unchanged", "moved", "removed", "failed", "seconds", "images_per_s"]
 INFO_KEYS = {"images", "vectors", "failed", "failures", "model", "weights", "index_type", "dim"}
@@ -56,7 +56,7 @@ def _python(code: str, cwd) -> subprocess.CompletedProcess:
 
 
 def test_imports_flow_one_way(tmp_path):
-    code = ("import sys, vitsearch.indexer, vitsearch.indexer.build, vitsearch.indexer.vectors\n"
+    code = ("import sys, vitsearch.indexer, vitsearch.indexer.build, vitsearch.indexer.store.vectors\n"
             "print(sorted(m for m in ('vitsearch.search', 'vitsearch.ui') if m in sys.modules))")
     result = _python(code, tmp_path)
     assert result.stdout.strip() == "[]", result.stderr
@@ -199,7 +199,7 @@ def test_other_weights_against_a_store_are_refused(tmp_path):
     write_scenes(tmp_path / "photos", range(2))
     store = tmp_path / "store"
     assert run_cli("index", tmp_path / "photos", "--store", store, "--weights", "random").returncode == 0
-    from vitsearch.indexer.weights import build_model
+    from vitsearch.indexer.model.weights import build_model
 
     model, _ = build_model("random")
     state = {k: v + 0.01 for k, v in model.state_dict().items()}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..faults import fault_point
 from .ann import (
     DEFAULT_MEMORY_BUDGET,
     FLAT_MAX,
@@ -30,7 +31,6 @@ from .ann import (
     index_ids,
     set_search_depth,
 )
-from .faults import fault_point
 from .ondisk import DATA_SUFFIX, data_file, file_crc32, new_data_path, private_data_dir, reopen_mapped, rewrite_lists
 from .store import Store
 

@@ -13,8 +13,8 @@ import json
 
 import numpy as np
 
-from .errors import ImageLoadError
-from .images import load_image, read_image_bytes
+from ..errors import ImageLoadError
+from ..imaging.images import load_image, read_image_bytes
 
 __all__ = ["decode_batch", "Embedder", "FACT_COLUMNS"]
 

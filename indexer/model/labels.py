@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .store import LIVE, Store
+from ..store.store import LIVE, Store
 
 __all__ = ["LabelHead", "pre_logits", "top_labels", "label_rows", "TOP_K", "LABEL_CHUNK"]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError, StoreError, StoreMismatchError, StoreMissingError, first_line
+from ..faults import fault_point
+from ..locations import default_store_dir
 from .connections import connection
-from .errors import ConfigError, StoreError, StoreMismatchError, StoreMissingError, first_line
-from .faults import fault_point
-from .locations import default_store_dir
 
 __all__ = [
     "Store", "RowState", "open_store", "SCHEMA_VERSION", "DB_NAME", "LIVE", "MTIME", "encode_path",
@@ -37,7 +37,7 @@ MTIME = "make_timestamp(mtime_ns // 1000)"
 # so no UTF-8 name can share the key of a non-UTF-8 one.
 NOT_UTF8_MARK = "\x00"
 
-# What the store's own cleanup moved (indexer.quarantine), per manifest: an undo trusts only these.
+# What the store's own cleanup moved (indexer.store.quarantine), per manifest: an undo trusts only these.
 _QUARANTINE_TABLE = ("CREATE TABLE IF NOT EXISTS quarantine_moves (manifest VARCHAR NOT NULL, id BIGINT NOT NULL, "
                      "source VARCHAR NOT NULL, size BIGINT NOT NULL, content_hash VARCHAR);\n")
 
@@ -63,10 +63,10 @@ CREATE TABLE IF NOT EXISTS images (
     warnings VARCHAR,
     embedding FLOAT[{dim}]
 );
--- signatures for duplicate tiers (indexer.signatures); stores older than them gain the columns
+-- signatures for duplicate tiers (indexer.imaging.signatures); stores older than them gain the columns
 ALTER TABLE images ADD COLUMN IF NOT EXISTS pixel_hash VARCHAR;
 ALTER TABLE images ADD COLUMN IF NOT EXISTS orientation_hash BIGINT;
--- the model head's top-5 classes, best first (indexer.labels); NULL until labelled
+-- the model head's top-5 classes, best first (indexer.model.labels); NULL until labelled
 ALTER TABLE images ADD COLUMN IF NOT EXISTS labels VARCHAR[];
 ALTER TABLE images ADD COLUMN IF NOT EXISTS label_probs FLOAT[];
 CREATE TABLE IF NOT EXISTS label_classes (class INTEGER PRIMARY KEY, name VARCHAR NOT NULL);
@@ -143,7 +143,7 @@ class Store:
 
     @contextlib.contextmanager
     def connect(self, *, file_access: bool = False) -> Iterator:
-        """A connection for one read or one transaction (see indexer.connections). Reads are
+        """A connection for one read or one transaction (see indexer.store.connections). Reads are
         sandboxed (no file access) unless `file_access` is asked for, as an export does."""
         if self.read_only:
             self.require()

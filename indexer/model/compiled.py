@@ -11,7 +11,7 @@ within each run, the way before, paid ~14 s of tracing in every process.)
 "auto" loads a cached graph in every run that embeds at least one full batch, and builds one in
 a run that embeds at least COMPILE_MIN_IMAGES (that run wins back about half of the build, later
 runs the rest), counted as the run decides them: copies and renames reuse stored vectors and do
-not count (indexer.batching asks once that many are known); `yes` builds it whatever the run's
+not count (indexer.ingest asks once that many are known); `yes` builds it whatever the run's
 size; `no` neither builds nor loads. int8 (dynamically quantised Linear layers) stays eager.
 
 The graph serves batches of exactly its size; others (the last of a run, a query) run eagerly.
@@ -35,8 +35,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ..locations import cache_root
 from . import cpu_features
-from .locations import cache_root
 
 __all__ = ["COMPILE_MODES", "COMPILE_MIN_IMAGES", "KEEP_GRAPHS", "CompiledForward", "check_compile_mode",
            "failure_note", "graph_path", "prune_graphs", "should_compile"]
@@ -53,7 +53,7 @@ def has_cpp_compiler() -> bool:
 
 
 def check_compile_mode(mode: str) -> None:
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     if mode not in COMPILE_MODES:
         raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")

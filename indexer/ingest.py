@@ -13,16 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import compiled
-from .encoder import Encoder
 from .errors import ImageLoadError
 from .faults import fault_point
-from .images import ImageInfo, LoadedImage, load_image, read_image_bytes
+from .imaging.images import ImageInfo, LoadedImage, load_image, read_image_bytes
+from .imaging.signatures import Signature
+from .model import compiled
+from .model.encoder import Encoder
 from .prefetch import Prefetch
 from .report import FileFailure, IndexReport
 from .scan import ScannedFile
-from .signatures import Signature
-from .store import RowState, Store
+from .store.store import RowState, Store
 
 __all__ = ["IndexRun", "default_workers", "prepare_image"]
 
@@ -139,7 +139,7 @@ class IndexRun:
 
     def _prepare_graph(self, images: int) -> None:
         """Tell the encoder how many images this run embeds, for its compiled graph (see
-        indexer.compiled). Before reading, a run knows only an upper bound (copies and renames
+        indexer.model.compiled). Before reading, a run knows only an upper bound (copies and renames
         reuse stored vectors): enough to load a cached graph (~0.1 s) for a run that may fill a
         batch, never to build one (~30-45 s: a burst of 1,000 copies set one up that a later
         60-file sync of the watcher paid for); that waits until COMPILE_MIN_IMAGES are decided

@@ -4,7 +4,7 @@ The first CPU run with given weights builds timm's model as always, then saves i
 (safetensors: tensors only, nothing executable), the data config, the weights' source and
 fingerprint, the ImageNet head and its class names. Later runs with the same weights (same
 random seed, or the same file by path, size and mtime, or the same cached hub download) build
-indexer.vit.ViT from it: `vitsearch search FILE` then pays for torch, not for timm.
+indexer.model.vit.ViT from it: `vitsearch search FILE` then pays for torch, not for timm.
 
 Where: $VITSEARCH_CACHE, else $XDG_CACHE_HOME/vitsearch, else ~/.cache/vitsearch; `models/`
 holds one folder per weights (~160 MB each). Deleting it is always safe.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from .locations import CACHE_ENV, cache_root
+from ..locations import CACHE_ENV, cache_root
 from .weights import RANDOM, RANDOM_SEED, WeightsInfo
 
 __all__ = ["Prepared", "load_prepared", "save_prepared", "cached_data_config", "cache_root", "CACHE_ENV"]
@@ -32,7 +32,7 @@ _STATE, _META = "model.safetensors", "meta.json"
 
 @dataclass
 class Prepared:
-    model: object  # indexer.vit.ViT, eval mode, on the CPU
+    model: object  # indexer.model.vit.ViT, eval mode, on the CPU
     info: WeightsInfo
     data_config: dict
     head: tuple | None  # (weight, bias) tensors of the ImageNet-1k classifier

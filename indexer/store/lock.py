@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import StoreInUseError
+from ..errors import StoreInUseError
 
 __all__ = ["WriterLock"]
 

@@ -5,7 +5,7 @@ model zoo); `vitsearch search FILE` should not pay that on every call. This modu
 what timm's `VisionTransformer` computes in eval mode for this configuration, with the same
 parameter names, so timm's own state dict loads into it unchanged. The parity tests compare it
 with timm's model on the same weights (tests/indexer/test_fast_start.py); the model cache
-(indexer/model_cache.py) fills it. The first run, and anything but a CPU, builds timm's model.
+(indexer/model/model_cache.py) fills it. The first run, and anything but a CPU, builds timm's model.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class ViT(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = True) -> torch.Tensor:
         if not pre_logits:
-            raise ValueError("this model has no classifier: labels come from indexer.labels")
+            raise ValueError("this model has no classifier: labels come from indexer.model.labels")
         return self.fc_norm(x[:, self.num_prefix_tokens:].mean(dim=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

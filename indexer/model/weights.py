@@ -8,7 +8,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from .errors import WeightsUnavailableError
+from ..errors import WeightsUnavailableError
 
 __all__ = ["WeightsInfo", "build_model", "load_weights", "LoadedWeights", "weights_from_manifest", "RANDOM",
            "MODEL_NAME"]

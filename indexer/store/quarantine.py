@@ -19,8 +19,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .errors import ConfigError
-from .faults import fault_point
+from ..errors import ConfigError
+from ..faults import fault_point
 from .lock import WriterLock
 from .safe_move import Expected, MoveError, file_digest, is_intact, is_partial_copy_of, move_file, remove_partial
 from .store import Store, disk_path, encode_path, open_store

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ImageLoadError
-from .images import ImageInfo, inspect_image, load_image
+from ..errors import ImageLoadError
+from ..imaging.images import ImageInfo, inspect_image, load_image
 
 __all__ = ["DevicePreprocess", "EncodedJpeg", "orient"]
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .faults import fault_point
+from ..faults import fault_point
 
 __all__ = ["DATA_SUFFIX", "new_data_path", "write_lists", "rewrite_lists",
            "map_lists", "reopen_mapped", "data_file", "private_data_dir", "file_crc32"]

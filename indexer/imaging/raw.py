@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .errors import ImageLoadError
+from ..errors import ImageLoadError
 
 __all__ = ["RAW_EXTENSIONS", "RawImage", "raw_available", "looks_raw", "inspect_raw", "open_raw", "tiff_cut"]
 

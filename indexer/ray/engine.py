@@ -21,19 +21,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .backfill import backfill_signatures, expire_stale_signatures
-from .batching import IndexRun, Progress, _Read, _same_content, default_workers
-from .build import load_store_encoder, record_unreadable
-from .encoder import Encoder, encoder_identity
-from .errors import ConfigError
-from .faults import fault_point
-from .labels import label_rows
-from .lock import WriterLock
-from .plan import plan_sync, stored_sizes
-from .report import FileFailure, IndexReport
-from .scan import ScannedFile, UnreadableFolder, normalize_roots, scan_folders
-from .store import SHARD_COLUMNS, RowState, Store, encode_path, open_store
-from .vectors import open_for_writing, sync_and_save
+from ..backfill import backfill_signatures, expire_stale_signatures
+from ..build import load_store_encoder, record_unreadable
+from ..errors import ConfigError
+from ..faults import fault_point
+from ..ingest import IndexRun, Progress, _Read, _same_content, default_workers
+from ..model.encoder import Encoder, encoder_identity
+from ..model.labels import label_rows
+from ..plan import plan_sync, stored_sizes
+from ..report import FileFailure, IndexReport
+from ..scan import ScannedFile, UnreadableFolder, normalize_roots, scan_folders
+from ..store.lock import WriterLock
+from ..store.store import SHARD_COLUMNS, RowState, Store, encode_path, open_store
+from ..store.vectors import open_for_writing, sync_and_save
 
 __all__ = ["build_index_ray", "RayOptions", "SHARD_SIZE", "SHARD_DIR"]
 
@@ -195,7 +195,7 @@ def _run_job(tasks, encoder: Encoder, store: Store, shard_dir: Path, report: Ind
     import ray
     import ray.data
 
-    from .ray_job import Embedder, decode_batch
+    from .job import Embedder, decode_batch
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # its INFO lines would bury our progress
     # ...and it warns that the progress bars it draws are off: ours are on.

@@ -10,7 +10,7 @@ from datetime import datetime
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ImageLoadError, first_line
+from ..errors import ImageLoadError, first_line
 from .fast_decode import decode_fast
 from .formats import register_plugins, truncation
 from .jxl import jxl_size, looks_jxl
@@ -79,7 +79,7 @@ class ImageInfo:
 class LoadedImage:
     image: Image.Image  # RGB, upright
     info: ImageInfo
-    signature: Signature | None = None  # asked for by indexing (see indexer.signatures)
+    signature: Signature | None = None  # asked for by indexing (see indexer.imaging.signatures)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from .faults import fault_point
+from ..faults import fault_point
 
 __all__ = ["MoveError", "Expected", "move_file", "rename_no_replace", "file_digest", "is_intact",
            "is_partial_copy_of", "partial_path", "remove_partial", "fsync_folder"]

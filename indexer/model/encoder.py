@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..imaging.images import BACKGROUND
 from . import cpu_features, model_cache
 from .compiled import CompiledForward, check_compile_mode, failure_note, graph_path, should_compile
 from .device_preprocess import DevicePreprocess
-from .images import BACKGROUND
 from .labels import LabelHead
 from .weights import MODEL_NAME, WeightsInfo, load_weights
 
@@ -101,7 +101,7 @@ class TimmEncoder(Encoder):
     fallbacks: tuple[str, ...] | None = None
     ladder: tuple[str, ...] = ()  # every precision this encoder was set to try, in order
     precision_check: dict | None = None  # what the first batch measured (see check_precision)
-    compile_mode: str = "auto"  # see indexer.compiled: "auto" builds a graph in long CPU runs, then reuses it
+    compile_mode: str = "auto"  # see indexer.model.compiled: "auto" builds a graph in long CPU runs, then reuses it
     compiled: CompiledForward | None = None  # set by prepare_graph when this run compiles
     _int8_model: object = field(default=None, repr=False)  # built on first use of int8
 
@@ -157,7 +157,7 @@ class TimmEncoder(Encoder):
     def prepare_graph(self, images: int, batch_size: int) -> None:
         """Run this run's full batches through the compiled graph: a cached one whenever the run
         has a full batch, a new one (built on first use) when the run is long enough to pay for
-        building it (see indexer.compiled)."""
+        building it (see indexer.model.compiled)."""
         if self.compiled is not None or self.device != "cpu" or self.compile_mode == "no":
             return
         path = graph_path(model_name=self.model_name, fingerprint=self.weights.fingerprint,
@@ -344,7 +344,7 @@ def resolve_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        from .errors import ConfigError
+        from ..errors import ConfigError
 
         raise ConfigError("--device cuda was asked for, but no CUDA GPU is available")
     return device
@@ -355,7 +355,7 @@ def precision_ladder(device: str, exact: bool, requested: str = "auto") -> tuple
     runs fp16; on a CPU, "auto" tries bf16 where it is native (AVX512-BF16, AMX), then int8
     where int8 dot products are (VNNI, AMX), then fp32. A requested precision is tried alone
     before fp32."""
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     if requested not in PRECISIONS:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, not {requested!r}")
@@ -411,7 +411,7 @@ def load_encoder(
 
     `decode`: "device" decodes JPEGs and runs the transform on the model's device, "cpu" uses
     Pillow and timm's transform in the reader threads, "auto" is "device" on CUDA unless exact.
-    `compile_mode`: auto, yes or no (see indexer.compiled); a run decides in prepare_graph.
+    `compile_mode`: auto, yes or no (see indexer.model.compiled); a run decides in prepare_graph.
     """
     import torch
 
@@ -468,7 +468,7 @@ def _build_with_timm(weights: str | None, *, save: bool):
 
 
 def _device_inputs(decode: str, encoder: TimmEncoder) -> DevicePreprocess | None:
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     device, exact, transform = encoder.device, encoder.exact, encoder.transform
     if decode not in ("auto", "cpu", "device"):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
-from .faults import fault_point
+from ..errors import ConfigError
+from ..faults import fault_point
 from .lock import WriterLock
 from .store import LIVE, Store, open_store
 
