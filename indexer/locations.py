@@ -1,5 +1,6 @@
 """Where vitsearch keeps its data by default: a source checkout's data/, else the user's data folder;
-and its cache (prepared models, compiled graphs, map layouts), which is always safe to delete.
+its cache (prepared models, compiled graphs, map layouts), which is always safe to delete; and
+whether a path lies within a folder.
 
 An installed vitsearch never writes inside its own install (site-packages may be read-only, is
 replaced on upgrade, and is no place for a photo index).
@@ -11,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["default_store_dir", "data_dir", "checkout_data_dir", "user_data_dir", "cache_root", "CACHE_ENV"]
+__all__ = ["default_store_dir", "data_dir", "checkout_data_dir", "user_data_dir", "cache_root", "CACHE_ENV",
+           "is_within"]
 
 CACHE_ENV = "VITSEARCH_CACHE"
 
@@ -55,3 +57,8 @@ def cache_root() -> Path:
         return Path(os.environ[CACHE_ENV]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "vitsearch"
+
+
+def is_within(path: str, root: str) -> bool:
+    """`path` is `root` or lies under it (both absolute and normalised; no file system access)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)

@@ -9,7 +9,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .imaging.images import IMAGE_EXTENSIONS
+from .imaging.formats import IMAGE_EXTENSIONS
+from .locations import is_within
 
 __all__ = ["ScannedFile", "UnreadableFolder", "scan_folders", "normalize_roots", "is_within"]
 
@@ -44,10 +45,6 @@ def normalize_roots(roots: Iterable[str]) -> list[str]:
         result.append(absolute)
     unique = sorted(set(result))
     return [r for r in unique if not any(r != o and is_within(r, o) for o in unique)]
-
-
-def is_within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def scan_folders(

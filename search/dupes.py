@@ -11,17 +11,16 @@ import numpy as np
 
 from ..indexer.store.ann import search_parameters
 from ..indexer.store.decisions import read_decisions
-from ..indexer.store.store import Store, disk_path
+from ..indexer.store.store import disk_path
 from .index import ImageIndex
 from .same_file import real_folder, split_aliases, within
 from .signature_edges import LAYOUT_BITS, signature_edges
+from .thresholds import NEAR_DEFAULT, SIMILAR_DEFAULT, thresholds
 from .tiers import TIERS, Member, classify_members, group_reason, group_tier
 
 __all__ = ["DuplicateGroup", "Member", "find_duplicates", "nearest_neighbour_scores", "TIERS", "NEAR_DEFAULT",
            "SIMILAR_DEFAULT", "thresholds"]
 
-NEAR_DEFAULT = 0.95
-SIMILAR_DEFAULT = 0.85
 NEIGHBOURS = 16
 CHUNK = 4096
 DUPES_NPROBE_MAX = 16  # duplicates sit in the same or the next list: no need to probe deeper
@@ -50,14 +49,6 @@ class DuplicateGroup:
             if member["keeper"]:
                 member["tier"] = None  # a relation to the keeper; the keeper has none to itself
         return record
-
-
-def thresholds(store: Store, near: float | None = None, similar: float | None = None) -> tuple[float, float]:
-    """The flags > the store's calibrated thresholds (vitsearch dupes --calibrate) > the defaults."""
-    manifest = store.manifest()
-    near = near if near is not None else float(manifest.get("near_threshold", NEAR_DEFAULT))
-    similar = similar if similar is not None else float(manifest.get("similar_threshold", SIMILAR_DEFAULT))
-    return near, min(similar, near)
 
 
 def find_duplicates(index: ImageIndex, *, near: float | None = None, similar: float | None = None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from ..indexer.errors import ConfigError
-from ..indexer.scan import is_within
+from ..indexer.locations import is_within
 
 __all__ = ["file_identity", "split_aliases", "real_folder", "within"]
 

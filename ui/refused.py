@@ -7,7 +7,7 @@ import logging
 
 import gradio as gr
 
-from .cli import shown
+from .text import shown
 
 __all__ = ["refused"]
 

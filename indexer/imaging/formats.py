@@ -1,5 +1,6 @@
-"""The optional decoders, registered once, which formats this installation can read, and how to
-tell a file of theirs that was cut short from a damaged one.
+"""Which formats vitsearch opens (the allow-list and the file extensions a scan picks up), the
+optional decoders, registered once, which of them this installation can read, and how to tell a
+file of theirs that was cut short from a damaged one.
 
 pillow-heif (HEIC/HEIF) and pillow-jxl-plugin (JPEG XL) plug into Pillow; rawpy (LibRaw) reads
 camera RAW. Each is a regular dependency, but a missing one only takes its formats away: files
@@ -11,7 +12,20 @@ from __future__ import annotations
 import functools
 import struct
 
-__all__ = ["register_plugins", "readable_formats", "truncation", "iso_boxes"]
+from PIL import Image
+
+from .boxes import iso_boxes
+from .jxl import jxl_cut
+from .raw import RAW_EXTENSIONS, raw_available, tiff_cut
+
+__all__ = ["ALLOWED_FORMATS", "IMAGE_EXTENSIONS", "register_plugins", "readable_formats", "truncation", "iso_boxes"]
+
+_BASE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF")
+_OPTIONAL_FORMATS = ("AVIF", "HEIF", "JXL")  # Pillow's AVIF, pillow-heif, pillow-jxl-plugin
+
+IMAGE_EXTENSIONS = frozenset(
+    ".jpg .jpeg .jpe .jfif .png .webp .gif .bmp .dib .tif .tiff .avif .heic .heif .hif .jxl".split()
+) | RAW_EXTENSIONS
 
 # ftyp brands of HEIF still images and sequences (HEIC, AVIF and their MIAF base)
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"mif2", b"msf1", b"miaf",
@@ -34,13 +48,20 @@ def register_plugins() -> None:
         pass
 
 
+def _allowed_formats() -> tuple[str, ...]:
+    register_plugins()
+    Image.init()
+    return _BASE_FORMATS + tuple(f for f in _OPTIONAL_FORMATS if f in Image.OPEN)
+
+
+# Decoders we trust; everything else (EPS, PDF, JPEG 2000, ...) is refused before decoding, and no
+# external program ever runs. The JPEG opener also yields MPO, the multi-picture JPEG many phones
+# write. AVIF, HEIF and JXL count when their plugin is present.
+ALLOWED_FORMATS = _allowed_formats()
+
+
 def readable_formats() -> dict[str, bool]:
     """Format family -> whether this installation decodes it."""
-    from PIL import Image
-
-    from .images import ALLOWED_FORMATS
-    from .raw import raw_available
-
     register_plugins()
     Image.init()
     families = {"JPEG": "JPEG", "PNG": "PNG", "WebP": "WEBP", "GIF": "GIF", "BMP": "BMP", "TIFF": "TIFF",
@@ -55,9 +76,6 @@ def truncation(data: bytes) -> str | None:
     codestream or container, TIFF and RAW directories), or None when nothing says it was cut.
     The decoders of these formats fail on a cut file with vague or misleading messages
     ("not an image", "Input/output error"), so the file's own sizes decide, never their words."""
-    from .jxl import jxl_cut
-    from .raw import tiff_cut
-
     for cut in (heif_cut, jxl_cut, tiff_cut):
         found = cut(data)
         if found is not None:
@@ -86,30 +104,6 @@ def _brands(data: bytes) -> set[bytes]:
     (size,) = struct.unpack_from(">I", data, 0)
     size = min(size, len(data), 4096)
     return {data[8:12]} | {data[at:at + 4] for at in range(16, size - 3, 4)}
-
-
-def iso_boxes(data: bytes, start: int, end: int):
-    """(type, payload start, box end) of the boxes laid end to end from `start` to `end`; a box
-    whose header is cut short ends past `end`. Stops at a size too small to be a box."""
-    position = start
-    while position < end:
-        if position + 8 > end:
-            yield b"header", end, position + 8
-            return
-        size, kind = struct.unpack_from(">I4s", data, position)
-        header = 8
-        if size == 1:
-            if position + 16 > end:
-                yield kind, end, position + 16
-                return
-            (size,) = struct.unpack_from(">Q", data, position + 8)
-            header = 16
-        elif size == 0:  # "to the end of the file"
-            size = end - position
-        if size < header:
-            return
-        yield kind, position + header, position + size
-        position += size
 
 
 def _iloc_end(data: bytes, start: int, end: int) -> int:

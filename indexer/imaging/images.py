@@ -12,9 +12,9 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import ImageLoadError, first_line
 from .fast_decode import decode_fast
-from .formats import register_plugins, truncation
+from .formats import ALLOWED_FORMATS, IMAGE_EXTENSIONS, truncation
 from .jxl import jxl_size, looks_jxl
-from .raw import RAW_EXTENSIONS, RawImage, inspect_raw, looks_raw, open_raw
+from .raw import RawImage, inspect_raw, looks_raw, open_raw
 from .signatures import Signature, signature_of
 
 __all__ = [
@@ -31,16 +31,6 @@ __all__ = [
     "to_rgb",
 ]
 
-# Decoders we trust; everything else (EPS, PDF, JPEG 2000, ...) is refused before decoding.
-# The JPEG opener also yields MPO, the multi-picture JPEG many phones write.
-# AVIF and HEIF count when their plugin is present (pillow-heif registers HEIF).
-_BASE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF")
-_OPTIONAL_FORMATS = ("AVIF", "HEIF", "JXL")  # Pillow's AVIF, pillow-heif, pillow-jxl-plugin
-
-IMAGE_EXTENSIONS = frozenset(
-    ".jpg .jpeg .jpe .jfif .png .webp .gif .bmp .dib .tif .tiff .avif .heic .heif .hif .jxl".split()
-) | RAW_EXTENSIONS
-
 MAX_PIXELS = 180_000_000  # ~180 MP: well above any camera, far below a decompression bomb
 MAX_ASPECT = 100  # 100000x1 and friends are bombs or junk, not photos
 MAX_FILE_BYTES = 1 << 30
@@ -52,15 +42,6 @@ _EXIF_DATETIME_ORIGINAL = 0x9003
 _EXIF_DATETIME = 0x0132
 _EXIF_MAKE = 0x010F
 _EXIF_MODEL = 0x0110
-
-
-def _allowed_formats() -> tuple[str, ...]:
-    register_plugins()
-    Image.init()
-    return _BASE_FORMATS + tuple(f for f in _OPTIONAL_FORMATS if f in Image.OPEN)
-
-
-ALLOWED_FORMATS = _allowed_formats()
 
 
 @dataclass(frozen=True)

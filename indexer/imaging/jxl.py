@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 
-from .formats import iso_boxes
+from .boxes import iso_boxes
 
 __all__ = ["looks_jxl", "jxl_size", "jxl_cut"]
 
