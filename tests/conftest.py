@@ -31,6 +31,14 @@ if "VITSEARCH_CACHE" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["VITSEARCH_CACHE"], True)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/e2e/ is end to end: the inner loop (-m "not e2e and not slow") skips it."""
+    e2e = Path(__file__).resolve().parent / "e2e"
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(e2e):
+            item.add_marker(pytest.mark.e2e)
+
+
 class FakeEncoder(Encoder):
     """Deterministic and cheap: a coarse colour layout as the embedding. Not the model."""
 
