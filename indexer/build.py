@@ -11,6 +11,7 @@ from .faults import fault_point
 from .ingest import IndexRun, Progress, default_workers
 from .model.encoder import Encoder, check_model_options, encoder_identity, load_encoder
 from .model.labels import label_rows
+from .model.precision import record_precision, reuse_precision_check
 from .model.weights import MODEL_NAME, weights_from_manifest
 from .plan import SyncPlan, plan_sync
 from .prefetch import Prefetch, start_prefetch
@@ -21,7 +22,7 @@ from .store.lock import WriterLock
 from .store.store import open_store
 from .store.vectors import DeferredSaves, open_for_writing, sync_and_save
 
-__all__ = ["build_index", "load_store_encoder", "record_precision", "save_deferred", "IndexReport", "FileFailure"]
+__all__ = ["build_index", "load_store_encoder", "save_deferred", "IndexReport", "FileFailure"]
 
 
 def load_store_encoder(store_dir: str | os.PathLike | None = None, weights: str | None = None, *,
@@ -35,34 +36,18 @@ def load_store_encoder(store_dir: str | os.PathLike | None = None, weights: str 
                         compile_mode=compile_mode)
 
 
-def reuse_precision_check(manifest: dict, encoder: Encoder) -> None:
-    """A store whose images already passed (or failed) the check for this encoder's ladder, on
-    this CPU and torch, keeps that outcome: small daily runs do not pay an fp32 pass each time."""
-    key = getattr(encoder, "precision_key", lambda: None)()
-    if key is None or getattr(encoder, "precision_check", None) is not None:
-        return
-    if manifest.get("precision_check_key") == key and manifest.get("precision"):
-        encoder.adopt_precision(manifest["precision"], manifest.get("precision_min_cosine"))
-
-
-def record_precision(store, encoder: Encoder, report: IndexReport) -> None:
-    """The precision the run used and, when the first batch checked it, its cosine to fp32."""
-    check = getattr(encoder, "precision_check", None)
-    precision = getattr(encoder, "precision_used", getattr(encoder, "precision", None))
+def _record_precision(store, encoder: Encoder, report: IndexReport) -> None:
+    """The precision the run used and, when its first batch checked it, the check: in the report
+    and the store's manifest (an encoder without precisions, such as a test's fake, records none)."""
+    precision = encoder.precision_used
     if precision is None:
-        return  # an encoder without precisions (a test's fake)
+        return
     report.precision = precision
-    values = {"precision": precision}
-    recorded = store.manifest()
-    graph = getattr(encoder, "graph", "eager")
-    if report.embedded and recorded.get("model_graph") != graph:
-        values["model_graph"] = graph  # how the last run that embedded ran the model
-    if check is not None and not check.get("reused"):
-        report.precision_check = check
-        values.update(precision_min_cosine=check["min_cosine"], precision_checked_images=check["images"],
-                      precision_tried=check["tried"], precision_check_key=encoder.precision_key())
-    if recorded.get("precision") != precision or len(values) > 1:
-        store.set_manifest(**values)
+    check = encoder.precision_check
+    fresh = check if check is not None and not check.reused else None
+    if fresh is not None:
+        report.precision_check = fresh.as_dict()
+    record_precision(store, precision, check=fresh, graph=encoder.graph if report.embedded else None)
 
 
 def save_deferred(store_dir: str | os.PathLike | None, deferred: DeferredSaves) -> bool:
@@ -172,7 +157,7 @@ def build_index(
         run.read_all(plan.to_read, workers or default_workers(encoder), progress)
         run.remove_missing()
         record_unreadable(store, plan, unreadable, report)
-        record_precision(store, encoder, report)
+        _record_precision(store, encoder, report)
         report.signed = backfill_signatures(store, roots, encoder.draft_size,
                                             workers=workers or default_workers(encoder), progress=progress)
         if encoder.label_head is not None:

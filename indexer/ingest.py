@@ -144,8 +144,7 @@ class IndexRun:
         batch, never to build one (~30-45 s: a burst of 1,000 copies set one up that a later
         60-file sync of the watcher paid for); that waits until COMPILE_MIN_IMAGES are decided
         for the model, and the build serves this run's later batches."""
-        if hasattr(self.encoder, "prepare_graph"):
-            self.encoder.prepare_graph(images, self.batch_size)
+        self.encoder.prepare_graph(images, self.batch_size)
 
     def _reuse(self, item: _Read, source_id: int) -> None:
         row, f = item.row, item.file

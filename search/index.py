@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..indexer.build import reuse_precision_check
 from ..indexer.errors import ConfigError, ImageLoadError, StoreMismatchError
 from ..indexer.imaging.formats import readable_formats
 from ..indexer.imaging.images import load_image, read_image_bytes, to_rgb
+from ..indexer.model.precision import reuse_precision_check
 from ..indexer.model.weights import weights_from_manifest
 from ..indexer.scan import is_within
 from ..indexer.store.ann import search_parameters

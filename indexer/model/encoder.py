@@ -9,28 +9,25 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..imaging.images import BACKGROUND
-from . import cpu_features, model_cache
+from . import model_cache
+from . import precision as policy
 from .compiled import CompiledForward, check_compile_mode, failure_note, graph_path, should_compile
 from .device_preprocess import DevicePreprocess
 from .labels import LabelHead
+from .precision import PrecisionCheck, Tried, check_key, fallbacks_of, precision_ladder
 from .weights import MODEL_NAME, WeightsInfo, load_weights
 
 __all__ = ["Encoder", "TimmEncoder", "load_encoder", "resolve_device", "encoder_identity", "METRIC",
-           "PRECISIONS", "PARITY_COSINE", "precision_ladder", "draft_size_for", "check_model_options"]
+           "draft_size_for", "check_model_options"]
 
 METRIC = "cosine"  # inner product of L2-normalised vectors
-PRECISIONS = ("auto", "bf16", "int8", "fp32")  # what --precision accepts (CPU); CUDA runs fp16
-# A faster precision is kept only if every image checked reaches this cosine to fp32: the first
-# PARITY_IMAGES of a run's first batch (an fp32 pass over a whole batch would cost a small daily
-# run more than the faster precision saves).
-PARITY_COSINE = 0.999
-PARITY_IMAGES = 8
 
 
 class Encoder:
-    """What the pipeline and the search need of a model. Subclasses set the four attributes and
-    implement preprocess, encode and preprocess_config; the rest has defaults that suit a CPU
-    model (tests subclass it with a small fake)."""
+    """What the pipeline and the search need of a model. Subclasses set the first three
+    attributes and implement preprocess, encode and preprocess_config; the rest has defaults
+    that suit a CPU model with no precisions to choose and no compiled graph (tests subclass it
+    with a small fake)."""
 
     model_name: str
     dim: int
@@ -39,6 +36,8 @@ class Encoder:
     device: str = "cpu"
     device_inputs: DevicePreprocess | None = None  # set: JPEGs are decoded on the model's device
     label_head: LabelHead | None = None  # set: every indexed image gets its top-5 ImageNet classes
+    precision: str | None = None  # what the model runs at; None: a model with no precisions (nothing recorded)
+    precision_check: PrecisionCheck | None = None  # the parity check made or reused (see indexer.model.precision)
 
     @property
     def default_batch_size(self) -> int:
@@ -72,6 +71,27 @@ class Encoder:
         """What another process needs to rebuild this encoder (cluster workers never download)."""
         return EncoderRecipe(self)
 
+    @property
+    def precision_used(self) -> str | None:
+        """What the batches so far ran at."""
+        return self.precision
+
+    def precision_key(self) -> str | None:
+        """What a parity check's outcome depends on (see precision.check_key); None: nothing is checked."""
+        return None
+
+    def adopt_precision(self, check: PrecisionCheck) -> None:
+        """Run at the precision an earlier check of this store chose (see precision.reuse_precision_check)."""
+        self.precision, self.precision_check = check.precision, check
+
+    def prepare_graph(self, images: int, batch_size: int) -> None:
+        """Told how many images a run embeds, before its batches (see indexer.model.compiled)."""
+
+    @property
+    def graph(self) -> str:
+        """How this run's batches ran: 'compiled' when through a compiled graph, else 'eager'."""
+        return "eager"
+
 
 class EncoderRecipe:
     """Rebuilds an encoder in a worker process. The default ships the (small) encoder itself."""
@@ -89,8 +109,8 @@ class TimmEncoder(Encoder):
     transform: object
     data_config: dict
     weights: WeightsInfo
-    precision: str  # "fp32", "bf16", "int8" (CPU, Linear layers quantised dynamically) or "fp16"
     exact: bool
+    precision: str = "fp32"  # "fp32", "bf16", "int8" (CPU, Linear layers quantised dynamically) or "fp16"
     device: str = "cpu"
     model_name: str = MODEL_NAME
     dim: int = 512
@@ -100,7 +120,7 @@ class TimmEncoder(Encoder):
     # None: the precision is not checked (fp32 itself, or a GPU).
     fallbacks: tuple[str, ...] | None = None
     ladder: tuple[str, ...] = ()  # every precision this encoder was set to try, in order
-    precision_check: dict | None = None  # what the first batch measured (see check_precision)
+    precision_check: PrecisionCheck | None = None  # what the first batch measured (see check_precision)
     compile_mode: str = "auto"  # see indexer.model.compiled: "auto" builds a graph in long CPU runs, then reuses it
     compiled: CompiledForward | None = None  # set by prepare_graph when this run compiles
     _int8_model: object = field(default=None, repr=False)  # built on first use of int8
@@ -175,7 +195,7 @@ class TimmEncoder(Encoder):
         bar moves early (an --exact run of full-size photos waited 15-23 s for its first 32). A
         compiled run keeps a full first batch, so that it runs (and is checked) through the graph."""
         if self.compiled is None:
-            return min(batch_size, PARITY_IMAGES)
+            return min(batch_size, policy.PARITY_IMAGES)
         return batch_size
 
     @property
@@ -186,27 +206,28 @@ class TimmEncoder(Encoder):
 
     def check_precision(self, batch) -> np.ndarray:
         """Embed the batch's first PARITY_IMAGES at the current precision and in fp32: keep the
-        precision if every one reaches PARITY_COSINE, else fall back along the ladder. Returns
-        the batch's vectors at the precision kept; the outcome is in `precision_check` (recorded
-        in the store). A batch smaller than the check (a run or a query of a few images) runs
-        fp32 alone: exact, in one pass where checking takes two; a later batch checks."""
+        precision if every one reaches PARITY_COSINE (see indexer.model.precision), else fall back
+        along the ladder. Returns the batch's vectors at the precision kept; the outcome is in
+        `precision_check` (recorded in the store). A batch smaller than the check (a run or a
+        query of a few images) runs fp32 alone: exact, in one pass where checking takes two; a
+        later batch checks."""
         batch = batch.to(self.device)
-        if len(batch) < PARITY_IMAGES:
+        if len(batch) < policy.PARITY_IMAGES:
             return self._pooled(batch, "fp32").numpy()
-        reference = self._pooled(batch[:PARITY_IMAGES], "fp32").numpy()
-        tried = []
+        reference = self._pooled(batch[:policy.PARITY_IMAGES], "fp32").numpy()
+        tried: list[Tried] = []
         while True:
             if self.precision == "fp32":
                 vectors, cosine = None, 1.0
             else:  # the whole batch, so that a compiled graph's output is what is checked
                 vectors = self._pooled(batch, self.precision).numpy()
                 cosine = float(np.min(np.sum(vectors[:len(reference)] * reference, axis=1)))
-            tried.append({"precision": self.precision, "min_cosine": round(cosine, 6)})
-            if cosine >= PARITY_COSINE or not self.fallbacks:
+            tried.append(Tried(self.precision, round(cosine, 6)))
+            if cosine >= policy.PARITY_COSINE or not self.fallbacks:
                 break
             self.precision, self.fallbacks = self.fallbacks[0], self.fallbacks[1:]
-        self.precision_check = {"precision": self.precision, "min_cosine": round(cosine, 6),
-                                "images": len(reference), "tried": tried}
+        self.precision_check = PrecisionCheck(self.precision, round(cosine, 6), len(reference), tuple(tried),
+                                              key=self.precision_key())
         if vectors is None:
             rest = [self._pooled(batch[len(reference):], "fp32").numpy()] if len(batch) > len(reference) else []
             vectors = np.concatenate([reference, *rest])
@@ -218,20 +239,11 @@ class TimmEncoder(Encoder):
         return "fp32" if self.precision_check is None and self.fallbacks is not None else self.precision
 
     def precision_key(self) -> str | None:
-        """What a parity check's outcome depends on besides the images: the ladder tried, the
-        weights, torch and this CPU's features (None when nothing is checked)."""
-        if len(self.ladder) < 2:
-            return None
-        import torch
+        return check_key(self.ladder, self.weights.fingerprint)
 
-        flags = ",".join(sorted(cpu_features.cpu_flags() & cpu_features.PRECISION_FLAGS))
-        return "|".join([*self.ladder, self.weights.fingerprint, torch.__version__, flags])
-
-    def adopt_precision(self, precision: str, min_cosine: float | None) -> None:
-        """Run at a precision an earlier check of this store chose (see build.reuse_precision_check)."""
-        self.precision, self.fallbacks = precision, None
-        self.precision_check = {"precision": precision, "min_cosine": min_cosine, "images": 0, "tried": [],
-                                "reused": True}
+    def adopt_precision(self, check: PrecisionCheck) -> None:
+        super().adopt_precision(check)
+        self.fallbacks = None
 
     def _model_for(self, precision: str):
         if precision != "int8":
@@ -288,7 +300,7 @@ class TimmRecipe(EncoderRecipe):
         ladder = precision_ladder(device, self.exact)  # this worker's hardware decides, as locally
         return TimmEncoder(model=model, transform=transform, data_config=dict(self.data_config), weights=self.weights,
                            precision=ladder[0], exact=self.exact, device=device, model_name=self.model_name,
-                           dim=model.num_features, fallbacks=_fallbacks(ladder), ladder=ladder)
+                           dim=model.num_features, fallbacks=fallbacks_of(ladder), ladder=ladder)
 
     def _model_and_transform(self):
         """Our plain-torch ViT and timm's transform rebuilt without timm where the architecture is
@@ -350,38 +362,10 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def precision_ladder(device: str, exact: bool, requested: str = "auto") -> tuple[str, ...]:
-    """The precisions to try, fastest first, ending in fp32 on a CPU. `--exact` is fp32; a GPU
-    runs fp16; on a CPU, "auto" tries bf16 where it is native (AVX512-BF16, AMX), then int8
-    where int8 dot products are (VNNI, AMX), then fp32. A requested precision is tried alone
-    before fp32."""
-    from ..errors import ConfigError
-
-    if requested not in PRECISIONS:
-        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, not {requested!r}")
-    if exact:
-        if requested not in ("auto", "fp32"):
-            raise ConfigError("--exact is fp32: drop --precision or --exact")
-        return ("fp32",)
-    if device.startswith("cuda"):
-        return ("fp16",)
-    if requested != "auto":
-        return (requested,) if requested == "fp32" else (requested, "fp32")
-    ladder = ["bf16"] if cpu_features.has_native_bf16() else []
-    if cpu_features.has_int8_dot_products():
-        ladder.append("int8")
-    return (*ladder, "fp32")
-
-
 def check_model_options(*, exact: bool, precision: str | None, compile_mode: str) -> None:
     """Refuse a bad --precision, --exact or --compile before anything loads (without torch)."""
     precision_ladder("cpu", exact, precision or "auto")
     check_compile_mode(compile_mode)
-
-
-def _fallbacks(ladder: tuple[str, ...]) -> tuple[str, ...] | None:
-    """None for a precision that needs no check (fp32 itself, fp16 on a GPU)."""
-    return None if ladder[0] in ("fp32", "fp16") else ladder[1:]
 
 
 def _quantized(model):
@@ -439,7 +423,7 @@ def load_encoder(
         weights=info,
         device=device,
         precision=ladder[0],
-        fallbacks=_fallbacks(ladder),
+        fallbacks=fallbacks_of(ladder),
         ladder=ladder,
         exact=exact,
         dim=model.num_features,

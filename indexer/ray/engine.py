@@ -28,6 +28,7 @@ from ..faults import fault_point
 from ..ingest import IndexRun, Progress, _Read, _same_content, default_workers
 from ..model.encoder import Encoder, encoder_identity
 from ..model.labels import label_rows
+from ..model.precision import record_precision
 from ..plan import plan_sync, stored_sizes
 from ..report import FileFailure, IndexReport
 from ..scan import ScannedFile, UnreadableFolder, normalize_roots, scan_folders
@@ -91,7 +92,7 @@ def build_index_ray(roots: Iterable[str], store_dir=None, *, weights: str | None
                      progress)
         if report.worker_precisions:  # each actor's hardware chose (and checked) its own
             report.precision = ",".join(sorted(report.worker_precisions))
-            store.set_manifest(precision=report.precision, model_graph="eager")
+            record_precision(store, report.precision, graph="eager")
         report.signed = backfill_signatures(store, roots, encoder.draft_size, workers=default_workers(encoder))
         if encoder.label_head is not None:  # on the driver: a matrix multiply over stored vectors
             report.labelled = label_rows(store, encoder.label_head)
@@ -275,7 +276,7 @@ def _collect(dataset, tasks, store: Store, shard_dir: Path, dim: int, report: In
         report.nodes.update(str(x) for x in batch["node"])
         report.decode_nodes.update(str(x) for x in batch["decode_node"])
         report.gpu_ids.update(str(x) for x in batch["gpus"] if str(x))
-        report.worker_precisions.update(str(x) for x in batch["precision"])
+        report.worker_precisions.update(str(x) for x in batch["precision"] if x)  # None: a model without precisions
 
 
 def _row(task: dict, batch: dict, n: int) -> dict:

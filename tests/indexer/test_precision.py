@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli, write_photos, write_scenes
+from tests.conftest import FakeEncoder, run_cli, write_photos, write_scenes
 from vitsearch.indexer import build_index
 from vitsearch.indexer.errors import ConfigError
-from vitsearch.indexer.model import cpu_features, encoder
+from vitsearch.indexer.model import cpu_features, encoder, precision
+from vitsearch.indexer.model.encoder import encoder_identity
 from vitsearch.indexer.store.store import Store
 from vitsearch.search import ImageIndex
 
@@ -39,18 +40,18 @@ def embeddings(store: Path) -> dict[str, np.ndarray]:
 
 def test_the_ladder_follows_the_cpu(monkeypatch):
     cpu_with(monkeypatch)
-    assert encoder.precision_ladder("cpu", False) == ("fp32",)
+    assert precision.precision_ladder("cpu", False) == ("fp32",)
     cpu_with(monkeypatch, "avx512_vnni")
-    assert encoder.precision_ladder("cpu", False) == ("int8", "fp32")
+    assert precision.precision_ladder("cpu", False) == ("int8", "fp32")
     cpu_with(monkeypatch, "avx512_bf16", "avx512_vnni")
-    assert encoder.precision_ladder("cpu", False) == ("bf16", "int8", "fp32")
-    assert encoder.precision_ladder("cpu", True) == ("fp32",), "--exact is fp32"
-    assert encoder.precision_ladder("cuda", False) == ("fp16",)
-    assert encoder.precision_ladder("cpu", False, "int8") == ("int8", "fp32")
+    assert precision.precision_ladder("cpu", False) == ("bf16", "int8", "fp32")
+    assert precision.precision_ladder("cpu", True) == ("fp32",), "--exact is fp32"
+    assert precision.precision_ladder("cuda", False) == ("fp16",)
+    assert precision.precision_ladder("cpu", False, "int8") == ("int8", "fp32")
     with pytest.raises(ConfigError, match="--exact is fp32"):
-        encoder.precision_ladder("cpu", True, "int8")
-    with pytest.raises(ConfigError, match="--precision"):
-        encoder.precision_ladder("cpu", False, "fp8")
+        precision.precision_ladder("cpu", True, "int8")
+    with pytest.raises(ConfigError, match="precision='fp8' is not one of auto, bf16, int8, fp32"):
+        precision.precision_ladder("cpu", False, "fp8")
 
 
 def test_without_bf16_int8_is_chosen_checked_and_recorded(monkeypatch, photos, tmp_path):
@@ -63,8 +64,8 @@ def test_without_bf16_int8_is_chosen_checked_and_recorded(monkeypatch, photos, t
     report = build_index([photos], tmp_path / "int8", encoder=int8)
     assert report.precision == "int8" and report.precision_check["min_cosine"] >= 0.999
     # The first batch is the check's images alone (the model starts sooner); then full batches.
-    assert batches == [encoder.PARITY_IMAGES, 9 - encoder.PARITY_IMAGES]
-    assert report.precision_check["images"] == encoder.PARITY_IMAGES
+    assert batches == [precision.PARITY_IMAGES, 9 - precision.PARITY_IMAGES]
+    assert report.precision_check["images"] == precision.PARITY_IMAGES
     fp32 = encoder.load_encoder("random", device="cpu", precision="fp32")
     fp32_batches = []
     fp32_launch = fp32.launch
@@ -83,7 +84,7 @@ def test_without_bf16_int8_is_chosen_checked_and_recorded(monkeypatch, photos, t
     write_scenes(photos.parent / "more", range(40, 43))
     again = encoder.load_encoder("random", device="cpu")
     later = build_index([photos, photos.parent / "more"], tmp_path / "int8", encoder=again)
-    assert later.embedded == 3 and again.precision == "int8" and again.precision_check["reused"]
+    assert later.embedded == 3 and again.precision == "int8" and again.precision_check.reused
     assert later.precision_check is None, "nothing was checked again"
     # A search query runs at that precision too, without an fp32 pass (a copy of an indexed photo:
     # a path the store does not know, so the model runs).
@@ -93,7 +94,7 @@ def test_without_bf16_int8_is_chosen_checked_and_recorded(monkeypatch, photos, t
     pooled = index.encoder._pooled
     index.encoder._pooled = lambda batch, precision: passes.append(precision) or pooled(batch, precision)
     query = index.embed(tmp_path / "query.jpg")
-    assert passes == ["int8"] and index.encoder.precision_check["reused"]
+    assert passes == ["int8"] and index.encoder.precision_check.reused
     assert float(query @ ours[str(photos / "coffee.jpg")]) >= 0.999
 
 
@@ -117,16 +118,16 @@ def test_a_run_too_small_to_check_runs_exact_in_one_pass_and_the_next_one_checks
     ours, reference = embeddings(tmp_path / "store"), embeddings(tmp_path / "exact")
     assert all(np.array_equal(ours[p], reference[p]) for p in ours), "the fp32 vectors themselves"
 
-    write_scenes(tmp_path / "more", range(50, 50 + encoder.PARITY_IMAGES))
+    write_scenes(tmp_path / "more", range(50, 50 + precision.PARITY_IMAGES))
     later = encoder.load_encoder("random", device="cpu")
     again = build_index([few, tmp_path / "more"], tmp_path / "store", encoder=later)
-    assert again.precision == "int8" and again.precision_check["images"] == encoder.PARITY_IMAGES
+    assert again.precision == "int8" and again.precision_check["images"] == precision.PARITY_IMAGES
     assert Store(tmp_path / "store").manifest()["precision_check_key"] == later.precision_key()
 
 
 def test_a_precision_that_fails_its_check_falls_back_and_says_so(monkeypatch, photos, tmp_path):
     cpu_with(monkeypatch, "avx512_bf16", "avx512_vnni")
-    monkeypatch.setattr(encoder, "PARITY_COSINE", 1.5)  # nothing but fp32 itself can pass
+    monkeypatch.setattr(precision, "PARITY_COSINE", 1.5)  # nothing but fp32 itself can pass
     chosen = encoder.load_encoder("random", device="cpu")
     report = build_index([photos], tmp_path / "store", encoder=chosen)
     assert report.precision == "fp32"
@@ -142,3 +143,55 @@ def test_the_cli_takes_a_precision(photos, tmp_path):
     refused = run_cli("index", photos, "--store", tmp_path / "other", "--weights", "random", "--exact",
                       "--precision", "int8")
     assert refused.returncode == 2 and "--exact is fp32" in refused.stderr
+
+
+CHECK_AS_RECORDED = {  # the manifest entries a check wrote before PrecisionCheck existed (other tools read them)
+    "precision": "int8", "precision_min_cosine": 0.999512, "precision_checked_images": 8,
+    "precision_tried": [{"precision": "bf16", "min_cosine": 0.99812}, {"precision": "int8", "min_cosine": 0.999512}],
+    "precision_check_key": "bf16|int8|fp32|fingerprint-fake|2.5.0|avx512_bf16",
+}
+
+
+class CheckedFake(FakeEncoder):
+    """A fake with a ladder to check: the key is fixed, so a recorded check can match it."""
+
+    def precision_key(self) -> str | None:
+        return CHECK_AS_RECORDED["precision_check_key"]
+
+
+def test_a_check_round_trips_through_the_manifest_under_its_old_entries(tmp_path):
+    check = precision.PrecisionCheck("int8", 0.999512, 8, (precision.Tried("bf16", 0.99812),
+                                                          precision.Tried("int8", 0.999512)),
+                                     key=CHECK_AS_RECORDED["precision_check_key"])
+    store = Store(tmp_path / "store", read_only=False)
+    store.initialize(encoder_identity(FakeEncoder()))
+    precision.record_precision(store, "int8", check=check, graph="eager")
+    manifest = store.manifest()
+    assert {k: manifest[k] for k in CHECK_AS_RECORDED} == CHECK_AS_RECORDED, "the same entries, the same values"
+    assert manifest["model_graph"] == "eager"
+    assert precision.PrecisionCheck.from_manifest(manifest) == check
+    assert check.fell_back and check.as_dict() == {"precision": "int8", "min_cosine": 0.999512, "images": 8,
+                                                   "tried": CHECK_AS_RECORDED["precision_tried"]}
+
+
+def test_a_check_recorded_before_is_reused():
+    assert precision.PrecisionCheck.from_manifest({"precision": "fp32"}) is None, "nothing was checked"
+    older = {k: v for k, v in CHECK_AS_RECORDED.items() if k not in ("precision_tried", "precision_checked_images")}
+    read = precision.PrecisionCheck.from_manifest(older)
+    assert (read.precision, read.min_cosine, read.images, read.tried) == ("int8", 0.999512, 0, ())
+    encoder = CheckedFake()
+    precision.reuse_precision_check(dict(CHECK_AS_RECORDED), encoder)
+    assert encoder.precision == encoder.precision_used == "int8"
+    assert encoder.precision_check.reused and encoder.precision_check.tried[0] == precision.Tried("bf16", 0.99812)
+    other = CheckedFake()
+    precision.reuse_precision_check(dict(CHECK_AS_RECORDED, precision_check_key="another CPU"), other)
+    assert other.precision is None and other.precision_check is None, "a check made elsewhere is not reused"
+
+
+def test_an_encoder_without_precisions_gets_the_base_defaults(tmp_path):
+    fake = FakeEncoder()
+    assert (fake.precision, fake.precision_used, fake.precision_check, fake.precision_key(), fake.graph) == (
+        None, None, None, None, "eager")
+    fake.prepare_graph(5000, 32)  # nothing to prepare
+    precision.reuse_precision_check(dict(CHECK_AS_RECORDED), fake)
+    assert fake.precision_check is None, "nothing checked, nothing reused"
