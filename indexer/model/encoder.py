@@ -358,12 +358,12 @@ def resolve_device(device: str = "auto") -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         from ..errors import ConfigError
 
-        raise ConfigError("--device cuda was asked for, but no CUDA GPU is available")
+        raise ConfigError(f"device={device!r} was asked for, but no CUDA GPU is available")
     return device
 
 
 def check_model_options(*, exact: bool, precision: str | None, compile_mode: str) -> None:
-    """Refuse a bad --precision, --exact or --compile before anything loads (without torch)."""
+    """Refuse a bad precision, exact or compile_mode before anything loads (without torch)."""
     precision_ladder("cpu", exact, precision or "auto")
     check_compile_mode(compile_mode)
 
@@ -456,14 +456,14 @@ def _device_inputs(decode: str, encoder: TimmEncoder) -> DevicePreprocess | None
 
     device, exact, transform = encoder.device, encoder.exact, encoder.transform
     if decode not in ("auto", "cpu", "device"):
-        raise ConfigError(f"--decode must be auto, cpu or device, not {decode!r}")
+        raise ConfigError(f"decode={decode!r} is not one of auto, cpu, device")
     wanted = decode == "device" or (decode == "auto" and device.startswith("cuda") and not exact)
     if not wanted:
         return None
     if exact:
-        raise ConfigError("--exact decodes with Pillow on the CPU; drop --decode device")
+        raise ConfigError("exact=True decodes with Pillow on the CPU: drop decode='device' or exact")
     if not DevicePreprocess.supports(transform):
         if decode == "device":
-            raise ConfigError("this model's transform has no tensor equivalent; use --decode cpu")
+            raise ConfigError("this model's transform has no tensor equivalent: use decode='cpu'")
         return None
     return DevicePreprocess(transform, device, encoder.draft_size)

@@ -39,7 +39,7 @@ def test_auto_builds_only_in_long_cpu_runs_with_a_compiler_and_then_reuses_the_g
     assert compiled.should_compile("yes", device="cpu", precision="bf16", images=1, failed_before=True)
     monkeypatch.setattr(compiled, "has_cpp_compiler", lambda: False)
     assert not compiled.should_compile("auto", device="cpu", precision="bf16", images=long_run)
-    with pytest.raises(ConfigError, match="--compile"):
+    with pytest.raises(ConfigError, match="compile_mode='always'"):
         compiled.should_compile("always", device="cpu", precision="bf16", images=1)
 
 
