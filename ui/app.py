@@ -14,7 +14,7 @@ import gradio as gr
 
 from ..indexer.errors import VitsearchError
 from ..indexer.imaging.images import inspect_image, read_image_bytes
-from ..indexer.scan import is_within
+from ..indexer.locations import is_within
 from ..search import ImageIndex
 from ..search.explain import heat_map
 from ..search.labels import label_counts
