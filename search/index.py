@@ -249,10 +249,7 @@ class ImageIndex:
             box = None
         if box is not None:
             query = self.region(query, box)
-        if collapse:
-            hits = self.search_many([query], k=COLLAPSE_POOL * k, where=where, min_score=min_score, label=label)[0]
-            return self.collapse(hits)[:k]
-        return self.search_many([query], k=k, where=where, min_score=min_score, label=label)[0]
+        return self.search_many([query], k=k, where=where, min_score=min_score, label=label, collapse=collapse)[0]
 
     def search_label(self, name: str, k: int | None = None, where: str | None = None) -> list[Hit]:
         """The images whose top-5 labels hold the class `name` (any of its synonyms, any case),
@@ -362,12 +359,17 @@ class ImageIndex:
         return region_of(query, box, self.encoder.draft_size)
 
     def search_many(self, queries: Sequence, k: int = 10, where: str | None = None,
-                    min_score: float | None = None, label: str | None = None) -> list[list[Hit]]:
-        """Like search() for each query; images go through the model in batches."""
+                    min_score: float | None = None, label: str | None = None,
+                    collapse: bool = False) -> list[list[Hit]]:
+        """Like search() for each query; images go through the model in batches. `collapse`
+        folds each query's near-duplicate hits (see collapse), from a pool deep enough to fill k."""
+        k = int(k)
+        depth = COLLAPSE_POOL * k if collapse else k
         vectors = self.embed_many(queries)
         allowed = self._allowed(where, label)
-        candidates = self._candidates(vectors, int(k), allowed)
-        return [self._hits(ids, vector, int(k), min_score) for ids, vector in zip(candidates, vectors, strict=False)]
+        candidates = self._candidates(vectors, depth, allowed)
+        results = [self._hits(ids, vector, depth, min_score) for ids, vector in zip(candidates, vectors, strict=False)]
+        return [self.collapse(hits)[:k] for hits in results] if collapse else results
 
     def embed(self, query) -> np.ndarray:
         return self.embed_many([query])[0]

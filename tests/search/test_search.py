@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import threading
 
 import numpy as np
@@ -142,6 +143,22 @@ def test_every_query_kind_finds_the_image(tmp_path):
     assert {"id", "path", "score", "width", "height", "stale"} <= set(records[0])
     frame = to_dataframe(many[0])
     assert list(frame["id"]) == [h.id for h in many[0]]
+
+
+def test_search_many_collapses_each_query_from_a_deeper_pool(tmp_path):
+    from vitsearch.search.index import COLLAPSE_POOL
+
+    folder, store = tmp_path / "photos", tmp_path / "store"
+    write_varied_images(folder, 20)
+    for n in range(3):
+        shutil.copy(folder / "2020" / "img-00000.png", folder / f"copy-{n}.png")
+    build_index([folder], store, encoder=FakeEncoder())
+    index = ImageIndex.open(store, encoder=FakeEncoder())
+    queries = [str(folder / "2020" / "img-00000.png"), str(folder / "2021" / "img-00001.png"), 3]
+    many = index.search_many(queries, k=4, collapse=True)
+    expected = [index.collapse(index.search(q, k=COLLAPSE_POOL * 4))[:4] for q in queries]
+    assert [[(h.id, h.copies) for h in hits] for hits in many] == [[(h.id, h.copies) for h in e] for e in expected]
+    assert len(many[0]) == 4 and len(many[0][0].copies) == 3, "the three copies fold into the query's own hit"
 
 
 def test_min_score_and_k(tmp_path):
