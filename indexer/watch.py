@@ -16,11 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .build import build_index, load_store_encoder, save_deferred
 from .errors import VitsearchError
 from .report import IndexReport
-from .scan import is_within
+from .scan import is_within, normalize_roots
+from .store.vectors import DeferredSaves
 
-__all__ = ["watch_folders", "WatchSettings", "SETTLE_SECONDS", "MAX_DELAY_SECONDS"]
+__all__ = ["watch_index", "IndexWatcher", "watch_folders", "WatchSettings", "SETTLE_SECONDS", "MAX_DELAY_SECONDS"]
 
 SETTLE_SECONDS = 1.5  # quiet this long after the last event: a file being copied is read once, whole
 MAX_DELAY_SECONDS = 30.0  # a folder that never goes quiet is still synced this often
@@ -32,6 +34,54 @@ class WatchSettings:
     poll: float | None = None  # seconds between rescans; None: OS events (falling back to polling)
     settle: float = SETTLE_SECONDS
     max_delay: float = MAX_DELAY_SECONDS
+
+
+def watch_index(roots: list[str], store_dir: str | os.PathLike | None = None, *, stop: threading.Event,
+                settings: WatchSettings | None = None, progress=None, log: Callable[[str], None] = print,
+                **options) -> int:
+    """Index `roots` into the store, then follow their changes until `stop` is set; returns the
+    syncs after the first. `options` are IndexWatcher's (weights, device, batch_size, exclude...)."""
+    watcher = IndexWatcher(roots, store_dir, **options)
+    watcher.sync(progress)
+    return 0 if stop.is_set() else watcher.follow(stop, settings, log)
+
+
+class IndexWatcher:
+    """One process's many syncs of the same roots: the model loads once for all of them, and FAISS
+    stays in memory between syncs, written at most once a minute and when the watch stops
+    (DuckDB's change log carries the rest to readers and restarts)."""
+
+    def __init__(self, roots: list[str], store_dir: str | os.PathLike | None = None, *,
+                 weights: str | None = None, device: str = "auto", exact: bool = False, decode: str = "auto",
+                 precision: str | None = None, compile_mode: str = "auto", batch_size: int | None = None,
+                 exclude: list[str] | tuple[str, ...] = (), include_hidden: bool = False):
+        self.paths = list(roots)
+        self.roots = [str(r) for r in normalize_roots(self.paths)]  # a missing folder is said before the model loads
+        self.store_dir = store_dir
+        self.store: str | None = None  # the store's folder, known from the first sync
+        self._model = {"weights": weights, "device": device, "exact": exact, "decode": decode,
+                       "precision": precision, "compile_mode": compile_mode}
+        self._options = {"batch_size": batch_size, "exclude": exclude, "include_hidden": include_hidden}
+        self._encoder = load_store_encoder(store_dir, **self._model)
+        self._deferred = DeferredSaves()
+
+    def sync(self, progress=None) -> IndexReport:
+        """One incremental sync (build_index) with the loaded model."""
+        report = build_index(self.paths, self.store_dir, encoder=self._encoder, **self._model, **self._options,
+                             progress=progress, deferred=self._deferred)
+        self.store = report.store
+        return report
+
+    def follow(self, stop: threading.Event, settings: WatchSettings | None = None,
+               log: Callable[[str], None] = print) -> int:
+        """Sync after each settled change until `stop` is set (see watch_folders), then write the
+        FAISS index kept in memory; returns the passes. A KeyboardInterrupt skips that write: the
+        change log has it all."""
+        if self.store is None:
+            self.sync()
+        passes = watch_folders(self.roots, self.sync, stop, settings, log=log, ignore=(self.store,))
+        save_deferred(self.store_dir, self._deferred)
+        return passes
 
 
 def watch_folders(roots: list[str], sync: Callable[[], IndexReport], stop: threading.Event,
