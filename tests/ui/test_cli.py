@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -51,6 +52,37 @@ def test_the_fast_exit_flushes_runs_exit_handlers_and_waits_for_working_threads(
     assert quick.returncode == 3 and quick.stdout.endswith("xhandler ran\n"), quick.stderr
 
 
+def test_the_parsers_choices_are_the_librarys_constants():
+    from vitsearch.indexer.model.compiled import COMPILE_MODES
+    from vitsearch.indexer.model.precision import PRECISION_CHOICES
+    from vitsearch.indexer.store.ann import INDEX_TYPES
+    from vitsearch.search.collection_map import METHODS
+    from vitsearch.search.tiers import TIERS
+    from vitsearch.ui.cli import build_parser
+
+    choices = _choices(build_parser())
+    assert choices["index", "precision"] == PRECISION_CHOICES
+    assert choices["index", "compile"] == COMPILE_MODES
+    assert choices["reindex", "index_type"] == ("auto", *INDEX_TYPES)
+    assert choices["map", "method"] == METHODS
+    assert choices["dupes", "tier"] == TIERS
+
+
+def _choices(parser: argparse.ArgumentParser) -> dict[tuple[str, str], tuple]:
+    """(command, dest) -> the choices its flag offers, for every subcommand."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {(name, action.dest): tuple(action.choices) for name, sub in commands.choices.items()
+            for action in sub._actions if action.choices is not None}
+
+
+def test_main_runs_in_process_and_maps_errors_to_exit_codes(tmp_path, capsys):
+    from vitsearch.ui.cli import main
+
+    assert main(["info", "--store", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.startswith(f"Error: no store at {tmp_path / 'none'}")
+    assert main([]) == 2 and "COMMAND" in capsys.readouterr().out
+
+
 def _python(code: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
 
@@ -78,7 +110,7 @@ def test_one_package_no_generic_top_level_names(tmp_path):
 
 def test_layers_keep_their_jobs():
     """No SQL in ui/, and nothing under search/ opens the store for writing."""
-    for path in (REPO / "ui").glob("*.py"):
+    for path in (REPO / "ui").rglob("*.py"):
         text = path.read_text()
         for word in ("SELECT ", "INSERT ", "UPDATE ", "DELETE ", ".connect(", ".execute("):
             assert word not in text, f"{path.name} runs SQL ({word.strip()})"

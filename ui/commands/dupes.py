@@ -6,14 +6,60 @@ from __future__ import annotations
 import json
 import sys
 
-__all__ = ["run_dupes"]
+from ..text import shown
+from .arguments import score, store_flag
+from .choices import TIERS
+
+__all__ = ["add_parser", "run"]
 
 
-def run_dupes(args, shown) -> int:
-    from ..indexer.store.decisions import read_decisions, record_keeper, record_not_duplicates
+def add_parser(commands) -> None:
+    dupes = commands.add_parser("dupes", help="groups of identical, near-duplicate and similar images")
+    store_flag(dupes)
+    dupes.add_argument("--tier", action="append", choices=TIERS,
+                       help="only members of these tiers (repeatable; default: all, or identical, same-pixels "
+                            "and near with --resolve)")
+    dupes.add_argument("--near", type=score, metavar="S",
+                       help="near-duplicate threshold (default: the store's calibrated one, else 0.95)")
+    dupes.add_argument("--similar", type=score, metavar="S",
+                       help="similar threshold (default: the store's calibrated one, else 0.85)")
+    dupes.add_argument("--json", action="store_true", help="one JSON object per group (or per plan with --resolve)")
+    dupes.add_argument("--histogram", action="store_true",
+                       help="print the distribution of nearest-neighbour scores, to choose thresholds")
+    dupes.add_argument("--against", metavar="PATH",
+                       help="only groups with files both under PATH and elsewhere (is this folder already in the "
+                            "library?)")
+    _cleanup_flags(dupes)
+    dupes.set_defaults(handler=run)
+
+
+def _cleanup_flags(dupes) -> None:
+    dupes.add_argument("--resolve", metavar="RULES",
+                       help="plan a cleanup: keeper preferences in order, ties falling to the next, e.g. "
+                            "largest-resolution,largest-file,oldest-capture,has-exif,shortest-path,prefer:PATH,"
+                            "keep-raw (a dry run unless --apply)")
+    dupes.add_argument("--protect", action="append", metavar="PATH",
+                       help="never move files under PATH; a protected copy is the one kept (repeatable)")
+    dupes.add_argument("--apply", action="store_true",
+                       help="carry out the --resolve plan: move the others into the store's quarantine folder, "
+                            "manifest first")
+    dupes.add_argument("--undo", nargs="?", const="", metavar="MANIFEST",
+                       help="put back every file of a quarantine manifest (default: the last --apply)")
+    dupes.add_argument("--calibrate", action="store_true",
+                       help="label sample pairs (same photo or not) to set this store's thresholds")
+    dupes.add_argument("--not-duplicates", nargs="+", type=int, metavar="ID",
+                       help="record that these images are not duplicates of one another")
+    dupes.add_argument("--keep", type=int, metavar="ID", help="record this image as the one to keep")
+    dupes.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
+                       help="how long a decision, --apply or --undo waits for a running `vitsearch index` to "
+                            "release the store before saying it is busy (default 10)")
+
+
+def run(args) -> int:
+    from ...indexer.store.decisions import read_decisions, record_keeper, record_not_duplicates
 
     if args.undo is not None:
-        return _undo(args, shown)
+        return _undo(args)
     if args.not_duplicates or args.keep is not None:
         if args.not_duplicates:
             added = record_not_duplicates(args.store, args.not_duplicates, wait=args.wait)
@@ -22,23 +68,23 @@ def run_dupes(args, shown) -> int:
             record_keeper(args.store, args.keep, wait=args.wait)
             print(f"recorded: keep {args.keep}", file=sys.stderr)
         return 0
-    from ..search import ImageIndex
-    from ..search.dupes import TIERS, find_duplicates, nearest_neighbour_scores
-    from ..search.resolve import RESOLVE_TIERS, parse_rules, plan_resolution, summarize
+    from ...search import ImageIndex
+    from ...search.dupes import TIERS, find_duplicates, nearest_neighbour_scores
+    from ...search.resolve import RESOLVE_TIERS, parse_rules, plan_resolution, summarize
 
     if args.apply and not args.resolve:
-        from ..indexer.errors import ConfigError
+        from ...indexer.errors import ConfigError
 
         raise ConfigError("--apply carries out a --resolve plan: add --resolve RULES (try it without --apply first)")
     rules = parse_rules(args.resolve) if args.resolve else None
     if args.apply:
-        _settle(args, shown)  # an interrupted apply or undo is finished before a new plan is made
+        _settle(args)  # an interrupted apply or undo is finished before a new plan is made
     index = ImageIndex.open(args.store)
     if args.histogram:
         _print_histogram(nearest_neighbour_scores(index))
         return 0
     if args.calibrate:
-        from .calibrate import run_calibration
+        from ..calibrate import run_calibration
 
         return run_calibration(index, args, shown)
     tiers = tuple(args.tier or (RESOLVE_TIERS if rules else TIERS))
@@ -48,25 +94,25 @@ def run_dupes(args, shown) -> int:
               "copies among them are missed): run `vitsearch index` on their folders to add them", file=sys.stderr)
     if rules is None:
         for group in groups:
-            print(json.dumps(group.to_record()) if args.json else _group_line(group, shown))
+            print(json.dumps(group.to_record()) if args.json else _group_line(group))
         print(f"{len(groups)} groups (* = keeper)", file=sys.stderr)
         return 0
     plans = plan_resolution(index.store, groups, rules, protect=args.protect or [],
                             keepers=read_decisions(index.store).keepers)
     for plan in plans:
-        print(json.dumps(plan.to_record()) if args.json else _plan_lines(plan, shown))
+        print(json.dumps(plan.to_record()) if args.json else _plan_lines(plan))
     for keeper, why in plans.skipped:
         print(f"left alone: the group of {shown(keeper)}: {why}", file=sys.stderr)
     if not args.apply:
-        _say_unfinished(args, shown)
+        _say_unfinished(args)
     print(summarize(plans) + ("" if args.apply else " (dry run: add --apply to move them)"), file=sys.stderr)
     if args.apply and plans:
-        return _apply(args, plans, shown)
+        return _apply(args, plans)
     return 0
 
 
-def _apply(args, plans, shown) -> int:
-    from ..indexer.store.quarantine import quarantine_files
+def _apply(args, plans) -> int:
+    from ...indexer.store.quarantine import quarantine_files
 
     keepers = plans.keepers()
     report = quarantine_files(args.store, keepers, keepers=keepers, wait=args.wait)
@@ -80,23 +126,23 @@ def _apply(args, plans, shown) -> int:
     return 0
 
 
-def _settle(args, shown) -> None:
-    from ..indexer.store.quarantine import settle_quarantine
+def _settle(args) -> None:
+    from ...indexer.store.quarantine import settle_quarantine
 
     for note in settle_quarantine(args.store, wait=args.wait):
         print(f"note: {shown(note)}", file=sys.stderr)
 
 
-def _say_unfinished(args, shown) -> None:
-    from ..indexer.store.quarantine import quarantine_dir, unfinished_manifests
+def _say_unfinished(args) -> None:
+    from ...indexer.store.quarantine import quarantine_dir, unfinished_manifests
 
     for manifest in unfinished_manifests(quarantine_dir(args.store)):
         print(f"note: an apply or undo was interrupted ({shown(manifest.name)}): `--apply` finishes it first, "
               "`--undo` puts its files back", file=sys.stderr)
 
 
-def _undo(args, shown) -> int:
-    from ..indexer.store.quarantine import undo_quarantine
+def _undo(args) -> int:
+    from ...indexer.store.quarantine import undo_quarantine
 
     report = undo_quarantine(args.store, args.undo or None, wait=args.wait)
     for path, why in report.skipped:
@@ -105,7 +151,7 @@ def _undo(args, shown) -> int:
     return 1 if report.skipped else 0
 
 
-def _group_line(group, shown) -> str:
+def _group_line(group) -> str:
     members = "  ".join(
         f"{'*' if m.keeper or m.id in group.kept_with_keeper else ''}{shown(m.path)} "
         f"({m.tier}{' ' + m.transform if m.transform else ''} {m.score:.3f})"
@@ -113,7 +159,7 @@ def _group_line(group, shown) -> str:
     return f"{group.tier}\t{members}\t# {group.reason}"
 
 
-def _plan_lines(plan, shown) -> str:
+def _plan_lines(plan) -> str:
     lines = [f"{plan.tier}: keep {shown(plan.keeper['path'])}  [{plan.rule}]"]
     lines += [f"  move {shown(m['path'])}" for m in plan.move]
     return "\n".join(lines)
