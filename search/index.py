@@ -16,9 +16,9 @@ import numpy as np
 from ..indexer.errors import ConfigError, ImageLoadError, StoreMismatchError
 from ..indexer.imaging.formats import readable_formats
 from ..indexer.imaging.images import load_image, read_image_bytes, to_rgb
+from ..indexer.locations import is_within
 from ..indexer.model.precision import reuse_precision_check
 from ..indexer.model.weights import weights_from_manifest
-from ..indexer.scan import is_within
 from ..indexer.store.ann import search_parameters
 from ..indexer.store.store import LIVE, MTIME, Store, disk_path, encode_path, open_store
 from ..indexer.store.vectors import open_vector_index, refresh_vector_index
@@ -278,7 +278,7 @@ class ImageIndex:
     def collapse(self, hits: list[Hit]) -> list[Hit]:
         """Each hit whose embedding is a near-duplicate (the store's near threshold) of a higher
         kept hit folds into that one, best first."""
-        from .dupes import thresholds
+        from .thresholds import thresholds
 
         near = thresholds(self.store)[0]
         found, vectors = self.store.embeddings(np.array([h.id for h in hits], np.int64))
