@@ -27,9 +27,15 @@ class VitsearchError(Exception):
 
 
 class ConfigError(VitsearchError):
-    """A usage or configuration problem the user fixes with a flag or a file."""
+    """A usage or configuration problem the user fixes with an argument or a file. Its message
+    speaks of the argument by its Python name (`where must be one expression`, `precision='fp8'
+    is not one of ...`), and `parameter` names it, so that the command line can say its flag."""
 
     exit_code = 2
+
+    def __init__(self, message: str, *, parameter: str | None = None):
+        super().__init__(message)
+        self.parameter = parameter
 
 
 class WeightsUnavailableError(ConfigError):

@@ -56,9 +56,9 @@ def map_positions(store: Store, generation: int, method: str = "auto") -> tuple[
     from ..indexer.errors import ConfigError
 
     if method not in METHODS:
-        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+        raise ConfigError(f"method={method!r} is not one of {', '.join(METHODS)}", parameter="method")
     if method == "umap" and not umap_available():
-        raise ConfigError("--method umap needs umap-learn: pip install 'vitsearch[map]'")
+        raise ConfigError("method='umap' needs umap-learn: pip install 'vitsearch[map]'", parameter="method")
     count = store.counts()["images"]
     if method == "auto":
         method = "umap" if umap_available() and count <= UMAP_MAX_IMAGES else "pca"

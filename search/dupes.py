@@ -85,7 +85,7 @@ def find_duplicates(index: ImageIndex, *, near: float | None = None, similar: fl
     wanted = set(tiers)
     groups = [g for g in (_restrict(g, wanted) for g in groups) if g is not None]
     if against is not None:
-        folder = real_folder(against, "--against")
+        folder = real_folder(against, "against")
         groups = [g for g in groups if _crosses(g, folder)]
     return groups
 

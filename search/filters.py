@@ -88,9 +88,9 @@ def metadata_sql(where: str | None = None) -> str:
 def validate_where(where: str) -> str:
     """Return `where` if it can only be one expression; raise ConfigError saying why not."""
     if not isinstance(where, str) or not where.strip():
-        raise ConfigError("--where needs a boolean SQL expression, e.g. \"width >= 1024\"")
+        raise ConfigError("where needs a boolean SQL expression, e.g. \"width >= 1024\"", parameter="where")
     if len(where) > MAX_WHERE_LENGTH:
-        raise ConfigError(f"--where is longer than {MAX_WHERE_LENGTH} characters")
+        raise ConfigError(f"where is longer than {MAX_WHERE_LENGTH} characters", parameter="where")
     depth = 0
     quote = None
     for i, char in enumerate(where):
@@ -101,17 +101,17 @@ def validate_where(where: str) -> str:
         if char in "'\"":
             quote = char
         elif char == ";":
-            raise ConfigError("--where must be one expression: ';' is not allowed")
+            raise ConfigError("where must be one expression: ';' is not allowed", parameter="where")
         elif where.startswith(("--", "/*"), i):
-            raise ConfigError("--where must not contain SQL comments")
+            raise ConfigError("where must not contain SQL comments", parameter="where")
         elif char == "(":
             depth += 1
         elif char == ")":
             depth -= 1
             if depth < 0:
-                raise ConfigError("--where has an unbalanced ')'")
+                raise ConfigError("where has an unbalanced ')'", parameter="where")
     if quote or depth:
-        raise ConfigError("--where has an unclosed quote or parenthesis")
+        raise ConfigError("where has an unclosed quote or parenthesis", parameter="where")
     return where
 
 
@@ -121,10 +121,10 @@ def check_expression(con, where: str) -> None:
     query = f"SELECT id FROM images WHERE ({validate_where(where)})"
     tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0])
     if tree.get("error"):
-        raise ConfigError(f"--where is not valid SQL: {tree.get('error_message', 'unparsable')}")
+        raise ConfigError(f"where is not valid SQL: {tree.get('error_message', 'unparsable')}", parameter="where")
     statements = tree["statements"]
     if len(statements) != 1 or statements[0]["node"].get("type") != "SELECT_NODE":
-        raise ConfigError("--where must be a single boolean expression")
+        raise ConfigError("where must be a single boolean expression", parameter="where")
     _check_nodes(statements[0]["node"]["where_clause"])
 
 
@@ -137,15 +137,16 @@ def _check_nodes(node) -> None:
         return
     kind = node.get("class")
     if kind == "SUBQUERY":
-        raise ConfigError("--where is an expression over each image's columns: a subquery (SELECT, WITH, "
-                          "a table function such as range() or read_csv()) is not allowed")
+        raise ConfigError("where is an expression over each image's columns: a subquery (SELECT, WITH, "
+                          "a table function such as range() or read_csv()) is not allowed", parameter="where")
     if kind is not None and kind not in _NODES:
-        raise ConfigError(f"--where is an expression over each image's columns: {kind.lower()} "
-                          "expressions are not allowed")
+        raise ConfigError(f"where is an expression over each image's columns: {kind.lower()} "
+                          "expressions are not allowed", parameter="where")
     if kind == "FUNCTION" and str(node.get("function_name", "")).lower() not in ALLOWED_FUNCTIONS:
-        raise ConfigError(f"--where does not allow {node.get('function_name')}(): a filter calls functions "
+        raise ConfigError(f"where does not allow {node.get('function_name')}(): a filter calls functions "
                           "that compare, match or take apart values (e.g. lower, starts_with, regexp_matches, "
-                          "year, list_contains), not ones that build values of any size, sleep or read settings")
+                          "year, list_contains), not ones that build values of any size, sleep or read settings",
+                          parameter="where")
     for child in node.values():
         _check_nodes(child)
 
@@ -161,13 +162,12 @@ def matching_ids(con, where: str) -> np.ndarray:
         with bounded(con, seconds=FILTER_SECONDS, memory=FILTER_MEMORY):
             ids = con.execute(metadata_sql(where)).fetchnumpy()["id"]
     except duckdb.InterruptException as e:
-        raise ConfigError(f"--where took longer than {FILTER_SECONDS:g} s and was stopped: make it simpler "
-                          "(or raise VITSEARCH_FILTER_SECONDS)") from e
+        raise ConfigError(f"where took longer than {FILTER_SECONDS:g} s and was stopped: make it simpler "
+                          "(or raise VITSEARCH_FILTER_SECONDS)", parameter="where") from e
     except duckdb.OutOfMemoryException as e:
-        raise ConfigError(f"--where needed more than {FILTER_MEMORY} of memory and was stopped: make it "
-                          "simpler (or raise VITSEARCH_FILTER_MEMORY)") from e
+        raise ConfigError(f"where needed more than {FILTER_MEMORY} of memory and was stopped: make it "
+                          "simpler (or raise VITSEARCH_FILTER_MEMORY)", parameter="where") from e
     except duckdb.Error as e:
-        raise ConfigError(
-            f"--where failed: {first_line(e)} (columns: {', '.join(FILTER_COLUMNS)})"
-        ) from e
+        raise ConfigError(f"where failed: {first_line(e)} (columns: {', '.join(FILTER_COLUMNS)})",
+                          parameter="where") from e
     return np.asarray(ids, dtype=np.int64)

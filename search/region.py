@@ -22,7 +22,8 @@ def parse_box(text: str) -> Box:
     except ValueError:
         values = ()
     if len(values) != 4:
-        raise ConfigError(f"--box wants X0,Y0,X1,Y1 in pixels of the upright image, e.g. 10,20,300,240; got {text!r}")
+        raise ConfigError(f"box wants X0,Y0,X1,Y1 in pixels of the upright image, e.g. 10,20,300,240; got {text!r}",
+                          parameter="box")
     return values  # type: ignore[return-value]
 
 

@@ -76,7 +76,8 @@ def parse_rules(text: str) -> list[str]:
     """'largest-resolution,prefer:/photos/best,keep-raw' -> the rule list, checked."""
     rules = [r.strip() for r in text.split(",") if r.strip()]
     if not rules:
-        raise ConfigError("--resolve needs at least one rule, e.g. --resolve largest-resolution,largest-file")
+        raise ConfigError("resolve needs at least one rule, e.g. 'largest-resolution,largest-file'",
+                          parameter="resolve")
     for rule in rules:
         if rule.startswith(PREFIX_RULES):
             if not rule.split(":", 1)[1]:
@@ -94,7 +95,7 @@ def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str]
     keeper's RAW/JPEG partner, a file other paths link to, a link, a file already gone. A group
     whose keeper is gone or changed on disk moves nothing. A file in two groups moves once.
     Folders (protect, prefer:, avoid:) are compared as real paths and must exist."""
-    protect = [real_folder(p, "--protect") for p in protect]
+    protect = [real_folder(p, "protect") for p in protect]
     folders = {r: real_folder(r.split(":", 1)[1], r) for r in rules if r.startswith(PREFIX_RULES)}
     ids = sorted({i for g in groups for i in g.ids})
     facts = store.records_by_id(

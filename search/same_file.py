@@ -43,11 +43,13 @@ def split_aliases(ids: list[int], paths: dict[int, str]) -> tuple[list[int], set
 
 
 def real_folder(path: str, what: str) -> str:
-    """A folder named by the user, as its real path; refused when empty or not there."""
+    """A folder named by the user, as its real path; refused when empty or not there. `what` is
+    the argument (protect, against) or the rule (prefer:PATH) that named it."""
+    parameter = None if ":" in what else what
     if not str(path).strip():
-        raise ConfigError(f"{what} needs a folder; an empty one would mean the current folder")
+        raise ConfigError(f"{what} needs a folder; an empty one would mean the current folder", parameter=parameter)
     if not os.path.exists(path):
-        raise ConfigError(f"{what} {path}: no such file or folder")
+        raise ConfigError(f"{what} {path}: no such file or folder", parameter=parameter)
     return os.path.realpath(path)
 
 

@@ -84,7 +84,7 @@ def precision_ladder(device: str, exact: bool, requested: str = "auto") -> tuple
         raise ConfigError(f"precision={requested!r} is not one of {', '.join(PRECISION_CHOICES)}")
     if exact:
         if requested not in ("auto", "fp32"):
-            raise ConfigError("--exact is fp32: drop --precision or --exact")
+            raise ConfigError("exact is fp32 already: leave precision at auto", parameter="exact")
         return ("fp32",)
     if device.startswith("cuda"):
         return ("fp16",)

@@ -45,7 +45,7 @@ def record_not_duplicates(store_dir: str | os.PathLike | None, ids, *,
     All pairs are written in one transaction; returns how many pairs were new."""
     distinct = sorted({int(i) for i in ids})
     if len(distinct) < 2:
-        raise ConfigError("--not-duplicates needs at least two different image ids")
+        raise ConfigError("not_duplicates needs at least two different image ids", parameter="not_duplicates")
     pairs = [(a, b) for i, a in enumerate(distinct) for b in distinct[i + 1:]]
     return _write(store_dir, distinct, "not_duplicate", pairs, wait)
 

@@ -84,7 +84,8 @@ def open_store(store_dir: str | os.PathLike | None = None, *, read_only: bool = 
     """The store at `store_dir`, else the default one (see locations.default_store_dir)."""
     store = Store(store_dir or default_store_dir(), read_only=read_only)
     if store.dir.exists() and not store.dir.is_dir():
-        raise ConfigError(f"--store {store.dir} is a file, not a store directory: pass a folder")
+        raise ConfigError(f"store={str(store.dir)!r} is a file, not a store directory: pass a folder",
+                          parameter="store")
     return store
 
 

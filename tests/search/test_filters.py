@@ -87,7 +87,7 @@ def test_what_a_row_filter_never_needs_is_refused_before_it_runs(tiny_store, whe
 
     index = ImageIndex.open(tiny_store, encoder=FakeEncoder())
     started = time.monotonic()
-    with pytest.raises(ConfigError, match=f"--where .*{says}"):
+    with pytest.raises(ConfigError, match=f"where .*{says}"):
         index.search(1, k=3, where=where)
     assert time.monotonic() - started < 30
 

@@ -122,7 +122,7 @@ def test_auto_choice_and_measured_recall_are_recorded(big_store):
 )
 def test_bad_filters_are_refused_clearly(big_store, where):
     index = ImageIndex.open(big_store, encoder=FakeEncoder())
-    with pytest.raises(ConfigError, match="--where"):
+    with pytest.raises(ConfigError, match="where"):
         index.search(1, k=3, where=where)
     assert store_info(big_store)["images"] == 3000
 

@@ -288,3 +288,17 @@ def test_decisions_through_the_cli(small_store):
     result = run_cli("dupes", "--store", store, "--not-duplicates", "1", "2", "3")
     assert result.returncode == 0 and "3 new pairs" in result.stderr, result.stderr
     assert run_cli("dupes", "--store", store, "--keep", "2").returncode == 0
+
+
+def test_library_errors_name_the_argument_and_the_command_line_its_flag(tmp_path, capsys):
+    """A Python caller reads `where ...` (the parameter it passed); the command line says --where."""
+    from vitsearch.indexer.errors import ConfigError
+    from vitsearch.search.filters import validate_where
+    from vitsearch.ui.cli import main
+
+    with pytest.raises(ConfigError, match="^where must be one expression") as raised:
+        validate_where("width > 1; DROP TABLE images")
+    assert raised.value.parameter == "where"
+    assert main(["dupes", "--store", str(tmp_path), "--resolve", " , "]) == 2
+    said = capsys.readouterr().err
+    assert "Error: --resolve needs at least one rule" in said
