@@ -56,7 +56,7 @@ def check_compile_mode(mode: str) -> None:
     from ..errors import ConfigError
 
     if mode not in COMPILE_MODES:
-        raise ConfigError(f"compile_mode={mode!r} is not one of {', '.join(COMPILE_MODES)}")
+        raise ConfigError(f"compile_mode={mode!r} is not one of {', '.join(COMPILE_MODES)}", parameter="compile_mode")
 
 
 def should_compile(mode: str, *, device: str, precision: str, images: int, batch_size: int = 1,

@@ -358,7 +358,7 @@ def resolve_device(device: str = "auto") -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         from ..errors import ConfigError
 
-        raise ConfigError(f"device={device!r} was asked for, but no CUDA GPU is available")
+        raise ConfigError(f"device={device!r} was asked for, but no CUDA GPU is available", parameter="device")
     return device
 
 
@@ -456,12 +456,12 @@ def _device_inputs(decode: str, encoder: TimmEncoder) -> DevicePreprocess | None
 
     device, exact, transform = encoder.device, encoder.exact, encoder.transform
     if decode not in ("auto", "cpu", "device"):
-        raise ConfigError(f"decode={decode!r} is not one of auto, cpu, device")
+        raise ConfigError(f"decode={decode!r} is not one of auto, cpu, device", parameter="decode")
     wanted = decode == "device" or (decode == "auto" and device.startswith("cuda") and not exact)
     if not wanted:
         return None
     if exact:
-        raise ConfigError("exact=True decodes with Pillow on the CPU: drop decode='device' or exact")
+        raise ConfigError("exact=True decodes with Pillow on the CPU: drop decode='device' or exact", parameter="exact")
     if not DevicePreprocess.supports(transform):
         if decode == "device":
             raise ConfigError("this model's transform has no tensor equivalent: use decode='cpu'")

@@ -81,7 +81,8 @@ def precision_ladder(device: str, exact: bool, requested: str = "auto") -> tuple
     from ..errors import ConfigError
 
     if requested not in PRECISION_CHOICES:
-        raise ConfigError(f"precision={requested!r} is not one of {', '.join(PRECISION_CHOICES)}")
+        raise ConfigError(f"precision={requested!r} is not one of {', '.join(PRECISION_CHOICES)}",
+                          parameter="precision")
     if exact:
         if requested not in ("auto", "fp32"):
             raise ConfigError("exact is fp32 already: leave precision at auto", parameter="exact")

@@ -247,7 +247,8 @@ def _actor_shape(resources: dict, options: RayOptions) -> tuple[float, float, in
     gpus = options.gpus_per_worker if options.gpus_per_worker is not None else (1.0 if total_gpus else 0.0)
     if gpus:
         if total_gpus < gpus:
-            raise ConfigError(f"gpus_per_worker={gpus:g}, but the cluster has {total_gpus:g} GPUs")
+            raise ConfigError(f"gpus_per_worker={gpus:g}, but the cluster has {total_gpus:g} GPUs",
+                              parameter="gpus_per_worker")
         return gpus, options.cpus_per_worker or 1.0, max(1, int(total_gpus // gpus))
     cores = os.cpu_count() or 1
     cpus = options.cpus_per_worker or float(max(1, min(cores, total_cpus // 2)))
