@@ -11,6 +11,7 @@ import numpy as np
 from ..imaging.images import BACKGROUND
 from . import model_cache
 from . import precision as policy
+from .choices import DECODE_MODES
 from .compiled import CompiledForward, check_compile_mode, failure_note, graph_path, should_compile
 from .device_preprocess import DevicePreprocess
 from .labels import LabelHead
@@ -455,8 +456,8 @@ def _device_inputs(decode: str, encoder: TimmEncoder) -> DevicePreprocess | None
     from ..errors import ConfigError
 
     device, exact, transform = encoder.device, encoder.exact, encoder.transform
-    if decode not in ("auto", "cpu", "device"):
-        raise ConfigError(f"decode={decode!r} is not one of auto, cpu, device", parameter="decode")
+    if decode not in DECODE_MODES:
+        raise ConfigError(f"decode={decode!r} is not one of {', '.join(DECODE_MODES)}", parameter="decode")
     wanted = decode == "device" or (decode == "auto" and device.startswith("cuda") and not exact)
     if not wanted:
         return None
