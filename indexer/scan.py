@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .imaging.formats import IMAGE_EXTENSIONS
+from .imaging.formats import has_image_extension
 from .locations import is_within
 
 __all__ = ["ScannedFile", "UnreadableFolder", "scan_folders", "normalize_roots", "is_within"]
@@ -101,7 +101,7 @@ def _walk(root, real_roots, patterns, include_hidden, seen_dirs, unreadable) -> 
             try:
                 if entry.is_dir():
                     subfolders.append(entry.path)
-                elif entry.is_file() and _has_image_extension(entry.name):
+                elif entry.is_file() and has_image_extension(entry.name):
                     st = entry.stat()
                     yield ScannedFile(entry.path, root, st.st_size, st.st_mtime_ns, _readable(entry.path, st, euid))
             except PermissionError as e:  # listed but not reachable: a folder without search permission
@@ -120,10 +120,6 @@ def _readable(path: str, st: os.stat_result, euid: int) -> bool:
     if st.st_uid == euid and euid != 0:
         return bool(st.st_mode & stat.S_IRUSR)
     return os.access(path, os.R_OK, effective_ids=_EFFECTIVE_IDS)
-
-
-def _has_image_extension(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 def _excluded(name: str, relative: str, patterns: list[str]) -> bool:

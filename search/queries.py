@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable
 
 from ..indexer.errors import ConfigError
-from ..indexer.imaging.formats import IMAGE_EXTENSIONS
+from ..indexer.imaging.formats import has_image_extension
 
 __all__ = ["parse_query", "expand_queries"]
 
@@ -24,11 +24,11 @@ def parse_query(text: str) -> int | str:
 
 def expand_queries(queries: Iterable[str]) -> list[str]:
     """Each folder replaced by the names directly inside it with an extension the scanner picks up
-    (formats.IMAGE_EXTENSIONS), in name order; other queries as they are."""
+    (formats.has_image_extension), in name order; other queries as they are."""
     expanded = []
     for query in queries:
         if os.path.isdir(query):
-            names = sorted(n for n in os.listdir(query) if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
+            names = sorted(n for n in os.listdir(query) if has_image_extension(n))
             expanded.extend(os.path.join(query, n) for n in names)
         else:
             expanded.append(query)

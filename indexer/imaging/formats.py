@@ -10,6 +10,7 @@ of those formats are then recorded as unreadable, with the package to install.
 from __future__ import annotations
 
 import functools
+import os
 import struct
 
 from PIL import Image
@@ -18,7 +19,8 @@ from .boxes import iso_boxes
 from .jxl import jxl_cut
 from .raw import RAW_EXTENSIONS, raw_available, tiff_cut
 
-__all__ = ["ALLOWED_FORMATS", "IMAGE_EXTENSIONS", "register_plugins", "readable_formats", "truncation", "iso_boxes"]
+__all__ = ["ALLOWED_FORMATS", "IMAGE_EXTENSIONS", "has_image_extension", "register_plugins", "readable_formats",
+           "truncation", "iso_boxes"]
 
 _BASE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF")
 _OPTIONAL_FORMATS = ("AVIF", "HEIF", "JXL")  # Pillow's AVIF, pillow-heif, pillow-jxl-plugin
@@ -46,6 +48,11 @@ def register_plugins() -> None:
         import pillow_jxl  # noqa: F401 - importing it registers the JXL opener
     except ImportError:
         pass
+
+
+def has_image_extension(name: str) -> bool:
+    """The file name ends in an extension of the formats vitsearch reads (any case)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 def _allowed_formats() -> tuple[str, ...]:
