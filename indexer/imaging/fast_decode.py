@@ -6,8 +6,8 @@ RGBA ~1.25x faster than Pillow, to the same pixels, and in default mode shrinks 
 as it decodes (~1.4x more); other PNGs (16-bit, palette, grey, tRNS) stay with Pillow.
 
 Every decoder here must release the GIL while it works: the reader threads share the process
-with the thread that drives the model, which needs the GIL between its ops. (pyspng, used
-before, held it for a whole decode: each PNG stalled the model and the other readers.)"""
+with the thread that drives the model, which needs the GIL between its ops: a decoder that holds
+it for a whole decode stalls the model and the other readers for each file."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ Measured on 2 cores (AVX512-BF16, no AMX; tests/bench/precision_bench.py --compi
 in bf16 runs ~1.2x faster through the compiled graph than eagerly (oneDNN's linear on prepacked
 weights, fused epilogues). Building it costs ~25-45 s, once: the graph is a package in the model
 cache (`compiled/<key>.pt2`, ~80 MB in bf16), keyed by the weights, torch, this CPU, its thread
-count, the precision and the batch size, and a later process loads it in ~0.1 s. (torch.compile
-within each run, the way before, paid ~14 s of tracing in every process.)
+count, the precision and the batch size, and a later process loads it in ~0.1 s, where compiling
+within each process (torch.compile) would pay ~14 s of tracing every time.
 
 "auto" loads a cached graph in every run that embeds at least one full batch, and builds one in
 a run that embeds at least COMPILE_MIN_IMAGES (that run wins back about half of the build, later
