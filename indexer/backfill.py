@@ -5,10 +5,10 @@ a CPU decode of each file, never a model pass."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from .imaging.images import load_image, read_image_bytes
+from .report import Progress
 from .scan import is_within
 from .store.store import LIVE, Store
 
@@ -36,7 +36,7 @@ def expire_stale_signatures(store: Store, manifest: dict, draft_size: int | None
 
 
 def backfill_signatures(store: Store, roots: list[str], draft_size: int | None, *, workers: int = 2,
-                        progress: Callable[[int, int], None] | None = None) -> int:
+                        progress: Progress | None = None) -> int:
     """Sign the live rows under `roots` that have no signature; returns how many were signed.
     A file whose bytes no longer match its row is left for the next sync to re-index."""
     rows = [r for r in store.records("id, path, content_hash", f"{LIVE} AND pixel_hash IS NULL")
@@ -51,7 +51,7 @@ def backfill_signatures(store: Store, roots: list[str], draft_size: int | None, 
                     tx.set_signatures(*zip(*results, strict=True))
             signed += len(results)
             if progress:
-                progress(start + len(chunk), len(rows))
+                progress("signatures", start + len(chunk), len(rows))
     return signed
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from .backfill import backfill_signatures, expire_stale_signatures
 from .faults import fault_point
-from .ingest import IndexRun, Progress, default_workers
+from .ingest import IndexRun, default_workers
 from .model.encoder import Encoder, check_model_options, encoder_identity, load_encoder
 from .model.labels import label_rows
 from .model.precision import record_precision, reuse_precision_check
@@ -16,7 +16,7 @@ from .model.weights import MODEL_NAME, weights_from_manifest
 from .plan import SyncPlan, plan_sync
 from .prefetch import Prefetch, start_prefetch
 from .recorded_model import recorded_model_if_idle
-from .report import FileFailure, IndexReport
+from .report import FileFailure, IndexReport, Progress
 from .scan import UnreadableFolder, normalize_roots, scan_folders
 from .store.lock import WriterLock
 from .store.store import open_store
@@ -137,7 +137,7 @@ def build_index(
         scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden, unreadable=unreadable))
         early = _early_plan(store, scanned, roots, unreadable)
         if progress and early and early[0].to_read:
-            progress(0, len(early[0].to_read))  # the work ahead is shown while the model loads
+            progress("index", 0, len(early[0].to_read))  # the work ahead is shown while the model loads
         prefetch = None
         if encoder is None:
             encoder, prefetch = _model_for_run(store, early, weights, device=device, exact=exact, decode=decode,

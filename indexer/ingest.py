@@ -20,7 +20,7 @@ from .imaging.signatures import Signature
 from .model import compiled
 from .model.encoder import Encoder
 from .prefetch import Prefetch
-from .report import FileFailure, IndexReport
+from .report import FileFailure, IndexReport, Progress
 from .scan import ScannedFile
 from .store.store import RowState, Store
 
@@ -30,7 +30,6 @@ COMMIT_EVERY_SECONDS = 5.0  # longest that decided work waits for its commit
 EMBEDDED_COMMIT_SECONDS = 1.0  # embedded rows commit at most this often: fast GPUs batch them
 MAX_PENDING_OPS = 512
 
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -86,12 +85,12 @@ class IndexRun:
                 if self._commit_due():
                     self.commit()
                     if progress:
-                        progress(decided - len(self.batch) - sum(len(b) for b, _ in self.in_flight), total)
+                        progress("index", decided - len(self.batch) - sum(len(b) for b, _ in self.in_flight), total)
         self.flush()
         if self.prefetch is not None:
             self.prefetch.cancel()  # what the run did not read after all
         if progress:
-            progress(total, total)
+            progress("index", total, total)
 
     def _read(self, work: tuple[ScannedFile, RowState | None], decode: bool = False) -> _Read:
         file, row = work

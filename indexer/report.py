@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["IndexReport", "FileFailure"]
+# progress(phase, done, total): a run reports each phase of its work as it goes. Phases, in order:
+# "index" (files read, embedded and committed), "signatures" (older rows signed), "labels".
+Progress = Callable[[str, int, int], None]
+PHASES = ("index", "signatures", "labels")
+
+__all__ = ["IndexReport", "FileFailure", "Progress", "PHASES"]
 
 
 @dataclass(frozen=True)

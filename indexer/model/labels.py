@@ -81,7 +81,7 @@ def top_labels(units: np.ndarray, head: LabelHead, k: int = TOP_K) -> tuple[np.n
     return best, np.take_along_axis(probs, best, axis=1)
 
 
-def label_rows(store: Store, head: LabelHead, progress: Callable[[int, int], None] | None = None) -> int:
+def label_rows(store: Store, head: LabelHead, progress: Callable[[str, int, int], None] | None = None) -> int:
     """Give every live row without labels its top-5; returns how many rows were labelled.
     A different head than the one the store's labels came from relabels every row."""
     fingerprint = head.fingerprint
@@ -104,5 +104,5 @@ def label_rows(store: Store, head: LabelHead, progress: Callable[[int, int], Non
             tx.set_labels(ids, names, probs.astype(np.float32))
         done, last = done + len(ids), int(ids[-1])
         if progress:
-            progress(done, todo)
+            progress("labels", done, todo)
     return done

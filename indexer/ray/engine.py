@@ -25,12 +25,12 @@ from ..backfill import backfill_signatures, expire_stale_signatures
 from ..build import load_store_encoder, record_unreadable
 from ..errors import ConfigError
 from ..faults import fault_point
-from ..ingest import IndexRun, Progress, _Read, _same_content, default_workers
+from ..ingest import IndexRun, _Read, _same_content, default_workers
 from ..model.encoder import Encoder, encoder_identity
 from ..model.labels import label_rows
 from ..model.precision import record_precision
 from ..plan import plan_sync, stored_sizes
-from ..report import FileFailure, IndexReport
+from ..report import FileFailure, IndexReport, Progress
 from ..scan import ScannedFile, UnreadableFolder, normalize_roots, scan_folders
 from ..store.lock import WriterLock
 from ..store.store import SHARD_COLUMNS, RowState, Store, encode_path, open_store
@@ -273,7 +273,7 @@ def _collect(dataset, tasks, store: Store, shard_dir: Path, dim: int, report: In
                 _write_and_merge(waiting.pop(task["shard"]), task["shard"], store, shard_dir, dim, report)
                 done += sizes[task["shard"]]
                 if progress:
-                    progress(done, len(tasks))
+                    progress("index", done, len(tasks))
         report.nodes.update(str(x) for x in batch["node"])
         report.decode_nodes.update(str(x) for x in batch["decode_node"])
         report.gpu_ids.update(str(x) for x in batch["gpus"] if str(x))

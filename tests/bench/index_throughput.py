@@ -208,7 +208,7 @@ def vitsearch_index(folder: Path, batch_size: int, reference: dict[str, np.ndarr
         "marks = []\n"
         "report = build_index([sys.argv[1]], sys.argv[2], weights='random', batch_size=int(sys.argv[3]),"
         " exact=sys.argv[4] == '1', device=sys.argv[5],"
-        " progress=lambda done, total: marks.append((time.perf_counter(), done)))\n"
+        " progress=lambda phase, done, total: marks.append((time.perf_counter(), done)))\n"
         "print(json.dumps({'whole_s': time.perf_counter() - started, 'started': started,"
         " 'embedded': report.embedded, 'marks': marks,"
         " 'peak_rss_mb': peak_rss_mb()}))\n"

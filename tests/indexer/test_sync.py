@@ -60,7 +60,8 @@ def test_round_trip_keeps_ids_and_vectors(photos, tmp_path, fake_encoder):
 def test_progress_shows_the_work_ahead_before_the_model_runs(photos, tmp_path, fake_encoder):
     calls = []
 
-    def progress(done, total):
+    def progress(phase, done, total):
+        assert phase == "index", "signatures are made as files are read: no second phase here"
         calls.append((done, total, fake_encoder.calls))
 
     index(photos, tmp_path / "store", fake_encoder, progress=progress)
@@ -367,6 +368,7 @@ def test_buffered_inserts_keep_write_order_and_values(tmp_path):
     assert rows[failed][6:9] == ("failed", "corrupt", None)
 
 
+@pytest.mark.e2e  # the real CLI or model in child processes
 def test_exiting_as_a_read_lease_expires_never_aborts(tmp_path):
     """The lease closer runs in a daemon thread; a process that exits while it is inside DuckDB's
     close used to abort (exit 134, "terminate called ... exception not rethrown"): about one

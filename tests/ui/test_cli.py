@@ -120,6 +120,7 @@ def test_layers_keep_their_jobs():
             assert word not in text, f"search/{path.name} writes the store ({word})"
 
 
+@pytest.mark.e2e  # the real CLI or model in child processes
 @pytest.mark.parametrize("decode", ["cpu", "device"])
 def test_hostile_folder_indexes_with_exit_zero(tmp_path, decode):
     """Both input paths (Pillow in reader threads; decoding on the model's device, here the CPU)
@@ -225,6 +226,7 @@ def test_usage_and_configuration_errors_exit_2(tmp_path, args, message):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.e2e  # the real CLI or model in child processes
 def test_other_weights_against_a_store_are_refused(tmp_path):
     import torch
 
@@ -302,3 +304,24 @@ def test_library_errors_name_the_argument_and_the_command_line_its_flag(tmp_path
     assert main(["dupes", "--store", str(tmp_path), "--resolve", " , "]) == 2
     said = capsys.readouterr().err
     assert "Error: --resolve needs at least one rule" in said
+
+
+def test_the_progress_bar_starts_anew_for_each_phase():
+    """progress(phase, done, total): each phase of a run gets a bar of its own and its name."""
+    import io
+    from unittest import mock
+
+    from vitsearch.ui.progress import ProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    shown = Terminal()
+    with mock.patch("sys.stderr", shown), ProgressBar("indexing", "files") as bar:
+        bar.update("index", 0, 4)
+        bar.update("index", 4, 4)
+        first = bar.bar
+        bar.update("signatures", 1, 10)
+        assert bar.bar is not first and bar.bar.total == 10
+    assert "indexing" in shown.getvalue() and "signatures" in shown.getvalue()
