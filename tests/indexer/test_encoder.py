@@ -193,6 +193,7 @@ def test_cuda_on_a_machine_without_one_is_a_clear_error():
         resolve_device("cuda")
 
 
+@pytest.mark.e2e  # the real CLI or model in child processes
 def test_exported_embeddings_match_the_model_card_with_a_weights_file(real_photos, reference, weights_file, tmp_path):
     """The user's path end to end: `vitsearch index --weights FILE [--exact]`, then `export`."""
     import pyarrow.parquet as pq

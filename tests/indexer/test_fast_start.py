@@ -77,6 +77,7 @@ def test_the_model_equals_timms_on_the_same_weights():
                                   ours.forward_head(ours_features), atol=1e-6, rtol=0)
 
 
+@pytest.mark.e2e  # the real CLI or model in child processes
 def test_a_second_start_skips_timm_and_embeds_the_same(tmp_path, photo):
     cache = tmp_path / "cache"
     first = probe(cache, "random", photo)
@@ -119,6 +120,7 @@ print(json.dumps({"torch": "torch" in sys.modules}))
 """
 
 
+@pytest.mark.e2e  # the real CLI or model in child processes
 def test_a_sync_with_nothing_to_embed_does_without_the_model(tmp_path):
     """Nothing new or changed (a removal at most): the run never imports torch, and the store
     stays whole. A new file brings the model back."""

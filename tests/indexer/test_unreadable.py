@@ -41,6 +41,7 @@ def work(tmp_path):
         os.chmod(folder, 0o755)  # pytest may remove it
 
 
+@pytest.mark.e2e  # the real CLI or model in child processes
 def test_a_file_made_unreadable_fails_as_in_a_fresh_index_and_comes_back(work):
     photos, store = work / "photos", work / "store"
     index_in_child(photos, store)
@@ -63,6 +64,7 @@ def test_a_file_made_unreadable_fails_as_in_a_fresh_index_and_comes_back(work):
     assert_consistent(store)
 
 
+@pytest.mark.e2e  # the real CLI or model in child processes
 @pytest.mark.parametrize("mode", [0o000, 0o600], ids=["no-listing", "no-search"])
 def test_an_unreadable_folder_is_said_and_its_rows_kept_failed(work, mode):
     photos, store = work / "photos", work / "store"

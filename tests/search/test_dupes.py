@@ -107,6 +107,7 @@ def test_a_vetoed_pair_never_shares_a_group_even_through_a_chain():
     assert groups == [[1, 2]], "3 joins nothing: its link to 2 would bring it next to 1"
 
 
+@pytest.mark.e2e  # the real CLI or model in child processes
 def test_dupes_cli_json_and_histogram(tmp_path):
     from tests.search.test_search import write_varied_images
 
@@ -126,6 +127,7 @@ def test_dupes_cli_json_and_histogram(tmp_path):
     assert sum(counts) == 41
 
 
+@pytest.mark.e2e  # the real CLI or model in child processes
 def test_search_cli_where_and_json(tmp_path):
     from tests.search.test_search import write_varied_images
 
