@@ -5,16 +5,22 @@ quarantine. Planning never touches a file; applying is indexer.store.quarantine'
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..indexer.errors import ConfigError
+from ..indexer.store.decisions import read_decisions
 from ..indexer.store.store import MTIME, Store, disk_path
-from .dupes import DuplicateGroup
+from .dupes import DuplicateGroup, find_duplicates
+
+if TYPE_CHECKING:
+    from .index import ImageIndex
 from .pairs import shot_key
 from .same_file import real_folder, within
 
-__all__ = ["GroupPlan", "ResolutionPlan", "plan_resolution", "parse_rules", "RULES", "RESOLVE_TIERS", "summarize"]
+__all__ = ["GroupPlan", "ResolutionPlan", "plan_cleanup", "plan_resolution", "parse_rules", "RULES", "RESOLVE_TIERS",
+           "summarize"]
 
 # Only true duplicates are resolved unless asked: similar shots and bursts are different photos.
 RESOLVE_TIERS = ("identical", "same-pixels", "near")
@@ -57,6 +63,7 @@ class ResolutionPlan:
 
     groups: list[GroupPlan]
     skipped: list[tuple[str, str]]  # (the group's keeper, why nothing of it moves)
+    unsigned: int = 0  # images without signatures when the groups were found (plan_cleanup)
 
     def __iter__(self):
         return iter(self.groups)
@@ -85,6 +92,21 @@ def parse_rules(text: str) -> list[str]:
         elif rule not in RULES:
             raise ConfigError(f"unknown rule {rule!r}; rules: {', '.join([*RULES, 'prefer:PATH', 'avoid:PATH'])}")
     return rules
+
+
+def plan_cleanup(index: ImageIndex, rules: str | list[str], *, tiers: Iterable[str] | None = RESOLVE_TIERS,
+                 near: float | None = None, similar: float | None = None, against: str | os.PathLike | None = None,
+                 protect: Iterable[str] = ()) -> ResolutionPlan:
+    """The cleanup of the library's duplicate groups of `tiers` by `rules` (a rule list or its
+    text), honouring the keepers the user recorded: the one plan `vitsearch dupes --resolve` and
+    the page's cleanup show and apply. Planning moves nothing; indexer.store.quarantine applies."""
+    if isinstance(rules, str):
+        rules = parse_rules(rules)
+    groups = find_duplicates(index, near=near, similar=similar, tiers=tuple(tiers or RESOLVE_TIERS), against=against)
+    plan = plan_resolution(index.store, groups, rules, protect=list(protect),
+                           keepers=read_decisions(index.store).keepers)
+    plan.unsigned = groups[0].unsigned if groups else 0
+    return plan
 
 
 def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str], *,

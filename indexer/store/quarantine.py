@@ -26,7 +26,7 @@ from .safe_move import Expected, MoveError, file_digest, is_intact, is_partial_c
 from .store import Store, disk_path, encode_path, open_store
 from .vectors import open_for_writing, sync_and_save
 
-__all__ = ["Move", "QuarantineReport", "quarantine_files", "undo_quarantine", "settle_quarantine",
+__all__ = ["Move", "QuarantineReport", "quarantine_files", "quarantine_plan", "undo_quarantine", "settle_quarantine",
            "unfinished_manifests", "latest_manifest", "quarantine_dir", "MANIFEST_GLOB"]
 
 MANIFEST_GLOB = "manifest-*.json"
@@ -102,6 +102,14 @@ def quarantine_files(store_dir, ids, *, keepers: dict[int, int] | None = None, f
             _apply_moves(store, folder, manifest, moves, rows, report)
         sync_and_save(store, vectors)
     return report
+
+
+def quarantine_plan(store_dir, keepers: dict[int, int], *, folder: Path | None = None,
+                    wait: float = WAIT_SECONDS) -> QuarantineReport:
+    """Apply a cleanup plan: move every file of `keepers` (each file -> the copy that stays, as
+    search.resolve's ResolutionPlan.keepers() gives it) into the quarantine, each checked against
+    its keeper. The one apply verb of `vitsearch dupes --apply` and the page."""
+    return quarantine_files(store_dir, keepers, keepers=keepers, folder=folder, wait=wait)
 
 
 def _apply_moves(store: Store, folder: Path, manifest: Path, moves: list[Move], rows: dict,

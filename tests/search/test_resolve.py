@@ -15,10 +15,12 @@ from PIL import Image
 from tests.conftest import REPO, FakeEncoder, run_cli, scene_bytes
 from vitsearch.indexer import build_index
 from vitsearch.indexer.errors import ConfigError
+from vitsearch.indexer.store.decisions import record_keeper
+from vitsearch.indexer.store.quarantine import quarantine_plan
 from vitsearch.search import ImageIndex
 from vitsearch.search.calibrate import fit_near_threshold, sample_pairs
 from vitsearch.search.dupes import find_duplicates, thresholds
-from vitsearch.search.resolve import RESOLVE_TIERS, parse_rules, plan_resolution
+from vitsearch.search.resolve import RESOLVE_TIERS, parse_rules, plan_cleanup, plan_resolution
 from vitsearch.ui.samples import make_scene
 
 
@@ -102,6 +104,30 @@ def test_against_keeps_groups_crossing_the_folder(library):
     groups = find_duplicates(index, near=0.97, similar=0.9, against=root / "new")
     assert len(groups) == 1 and any(p.endswith("one-copy.jpg") for p in groups[0].paths)
     assert find_duplicates(index, near=0.97, similar=0.9, against=root / "others") == []
+
+
+def test_plan_cleanup_is_find_then_plan_with_the_users_keepers(library):
+    """The one plan verb of the CLI's --resolve and the page's cleanup: the groups of the tiers,
+    planned by the rules, a recorded keeper honoured; the apply verb moves exactly that plan."""
+    root, index = library
+    one_copy = next(r["id"] for r in index.store.records("id, path") if r["path"].endswith("one-copy.jpg"))
+    record_keeper(index.store.dir, one_copy)
+    index.refresh()
+    plan = plan_cleanup(index, "largest-resolution", near=0.97, similar=0.9, protect=[str(root / "b")])
+    groups = find_duplicates(index, near=0.97, similar=0.9, tiers=RESOLVE_TIERS)
+    by_hand = plan_resolution(index.store, groups, parse_rules("largest-resolution"), protect=[str(root / "b")],
+                              keepers={one_copy})
+    assert plan.groups == by_hand.groups and plan.skipped == by_hand.skipped and plan.groups
+    assert plan.unsigned == groups[0].unsigned
+    assert any(p.keeper["id"] == one_copy and p.rule == "keep (your decision)" for p in plan)
+    assert plan_cleanup(index, ["largest-resolution"], tiers=(), near=0.97, similar=0.9).groups == \
+        plan_resolution(index.store, groups, ["largest-resolution"], keepers={one_copy}).groups, \
+        "no tiers means the resolve tiers"
+    assert plan_cleanup(index, "largest-resolution", near=0.97, similar=0.9, against=root / "others").groups == []
+
+    report = quarantine_plan(index.store.dir, plan.keepers())
+    assert {m.id for m in report.moved} == set(plan.keepers())
+    assert not any(Path(m["path"]).exists() for p in plan for m in p.move)
 
 
 def test_unknown_rules_are_refused_with_the_list():

@@ -56,7 +56,7 @@ def _cleanup_flags(dupes) -> None:
 
 
 def run(args) -> int:
-    from ...indexer.store.decisions import read_decisions, record_keeper, record_not_duplicates
+    from ...indexer.store.decisions import record_keeper, record_not_duplicates
 
     if args.undo is not None:
         return _undo(args)
@@ -70,7 +70,7 @@ def run(args) -> int:
         return 0
     from ...search import ImageIndex
     from ...search.dupes import TIERS, find_duplicates, nearest_neighbour_scores
-    from ...search.resolve import RESOLVE_TIERS, parse_rules, plan_resolution, summarize
+    from ...search.resolve import parse_rules, plan_cleanup, summarize
 
     if args.apply and not args.resolve:
         from ...indexer.errors import ConfigError
@@ -87,18 +87,17 @@ def run(args) -> int:
         from ..calibrate import run_calibration
 
         return run_calibration(index, args, shown)
-    tiers = tuple(args.tier or (RESOLVE_TIERS if rules else TIERS))
-    groups = find_duplicates(index, near=args.near, similar=args.similar, tiers=tiers, against=args.against)
-    if groups and groups[0].unsigned:
-        print(f"note: {groups[0].unsigned} images have no signatures yet (same-pixel, rotated and mirrored "
-              "copies among them are missed): run `vitsearch index` on their folders to add them", file=sys.stderr)
     if rules is None:
+        groups = find_duplicates(index, near=args.near, similar=args.similar, tiers=tuple(args.tier or TIERS),
+                                 against=args.against)
+        _note_unsigned(groups[0].unsigned if groups else 0)
         for group in groups:
             print(json.dumps(group.to_record()) if args.json else _group_line(group))
         print(f"{len(groups)} groups (* = keeper)", file=sys.stderr)
         return 0
-    plans = plan_resolution(index.store, groups, rules, protect=args.protect or [],
-                            keepers=read_decisions(index.store).keepers)
+    plans = plan_cleanup(index, rules, tiers=args.tier, near=args.near, similar=args.similar, against=args.against,
+                         protect=args.protect or ())
+    _note_unsigned(plans.unsigned)
     for plan in plans:
         print(json.dumps(plan.to_record()) if args.json else _plan_lines(plan))
     for keeper, why in plans.skipped:
@@ -111,11 +110,16 @@ def run(args) -> int:
     return 0
 
 
-def _apply(args, plans) -> int:
-    from ...indexer.store.quarantine import quarantine_files
+def _note_unsigned(unsigned: int) -> None:
+    if unsigned:
+        print(f"note: {unsigned} images have no signatures yet (same-pixel, rotated and mirrored "
+              "copies among them are missed): run `vitsearch index` on their folders to add them", file=sys.stderr)
 
-    keepers = plans.keepers()
-    report = quarantine_files(args.store, keepers, keepers=keepers, wait=args.wait)
+
+def _apply(args, plans) -> int:
+    from ...indexer.store.quarantine import quarantine_plan
+
+    report = quarantine_plan(args.store, plans.keepers(), wait=args.wait)
     for path, why in report.skipped:
         print(f"not moved: {shown(path)}: {why}", file=sys.stderr)
     if report.manifest is None:
