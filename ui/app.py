@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -25,7 +26,7 @@ from .map_tab import map_tab
 from .refused import refused
 from .thumbnails import PREVIEW_SIDE, ThumbnailCache
 
-__all__ = ["build_app", "plain_markdown", "UPLOAD_MAX_PIXELS"]
+__all__ = ["build_app", "SearchActions", "plain_markdown", "UPLOAD_MAX_PIXELS"]
 
 # A query needs no more than a few megapixels. Formats that cannot be decoded at reduced size
 # (PNG, TIFF, WebP, ...) are refused above this, so four concurrent uploads stay within ~1 GB.
@@ -52,11 +53,35 @@ def plain_markdown(text: str) -> str:
 
 def build_app(index: ImageIndex) -> gr.Blocks:
     thumbs = ThumbnailCache()
+    store_dir = index.store.dir  # where the page writes (decisions, the quarantine); it reads through index
+    actions = SearchActions(index, thumbs)
+    # Every upload and gallery image lands in Gradio's cache: sweep it every 10 minutes of files
+    # older than 30, so that a server running for weeks keeps its temporary folder small.
+    with gr.Blocks(title="vitsearch", delete_cache=(600, 1800)) as app:
+        if index.manifest["weights_source"].startswith("random"):
+            gr.Markdown("**This store was built with RANDOM weights: similarity scores mean nothing.** "
+                        "Re-index with real weights (`--weights FILE`) for meaningful results.",
+                        elem_id="random-weights-banner")
+        label_pick = _search_tab(actions)
+        duplicates_tab(index, thumbs, store_dir)
+        map_tab(index, thumbs, actions.gallery_of)
+        describe_index, index_outputs = _index_tab(index)
+        app.load(describe_index, None, index_outputs)
+        app.load(lambda: gr.update(choices=actions.label_choices()), None, label_pick)
+    return app
 
-    def gallery_of(hits):
-        return [(thumbs.get(h.path, h.size, h.mtime), _caption(h)) for h in hits]
 
-    def run_search(upload, picked, k, min_score, folder, date_from, date_to, min_w, min_h, formats,
+class SearchActions:
+    """The Search tab's handlers over `index`; `upload_dir` is where Gradio keeps uploads, set
+    once the query image component exists."""
+
+    def __init__(self, index: ImageIndex, thumbs) -> None:
+        self.index, self.thumbs, self.upload_dir = index, thumbs, ""
+
+    def gallery_of(self, hits):
+        return [(self.thumbs.get(h.path, h.size, h.mtime), _caption(h)) for h in hits]
+
+    def run_search(self, upload, picked, k, min_score, folder, date_from, date_to, min_w, min_h, formats,
                    collapse=True, region="", region_source=None):
         """One search; `region` (X0,Y0,X1,Y1) with `region_source` ("query" or a hit's id)
         searches with that part of the image only."""
@@ -66,31 +91,31 @@ def build_app(index: ImageIndex) -> gr.Blocks:
             if region_source not in (None, "query"):
                 query = int(region_source)
             else:
-                query = _uploaded_bytes(upload, upload_dir) if upload is not None else picked
+                query = _uploaded_bytes(upload, self.upload_dir) if upload is not None else picked
             box = parse_box(region) if region_source is not None and region else None
-            index.refresh()
+            self.index.refresh()
             where = build_where(folder, date_from, date_to, min_w, min_h, formats)
-            hits = index.search(query, k=int(k), where=where, min_score=min_score or None, box=box,
-                                collapse=bool(collapse))
+            hits = self.index.search(query, k=int(k), where=where, min_score=min_score or None, box=box,
+                                     collapse=bool(collapse))
         except VitsearchError as e:
-            raise refused(_without_upload_dir(str(e), upload_dir)) from None
+            raise refused(_without_upload_dir(str(e), self.upload_dir)) from None
         status = (f"{len(hits)} results" + (f" from region {region}" if box else "")
                   + (f" where {where}" if where else ""))
-        return gallery_of(hits), hits, plain_markdown(status), (query, box)
+        return self.gallery_of(hits), hits, plain_markdown(status), (query, box)
 
-    def search_label(choice):
+    def search_label(self, choice):
         name = _label_name(choice)
         if not name:
             raise refused("Type or pick a label, e.g. tabby cat.")
         try:
-            index.refresh()
-            hits = index.search_label(name)
+            self.index.refresh()
+            hits = self.index.search_label(name)
         except VitsearchError as e:
             raise refused(str(e)) from None
         status = f"{len(hits)} images labelled {name}, most likely first"
-        return gallery_of(hits), hits, plain_markdown(status), (None, None)
+        return self.gallery_of(hits), hits, plain_markdown(status), (None, None)
 
-    def facets(hits):
+    def facets(self, hits):
         counts: dict[str, int] = {}
         for hit in hits:
             for label in hit.labels[:1]:
@@ -100,39 +125,39 @@ def build_app(index: ImageIndex) -> gr.Blocks:
         ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:8]
         return plain_markdown("Labels here: " + " · ".join(f"{name.split(',')[0]} ({n})" for name, n in ranked))
 
-    def show_selected(hits, query, heat, evt: gr.SelectData):
+    def show_selected(self, hits, query, heat, evt: gr.SelectData):
         hit = hits[evt.index]
-        return (*preview_of(hit, query, heat), _metadata(hit), hit.id)
+        return (*self.preview_of(hit, query, heat), _metadata(hit), hit.id)
 
-    def preview_of(hit, query, heat):
+    def preview_of(self, hit, query, heat):
         """The selected result's preview: the plain thumbnail, or with `heat` the heat map of
         how each of its regions matches the query."""
         if heat and query and query[0] is not None:
             source, box = query
             try:
-                explained = index.explain(index.region(source, box) if box else source, hit.id)
-                image, _ = index.image_and_size(hit.id)
+                explained = self.index.explain(self.index.region(source, box) if box else source, hit.id)
+                image, _ = self.index.image_and_size(hit.id)
             except VitsearchError as e:
-                raise refused(_without_upload_dir(str(e), upload_dir)) from None
+                raise refused(_without_upload_dir(str(e), self.upload_dir)) from None
             image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
             return heat_map(image, explained), plain_markdown(
                 f"Heat map: yellow regions of {Path(hit.path).name} match the query best (score {explained.score:.3f})")
-        return thumbs.get(hit.path, hit.size, hit.mtime, side=PREVIEW_SIDE), ""
+        return self.thumbs.get(hit.path, hit.size, hit.mtime, side=PREVIEW_SIDE), ""
 
-    def toggle_heat(hits, selected, query, heat):
+    def toggle_heat(self, hits, selected, query, heat):
         hit = next((h for h in hits if h.id == selected), None)
         if hit is None:
             return gr.update(), ""
-        return preview_of(hit, query, heat)
+        return self.preview_of(hit, query, heat)
 
     # Gradio passes the click only to functions whose signature asks for gr.SelectData.
-    def query_corner(upload, hits, selected, first, evt: gr.SelectData):
-        return corner("query", upload, hits, selected, first, evt)
+    def query_corner(self, upload, hits, selected, first, evt: gr.SelectData):
+        return self.corner("query", upload, hits, selected, first, evt)
 
-    def preview_corner(upload, hits, selected, first, evt: gr.SelectData):
-        return corner("preview", upload, hits, selected, first, evt)
+    def preview_corner(self, upload, hits, selected, first, evt: gr.SelectData):
+        return self.corner("preview", upload, hits, selected, first, evt)
 
-    def corner(source, upload, hits, selected, first, evt):
+    def corner(self, source, upload, hits, selected, first, evt):
         """A click on the query image or the preview: the first corner, then the second, which
         makes the region (in pixels of the upright image), shown cut out beside it."""
         unchanged = (first, gr.update(), gr.update(), gr.update(), gr.update())
@@ -141,7 +166,7 @@ def build_app(index: ImageIndex) -> gr.Blocks:
             hit = next((h for h in hits if h.id == selected), None)
             if hit is None or not hit.width:
                 return unchanged
-            shown = _image_size(thumbs.get(hit.path, hit.size, hit.mtime, side=PREVIEW_SIDE))
+            shown = _image_size(self.thumbs.get(hit.path, hit.size, hit.mtime, side=PREVIEW_SIDE))
             x, y = x * hit.width / shown[0], y * hit.height / shown[1]
             source = str(hit.id)
         elif upload is None:
@@ -152,121 +177,133 @@ def build_app(index: ImageIndex) -> gr.Blocks:
         (_, x0, y0), (x1, y1) = first, (x, y)
         box = (int(min(x0, x1)), int(min(y0, y1)), int(max(x0, x1)) + 1, int(max(y0, y1)) + 1)
         try:
-            crop = index.region(_uploaded_bytes(upload, upload_dir) if source == "query" else int(source), box)
+            crop = self.index.region(_uploaded_bytes(upload, self.upload_dir) if source == "query" else int(source),
+                                     box)
         except VitsearchError as e:
-            raise refused(_without_upload_dir(str(e), upload_dir)) from None
+            raise refused(_without_upload_dir(str(e), self.upload_dir)) from None
         crop.thumbnail((PREVIEW_SIDE // 2, PREVIEW_SIDE // 2))
         where = "query image" if source == "query" else "result"
         return None, ",".join(map(str, box)), source, plain_markdown(
             f"Region {box[0]},{box[1]} to {box[2]},{box[3]} of the {where}: press Search this region."), crop
 
-    def show_copies(hits, selected):
+    def show_copies(self, hits, selected):
         """The near-duplicates folded into the selected result, as a gallery of their own."""
         hit = next((h for h in hits if h.id == selected), None)
         if hit is None or not hit.copies:
             raise refused("Select a result that shows +N copies.")
-        rows = index.describe_paths(hit.copies)
-        return [(thumbs.get(path, rows[path]["size"], rows[path]["mtime_ns"]), Path(path).name)
+        rows = self.index.describe_paths(hit.copies)
+        return [(self.thumbs.get(path, rows[path]["size"], rows[path]["mtime_ns"]), Path(path).name)
                 for path in hit.copies if path in rows]
 
-    def find_paths(text):
+    def find_paths(self, text):
         if not text or len(text) < 2:
             return gr.update(choices=[])
-        paths = index.find_paths(text)
+        paths = self.index.find_paths(text)
         return gr.update(choices=paths, value=paths[0] if paths else None)
 
-    def label_choices():
+    def label_choices(self):
         """The labels this store's images carry (best label), with how many: completion and facets."""
-        return [f"{name} ({n})" for name, n in label_counts(index.store)]
+        return [f"{name} ({n})" for name, n in label_counts(self.index.store)]
 
-    # Every upload and gallery image lands in Gradio's cache: sweep it every 10 minutes of files
-    # older than 30, so that a server running for weeks keeps its temporary folder small.
-    with gr.Blocks(title="vitsearch", delete_cache=(600, 1800)) as app:
-        if index.manifest["weights_source"].startswith("random"):
-            gr.Markdown("**This store was built with RANDOM weights: similarity scores mean nothing.** "
-                        "Re-index with real weights (`--weights FILE`) for meaningful results.",
-                        elem_id="random-weights-banner")
-        with gr.Tab("Search"):
+
+def _search_tab(actions: SearchActions):
+    """The Search tab: the query and its filters on the left, the results on the right. Returns
+    the label picker, whose choices the page refreshes on load."""
+    with gr.Tab("Search"):
+        with gr.Row():
+            query = _query_column(actions)
+            shown = _results_column()
+        _wire_search(actions, query, shown)
+    return query.label_pick
+
+
+def _query_column(actions: SearchActions) -> SimpleNamespace:
+    with gr.Column(scale=1):
+        upload = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                          label="Query image", elem_id="query-image")
+        upload.preprocess = _uploaded_path
+        actions.upload_dir = upload.GRADIO_CACHE
+        find = gr.Textbox(label="…or type to find an indexed image by path", elem_id="path-find")
+        picked = gr.Dropdown(choices=[], label="Indexed image", allow_custom_value=False, elem_id="path-pick")
+        k = gr.Slider(1, 100, value=12, step=1, label="Results (k)")
+        min_score = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Minimum score")
+        collapse = gr.Checkbox(True, label="Fold near-duplicates into one result (+N copies)", elem_id="collapse")
+        with gr.Row():
+            label_pick = gr.Dropdown(choices=actions.label_choices(), value=None, filterable=True,
+                                     allow_custom_value=True, elem_id="label-pick",
+                                     label="…or find by what the model sees (ImageNet label)")
+            label_button = gr.Button("Find by label", elem_id="label-search", scale=0)
+        with gr.Accordion("Filters", open=False):
+            folder = gr.Textbox(label="Folder (path prefix)")
             with gr.Row():
-                with gr.Column(scale=1):
-                    upload = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                      label="Query image", elem_id="query-image")
-                    upload.preprocess = _uploaded_path
-                    upload_dir = upload.GRADIO_CACHE
-                    find = gr.Textbox(label="…or type to find an indexed image by path", elem_id="path-find")
-                    picked = gr.Dropdown(choices=[], label="Indexed image", allow_custom_value=False,
-                                         elem_id="path-pick")
-                    k = gr.Slider(1, 100, value=12, step=1, label="Results (k)")
-                    min_score = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Minimum score")
-                    collapse = gr.Checkbox(True, label="Fold near-duplicates into one result (+N copies)",
-                                           elem_id="collapse")
-                    with gr.Row():
-                        label_pick = gr.Dropdown(choices=label_choices(), value=None, filterable=True,
-                                                 allow_custom_value=True, elem_id="label-pick",
-                                                 label="…or find by what the model sees (ImageNet label)")
-                        label_button = gr.Button("Find by label", elem_id="label-search", scale=0)
-                    with gr.Accordion("Filters", open=False):
-                        folder = gr.Textbox(label="Folder (path prefix)")
-                        with gr.Row():
-                            date_from = gr.Textbox(label="From (YYYY-MM-DD)")
-                            date_to = gr.Textbox(label="To (YYYY-MM-DD)")
-                        with gr.Row():
-                            min_w = gr.Number(label="Min width", precision=0)
-                            min_h = gr.Number(label="Min height", precision=0)
-                        formats = gr.CheckboxGroup(list(FORMATS), label="Formats")
-                    search_button = gr.Button("Search", variant="primary", elem_id="search-button")
-                with gr.Column(scale=3):
-                    status = gr.Markdown(elem_id="search-status")
-                    label_facets = gr.Markdown(elem_id="label-facets")
-                    gallery = gr.Gallery(label="Results", columns=4, height="auto", format="jpeg",
-                                         elem_id="results-gallery")
-                    with gr.Row():
-                        preview = gr.Image(label="Selected (click two corners to search a region)",
-                                           interactive=False, elem_id="preview")
-                        metadata = gr.JSON(label="Metadata", elem_id="metadata")
-                    heat_note = gr.Markdown(elem_id="heat-note")
-                    with gr.Row():
-                        again = gr.Button("Search from this", elem_id="search-from-this")
-                        heat = gr.Checkbox(False, label="Why similar: heat map on the selected result",
-                                           elem_id="heat-toggle")
-                    with gr.Row():
-                        region = gr.Textbox(label="Region X0,Y0,X1,Y1 (click two corners on the query image or "
-                                                  "the selected result)", elem_id="region-box")
-                        region_button = gr.Button("Search this region", elem_id="region-search", scale=0)
-                    with gr.Row():
-                        region_note = gr.Markdown(elem_id="region-note")
-                        region_crop = gr.Image(label="Region", interactive=False, height=160, elem_id="region-crop")
-                    with gr.Accordion("Copies folded into the selected result", open=False):
-                        copies_button = gr.Button("Show its copies", elem_id="show-copies")
-                        copies_gallery = gr.Gallery(columns=6, height="auto", format="jpeg", elem_id="copies-gallery")
-            hits_state = gr.State([])
-            selected_id = gr.State(None)
-            query_state = gr.State((None, None))  # what the shown results were searched with: (query, box)
-            first_corner = gr.State(None)
-            region_source = gr.State(None)  # "query" or the id of the result the region is on
-            filters = [k, min_score, folder, date_from, date_to, min_w, min_h, formats, collapse]
-            results = [gallery, hits_state, status, query_state]
-            search_button.click(run_search, [upload, picked, *filters], results).then(facets, hits_state, label_facets)
-            upload.upload(run_search, [upload, picked, *filters], results).then(facets, hits_state, label_facets)
-            find.change(find_paths, find, picked)
-            gallery.select(show_selected, [hits_state, query_state, heat], [preview, heat_note, metadata, selected_id])
-            again.click(lambda i, *f: run_search(None, i, *f), [selected_id, *filters],
-                        results).then(facets, hits_state, label_facets)
-            label_button.click(search_label, label_pick, results).then(facets, hits_state, label_facets)
-            heat.change(toggle_heat, [hits_state, selected_id, query_state, heat], [preview, heat_note])
-            corner_outputs = [first_corner, region, region_source, region_note, region_crop]
-            upload.select(query_corner, [upload, hits_state, selected_id, first_corner], corner_outputs)
-            preview.select(preview_corner, [upload, hits_state, selected_id, first_corner], corner_outputs)
-            copies_button.click(show_copies, [hits_state, selected_id], copies_gallery)
-            region_button.click(run_search, [upload, picked, *filters, region, region_source],
-                                results).then(facets, hits_state, label_facets)
+                date_from = gr.Textbox(label="From (YYYY-MM-DD)")
+                date_to = gr.Textbox(label="To (YYYY-MM-DD)")
+            with gr.Row():
+                min_w = gr.Number(label="Min width", precision=0)
+                min_h = gr.Number(label="Min height", precision=0)
+            formats = gr.CheckboxGroup(list(FORMATS), label="Formats")
+        search_button = gr.Button("Search", variant="primary", elem_id="search-button")
+    return SimpleNamespace(
+        upload=upload, find=find, picked=picked, label_pick=label_pick, label_button=label_button,
+        search_button=search_button,
+        filters=[k, min_score, folder, date_from, date_to, min_w, min_h, formats, collapse])
 
-        duplicates_tab(index, thumbs)
-        map_tab(index, thumbs, gallery_of)
-        describe_index, index_outputs = _index_tab(index)
-        app.load(describe_index, None, index_outputs)
-        app.load(lambda: gr.update(choices=label_choices()), None, label_pick)
-    return app
+
+def _results_column() -> SimpleNamespace:
+    with gr.Column(scale=3):
+        status = gr.Markdown(elem_id="search-status")
+        label_facets = gr.Markdown(elem_id="label-facets")
+        gallery = gr.Gallery(label="Results", columns=4, height="auto", format="jpeg", elem_id="results-gallery")
+        with gr.Row():
+            preview = gr.Image(label="Selected (click two corners to search a region)", interactive=False,
+                               elem_id="preview")
+            metadata = gr.JSON(label="Metadata", elem_id="metadata")
+        heat_note = gr.Markdown(elem_id="heat-note")
+        with gr.Row():
+            again = gr.Button("Search from this", elem_id="search-from-this")
+            heat = gr.Checkbox(False, label="Why similar: heat map on the selected result", elem_id="heat-toggle")
+        with gr.Row():
+            region = gr.Textbox(label="Region X0,Y0,X1,Y1 (click two corners on the query image or "
+                                      "the selected result)", elem_id="region-box")
+            region_button = gr.Button("Search this region", elem_id="region-search", scale=0)
+        with gr.Row():
+            region_note = gr.Markdown(elem_id="region-note")
+            region_crop = gr.Image(label="Region", interactive=False, height=160, elem_id="region-crop")
+        with gr.Accordion("Copies folded into the selected result", open=False):
+            copies_button = gr.Button("Show its copies", elem_id="show-copies")
+            copies_gallery = gr.Gallery(columns=6, height="auto", format="jpeg", elem_id="copies-gallery")
+    return SimpleNamespace(
+        status=status, label_facets=label_facets, gallery=gallery, preview=preview, metadata=metadata,
+        heat_note=heat_note, again=again, heat=heat, region=region, region_button=region_button,
+        region_note=region_note, region_crop=region_crop, copies_button=copies_button,
+        copies_gallery=copies_gallery)
+
+
+def _wire_search(actions: SearchActions, q: SimpleNamespace, r: SimpleNamespace) -> None:
+    """The Search tab's events, in the order the page's API names them (run_search, run_search_1, ...)."""
+    hits_state = gr.State([])
+    selected_id = gr.State(None)
+    query_state = gr.State((None, None))  # what the shown results were searched with: (query, box)
+    first_corner = gr.State(None)
+    region_source = gr.State(None)  # "query" or the id of the result the region is on
+    run_search, facets, filters = actions.run_search, actions.facets, q.filters
+    results = [r.gallery, hits_state, r.status, query_state]
+    q.search_button.click(run_search, [q.upload, q.picked, *filters], results).then(
+        facets, hits_state, r.label_facets)
+    q.upload.upload(run_search, [q.upload, q.picked, *filters], results).then(facets, hits_state, r.label_facets)
+    q.find.change(actions.find_paths, q.find, q.picked)
+    r.gallery.select(actions.show_selected, [hits_state, query_state, r.heat],
+                     [r.preview, r.heat_note, r.metadata, selected_id])
+    r.again.click(lambda i, *f: run_search(None, i, *f), [selected_id, *filters],
+                  results).then(facets, hits_state, r.label_facets)
+    q.label_button.click(actions.search_label, q.label_pick, results).then(facets, hits_state, r.label_facets)
+    r.heat.change(actions.toggle_heat, [hits_state, selected_id, query_state, r.heat], [r.preview, r.heat_note])
+    corner_outputs = [first_corner, r.region, region_source, r.region_note, r.region_crop]
+    q.upload.select(actions.query_corner, [q.upload, hits_state, selected_id, first_corner], corner_outputs)
+    r.preview.select(actions.preview_corner, [q.upload, hits_state, selected_id, first_corner], corner_outputs)
+    r.copies_button.click(actions.show_copies, [hits_state, selected_id], r.copies_gallery)
+    r.region_button.click(run_search, [q.upload, q.picked, *filters, r.region, region_source],
+                          results).then(facets, hits_state, r.label_facets)
 
 
 def _caption(hit) -> str:
