@@ -1,5 +1,6 @@
 """The house rules as tests: rooms import downward, no import circles, the read side loads nothing
-of the writer's pipeline and never writes into a store, package imports are lazy."""
+of the writer's pipeline and never writes into a store, package imports are lazy, the user
+interfaces stay thin."""
 
 from __future__ import annotations
 
@@ -154,3 +155,14 @@ def test_search_never_writes_into_a_store(tmp_path):
     assert files() == before
     assert not {"read_only=False", "WriterLock"} & {w for p in (REPO / "search").rglob("*.py")
                                                     for w in ("read_only=False", "WriterLock") if w in p.read_text()}
+
+
+def test_no_function_in_ui_is_over_80_lines():
+    """A handler that grows longer holds logic that belongs in search/ or indexer/, or a section
+    that wants its own function."""
+    too_long = []
+    for path in sorted((REPO / "ui").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 80:
+                too_long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}")
+    assert too_long == [], "split these into smaller functions"
