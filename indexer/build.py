@@ -46,7 +46,7 @@ def _record_precision(store, encoder: Encoder, report: IndexReport) -> None:
     check = encoder.precision_check
     fresh = check if check is not None and not check.reused else None
     if fresh is not None:
-        report.precision_check = fresh.as_dict()
+        report.precision_check = fresh
     record_precision(store, precision, check=fresh, graph=encoder.graph if report.embedded else None)
 
 

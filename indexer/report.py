@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .model.precision import PrecisionCheck
 
 # progress(phase, done, total): a run reports each phase of its work as it goes. Phases, in order:
 # "index" (files read, embedded and committed), "signatures" (older rows signed), "labels".
@@ -39,7 +43,7 @@ class IndexReport:
     worker_precisions: set[str] = field(default_factory=set)  # --engine ray: what the actors ran at
     gpu_ids: set[str] = field(default_factory=set)  # --engine ray: GPU ids Ray gave those actors
     precision: str | None = None  # what the model ran at (bf16, int8, fp32, fp16)
-    precision_check: dict | None = None  # the first batch's parity check, when this run made one
+    precision_check: PrecisionCheck | None = None  # the first batch's parity check, when this run made one
     failures: list[FileFailure] = field(default_factory=list)
     changes: list[tuple[str, str]] = field(default_factory=list)  # (added|updated|moved|removed, path)
     repair: str | None = None

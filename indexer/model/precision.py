@@ -48,12 +48,6 @@ class PrecisionCheck:
         """True when the first precision tried failed its check."""
         return bool(self.tried) and self.tried[0].precision != self.precision
 
-    def as_dict(self) -> dict:
-        """The plain form an IndexReport carries: precision, min_cosine, images, tried."""
-        values = {"precision": self.precision, "min_cosine": self.min_cosine, "images": self.images,
-                  "tried": [{"precision": t.precision, "min_cosine": t.min_cosine} for t in self.tried]}
-        return {**values, "reused": True} if self.reused else values
-
     def manifest_values(self) -> dict:
         """The manifest entries that record this check (names and values other tools read)."""
         return {"precision": self.precision, "precision_min_cosine": self.min_cosine,

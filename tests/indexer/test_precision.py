@@ -62,10 +62,10 @@ def test_without_bf16_int8_is_chosen_checked_and_recorded(monkeypatch, photos, t
     launch = int8.launch
     int8.launch = lambda batch: batches.append(len(batch)) or launch(batch)
     report = build_index([photos], tmp_path / "int8", encoder=int8)
-    assert report.precision == "int8" and report.precision_check["min_cosine"] >= 0.999
+    assert report.precision == "int8" and report.precision_check.min_cosine >= 0.999
     # The first batch is the check's images alone (the model starts sooner); then full batches.
     assert batches == [precision.PARITY_IMAGES, 9 - precision.PARITY_IMAGES]
-    assert report.precision_check["images"] == precision.PARITY_IMAGES
+    assert report.precision_check.images == precision.PARITY_IMAGES
     fp32 = encoder.load_encoder("random", device="cpu", precision="fp32")
     fp32_batches = []
     fp32_launch = fp32.launch
@@ -121,7 +121,7 @@ def test_a_run_too_small_to_check_runs_exact_in_one_pass_and_the_next_one_checks
     write_scenes(tmp_path / "more", range(50, 50 + precision.PARITY_IMAGES))
     later = encoder.load_encoder("random", device="cpu")
     again = build_index([few, tmp_path / "more"], tmp_path / "store", encoder=later)
-    assert again.precision == "int8" and again.precision_check["images"] == precision.PARITY_IMAGES
+    assert again.precision == "int8" and again.precision_check.images == precision.PARITY_IMAGES
     assert Store(tmp_path / "store").manifest()["precision_check_key"] == later.precision_key()
 
 
@@ -131,7 +131,7 @@ def test_a_precision_that_fails_its_check_falls_back_and_says_so(monkeypatch, ph
     chosen = encoder.load_encoder("random", device="cpu")
     report = build_index([photos], tmp_path / "store", encoder=chosen)
     assert report.precision == "fp32"
-    assert [t["precision"] for t in report.precision_check["tried"]] == ["bf16", "int8", "fp32"]
+    assert [t.precision for t in report.precision_check.tried] == ["bf16", "int8", "fp32"]
     manifest = Store(tmp_path / "store").manifest()
     assert manifest["precision"] == "fp32" and manifest["precision_tried"][0]["precision"] == "bf16"
 
@@ -170,8 +170,7 @@ def test_a_check_round_trips_through_the_manifest_under_its_old_entries(tmp_path
     assert {k: manifest[k] for k in CHECK_AS_RECORDED} == CHECK_AS_RECORDED, "the same entries, the same values"
     assert manifest["model_graph"] == "eager"
     assert precision.PrecisionCheck.from_manifest(manifest) == check
-    assert check.fell_back and check.as_dict() == {"precision": "int8", "min_cosine": 0.999512, "images": 8,
-                                                   "tried": CHECK_AS_RECORDED["precision_tried"]}
+    assert check.fell_back and (check.precision, check.min_cosine, check.images) == ("int8", 0.999512, 8)
 
 
 def test_a_check_recorded_before_is_reused():

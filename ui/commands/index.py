@@ -154,9 +154,9 @@ def _print_report(args, report) -> None:
         print(f"note: computed duplicate signatures of {report.signed} earlier-indexed images (no re-embedding)",
               file=sys.stderr)
     check = report.precision_check
-    if check and check["tried"][0]["precision"] != check["precision"]:
-        failed = ", ".join(f"{t['precision']} reached {t['min_cosine']:.4f}" for t in check["tried"][:-1])
-        print(f"note: {failed} (< 0.999 to fp32 on the first batch): the model runs {check['precision']}",
+    if check and check.fell_back:
+        failed = ", ".join(f"{t.precision} reached {t.min_cosine:.4f}" for t in check.tried[:-1])
+        print(f"note: {failed} (< 0.999 to fp32 on the first batch): the model runs {check.precision}",
               file=sys.stderr)
     if report.labelled and report.labelled > report.embedded:
         print(f"note: labelled {report.labelled} images from their stored embeddings (no re-embedding)",
