@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 from .pairs import shot_key
 from .same_file import real_folder, within
 
-__all__ = ["GroupPlan", "ResolutionPlan", "plan_cleanup", "plan_resolution", "parse_rules", "RULES", "RESOLVE_TIERS",
-           "summarize"]
+__all__ = ["GroupPlan", "ResolutionPlan", "plan_cleanup", "plan_group", "plan_resolution", "parse_rules", "RULES",
+           "RESOLVE_TIERS", "summarize"]
 
 # Only true duplicates are resolved unless asked: similar shots and bursts are different photos.
 RESOLVE_TIERS = ("identical", "same-pixels", "near")
@@ -107,6 +107,12 @@ def plan_cleanup(index: ImageIndex, rules: str | list[str], *, tiers: Iterable[s
                            keepers=read_decisions(index.store).keepers)
     plan.unsigned = groups[0].unsigned if groups else 0
     return plan
+
+
+def plan_group(index: ImageIndex, group: DuplicateGroup) -> ResolutionPlan:
+    """The plan of one reviewed group with its keeper as the user's choice (the page's
+    "Quarantine the others"): what would move, by the same rules of what never moves."""
+    return plan_resolution(index.store, [group], [], keepers={group.keeper})
 
 
 def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str], *,

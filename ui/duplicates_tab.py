@@ -15,7 +15,7 @@ from ..indexer.store.quarantine import quarantine_plan, settle_quarantine, undo_
 from ..search import ImageIndex
 from ..search.calibrate import fit_near_threshold, sample_pairs
 from ..search.dupes import TIERS, find_duplicates, thresholds
-from ..search.resolve import RESOLVE_TIERS, parse_rules, plan_cleanup, plan_resolution, summarize
+from ..search.resolve import RESOLVE_TIERS, parse_rules, plan_cleanup, plan_group, summarize
 from .refused import refused
 
 __all__ = ["duplicates_tab", "DuplicateActions", "DEFAULT_RULES"]
@@ -88,8 +88,7 @@ class DuplicateActions:
     def quarantine_group(self, group, dry_run: bool):
         if group is None:
             raise refused("Pick a group first.")
-        # the same planner as a cleanup, with this group's keeper as the user's choice
-        plans = _call(plan_resolution, self.index.store, [group], [], keepers={group.keeper})
+        plans = _call(plan_group, self.index, group)
         keeper = group.paths[group.ids.index(group.keeper)]
         if dry_run:
             lines = "\n".join(f"- {m['path']}" for p in plans for m in p.move)
