@@ -11,6 +11,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 PACKAGES = {"indexer": "vitsearch.indexer", "search": "vitsearch.search", "ui": "vitsearch.ui"}
@@ -166,3 +168,13 @@ def test_no_function_in_ui_is_over_80_lines():
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 80:
                 too_long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}")
     assert too_long == [], "split these into smaller functions"
+
+
+def test_every_package_folder_ships_in_the_wheel():
+    """A room or a folder of commands missing from pyproject's list installs without its code."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join([PACKAGES[path.parts[len(REPO.parts)]],
+                         *path.parent.relative_to(REPO / path.parts[len(REPO.parts)]).parts]).rstrip(".")
+               for folder in PACKAGES for path in (REPO / folder).rglob("__init__.py")}
+    assert folders == listed
