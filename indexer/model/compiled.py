@@ -15,6 +15,8 @@ not count (indexer.ingest asks once that many are known); `yes` builds it whatev
 size; `no` neither builds nor loads. int8 (dynamically quantised Linear layers) stays eager.
 
 The graph serves batches of exactly its size; others (the last of a run, a query) run eagerly.
+A graph built after a run's precision check has its first batch checked against fp32 too (see
+TimmEncoder._check_new_graph); one that misses is refused: removed, with a note beside it.
 A failure to build or load (no C++ compiler, an unsupported torch, a damaged package) is said
 once and the run goes on eagerly; a package that does not load is removed, and a failed build
 leaves a note beside it so that "auto" does not try again on every long run.
@@ -163,6 +165,15 @@ class CompiledForward:
             self.failed = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
             self.log(f"note: the compiled model failed ({self.failed[:200]}); running it eagerly")
             return self.forward(self.model, batch)
+
+    def refuse(self, reason: str) -> None:
+        """The graph gives wrong vectors: run eagerly from now on, and remove the package with a
+        note beside it, so that "auto" neither loads nor builds it again on this machine."""
+        self.failed = reason
+        self.log(f"note: the compiled model is not used: {reason}; running it eagerly")
+        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            failure_note(self.path).write_text(reason)
 
     def _load(self) -> Callable:
         import torch

@@ -85,6 +85,21 @@ class Encoder:
         """Run at the precision an earlier check of this store chose (see precision.reuse_precision_check)."""
         self.precision, self.precision_check = check.precision, check
 
+    def _check_new_graph(self, batch) -> np.ndarray:
+        """The first batch through a graph built in this run, its first PARITY_IMAGES also run
+        eagerly in fp32: a graph whose vectors miss PARITY_COSINE is dropped (and not built again
+        by "auto"), and the batch runs eagerly at the precision the run checked."""
+        self.graph_unchecked = False
+        batch = batch.to(self.device)
+        vectors = self._pooled(batch, self.precision).numpy()
+        if self.compiled.failed is None:
+            reference = self._pooled(batch[:policy.PARITY_IMAGES], "fp32").numpy()
+            cosine = float(np.min(np.sum(vectors[:len(reference)] * reference, axis=1)))
+            if cosine < policy.PARITY_COSINE:
+                self.compiled.refuse(f"its vectors reach cosine {cosine:.4f} to fp32, under {policy.PARITY_COSINE}")
+                vectors = self._pooled(batch, self.precision).numpy()
+        return vectors
+
     def prepare_graph(self, images: int, batch_size: int) -> None:
         """Told how many images a run embeds, before its batches (see indexer.model.compiled)."""
 
@@ -124,6 +139,9 @@ class TimmEncoder(Encoder):
     precision_check: PrecisionCheck | None = None  # what the first batch measured (see check_precision)
     compile_mode: str = "auto"  # see indexer.model.compiled: "auto" builds a graph in long CPU runs, then reuses it
     compiled: CompiledForward | None = None  # set by prepare_graph when this run compiles
+    # A graph built after this run's precision check (or under a check reused from the store) has
+    # not been checked against fp32 yet: its first batch is (see _check_new_graph).
+    graph_unchecked: bool = False
     _int8_model: object = field(default=None, repr=False)  # built on first use of int8
 
     @property
@@ -146,6 +164,9 @@ class TimmEncoder(Encoder):
         while this one computes. The first batch also checks the precision (check_precision)."""
         if self.precision_check is None and self.fallbacks is not None:
             vectors = self.check_precision(batch)
+            return lambda: vectors
+        if self.graph_unchecked and self.compiled.serves(batch, self.precision):
+            vectors = self._check_new_graph(batch)
             return lambda: vectors
         if batch.device.type == "cpu" and self.device.startswith("cuda"):
             batch = batch.pin_memory()
@@ -175,6 +196,21 @@ class TimmEncoder(Encoder):
                 pooled = _pre_logits(model, batch)
             return torch.nn.functional.normalize(pooled.float(), dim=1).to("cpu", non_blocking=True)
 
+    def _check_new_graph(self, batch) -> np.ndarray:
+        """The first batch through a graph built in this run, its first PARITY_IMAGES also run
+        eagerly in fp32: a graph whose vectors miss PARITY_COSINE is dropped (and not built again
+        by "auto"), and the batch runs eagerly at the precision the run checked."""
+        self.graph_unchecked = False
+        batch = batch.to(self.device)
+        vectors = self._pooled(batch, self.precision).numpy()
+        if self.compiled.failed is None:
+            reference = self._pooled(batch[:policy.PARITY_IMAGES], "fp32").numpy()
+            cosine = float(np.min(np.sum(vectors[:len(reference)] * reference, axis=1)))
+            if cosine < policy.PARITY_COSINE:
+                self.compiled.refuse(f"its vectors reach cosine {cosine:.4f} to fp32, under {policy.PARITY_COSINE}")
+                vectors = self._pooled(batch, self.precision).numpy()
+        return vectors
+
     def prepare_graph(self, images: int, batch_size: int) -> None:
         """Run this run's full batches through the compiled graph: a cached one whenever the run
         has a full batch, a new one (built on first use) when the run is long enough to pay for
@@ -189,6 +225,8 @@ class TimmEncoder(Encoder):
             self.compiled = CompiledForward(self.model, _pre_logits, batch_size, self.precision, path,
                                             input_size=tuple(self.data_config["input_size"][1:]),
                                             build=not cached)
+            # before the check, the first batch is checked through the graph (check_precision)
+            self.graph_unchecked = not cached and self.precision_check is not None
 
     def first_batch_size(self, batch_size: int) -> int:
         """A run starts with PARITY_IMAGES alone (all a precision check needs): the model starts

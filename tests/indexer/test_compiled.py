@@ -154,3 +154,46 @@ def test_a_failed_compile_runs_eagerly(tmp_path):
     assert done["info"]["model_graph"] == "eager" and done["info"]["images"] == 4
     notes = list((cache_root() / "compiled").glob("*.failed"))
     assert any("C++ compiler" in note.read_text() or "nonexistent" in note.read_text() for note in notes), notes
+
+
+class _StandInGraph(compiled.CompiledForward):
+    """A compiled graph as a run sees it, without a 30-s build: `runner` stands in for the package."""
+
+    def __init__(self, encoder, path: Path, runner):
+        super().__init__(encoder.model, encoder_forward(), 16, encoder.precision, path,
+                         input_size=tuple(encoder.data_config["input_size"][1:]), build=True)
+        self._runner = runner
+
+
+def encoder_forward():
+    from vitsearch.indexer.model.encoder import _pre_logits
+
+    return _pre_logits
+
+
+@pytest.mark.parametrize("honest", [True, False])
+def test_a_graph_built_after_the_precision_check_is_checked_on_its_first_batch(random_encoder, tmp_path, honest):
+    """A long run builds its graph mid-run, after its first batch checked the precision (and a
+    run under a check reused from the store checks nothing): the graph's first batch is checked
+    against fp32, and a graph that misses is dropped, with its package, and the batch runs eagerly."""
+    import dataclasses
+
+    import torch
+
+    from vitsearch.indexer.model.precision import PrecisionCheck
+
+    forward = encoder_forward()
+    runner = (lambda batch: forward(random_encoder.model, batch)) if honest else (lambda batch: torch.flip(
+        forward(random_encoder.model, batch), dims=[0]))  # each image gets another's vector
+    path = tmp_path / "graph.pt2"
+    path.write_bytes(b"package")
+    encoder = dataclasses.replace(random_encoder, precision_check=PrecisionCheck("fp32", 1.0, 8),
+                                  graph_unchecked=True)
+    encoder.compiled = _StandInGraph(encoder, path, runner)
+    torch.manual_seed(0)
+    batch = torch.randn(16, 3, *encoder.data_config["input_size"][1:])
+    vectors = encoder.encode(batch)
+    eager = dataclasses.replace(random_encoder).encode(batch)
+    assert not encoder.graph_unchecked and np.allclose(vectors, eager, atol=1e-4), "the batch's vectors are right"
+    assert (encoder.compiled.failed is None) == honest and path.exists() == honest
+    assert compiled.failure_note(path).exists() != honest
