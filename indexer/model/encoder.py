@@ -85,21 +85,6 @@ class Encoder:
         """Run at the precision an earlier check of this store chose (see precision.reuse_precision_check)."""
         self.precision, self.precision_check = check.precision, check
 
-    def _check_new_graph(self, batch) -> np.ndarray:
-        """The first batch through a graph built in this run, its first PARITY_IMAGES also run
-        eagerly in fp32: a graph whose vectors miss PARITY_COSINE is dropped (and not built again
-        by "auto"), and the batch runs eagerly at the precision the run checked."""
-        self.graph_unchecked = False
-        batch = batch.to(self.device)
-        vectors = self._pooled(batch, self.precision).numpy()
-        if self.compiled.failed is None:
-            reference = self._pooled(batch[:policy.PARITY_IMAGES], "fp32").numpy()
-            cosine = float(np.min(np.sum(vectors[:len(reference)] * reference, axis=1)))
-            if cosine < policy.PARITY_COSINE:
-                self.compiled.refuse(f"its vectors reach cosine {cosine:.4f} to fp32, under {policy.PARITY_COSINE}")
-                vectors = self._pooled(batch, self.precision).numpy()
-        return vectors
-
     def prepare_graph(self, images: int, batch_size: int) -> None:
         """Told how many images a run embeds, before its batches (see indexer.model.compiled)."""
 
@@ -205,7 +190,7 @@ class TimmEncoder(Encoder):
         vectors = self._pooled(batch, self.precision).numpy()
         if self.compiled.failed is None:
             reference = self._pooled(batch[:policy.PARITY_IMAGES], "fp32").numpy()
-            cosine = float(np.min(np.sum(vectors[:len(reference)] * reference, axis=1)))
+            cosine = _min_cosine(vectors, reference)
             if cosine < policy.PARITY_COSINE:
                 self.compiled.refuse(f"its vectors reach cosine {cosine:.4f} to fp32, under {policy.PARITY_COSINE}")
                 vectors = self._pooled(batch, self.precision).numpy()
@@ -260,7 +245,7 @@ class TimmEncoder(Encoder):
                 vectors, cosine = None, 1.0
             else:  # the whole batch, so that a compiled graph's output is what is checked
                 vectors = self._pooled(batch, self.precision).numpy()
-                cosine = float(np.min(np.sum(vectors[:len(reference)] * reference, axis=1)))
+                cosine = _min_cosine(vectors, reference)
             tried.append(Tried(self.precision, round(cosine, 6)))
             if cosine >= policy.PARITY_COSINE or not self.fallbacks:
                 break
@@ -363,6 +348,11 @@ class TimmRecipe(EncoderRecipe):
 def _pre_logits(model, batch):
     """The pooled pre-logits (before normalising): the embedding's forward pass, eager or compiled."""
     return model.forward_head(model.forward_features(batch), pre_logits=True)
+
+
+def _min_cosine(vectors: np.ndarray, reference: np.ndarray) -> float:
+    """The lowest cosine between the first rows of `vectors` and the fp32 `reference` (unit rows)."""
+    return float(np.min(np.sum(vectors[:len(reference)] * reference, axis=1)))
 
 
 def encoder_identity(encoder: Encoder) -> dict:
