@@ -16,6 +16,7 @@ from .model.weights import MODEL_NAME, weights_from_manifest
 from .plan import SyncPlan, plan_sync
 from .prefetch import Prefetch, start_prefetch
 from .recorded_model import recorded_model_if_idle
+from .records import refresh_records
 from .report import FileFailure, IndexReport, Progress
 from .scan import UnreadableFolder, normalize_roots, scan_folders
 from .store.lock import WriterLock
@@ -157,6 +158,7 @@ def build_index(
         run.read_all(plan.to_read, workers or default_workers(encoder), progress)
         run.remove_missing()
         record_unreadable(store, plan, unreadable, report)
+        report.records_read = refresh_records(store, scanned, progress)
         _record_precision(store, encoder, report)
         report.signed = backfill_signatures(store, roots, encoder.draft_size,
                                             workers=workers or default_workers(encoder), progress=progress)

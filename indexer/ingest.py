@@ -20,6 +20,7 @@ from .imaging.signatures import Signature
 from .model import compiled
 from .model.encoder import Encoder
 from .prefetch import Prefetch
+from .records import read_records
 from .report import FileFailure, IndexReport, Progress
 from .scan import ScannedFile
 from .store.store import RowState, Store
@@ -43,6 +44,7 @@ class _Read:
     info: ImageInfo | None = None
     signature: Signature | None = None
     error: ImageLoadError | None = None
+    records: dict | None = None  # the photographer's records (indexer.records), read from the bytes held
 
 
 class IndexRun:
@@ -68,6 +70,7 @@ class IndexRun:
         self.in_flight: deque[tuple[list[_Read], Callable[[], np.ndarray]]] = deque()
         self.embedded: list[tuple[_Read, np.ndarray | None]] = []
         self.ops: list[Callable] = []
+        self.records: list[dict] = []  # rows' records, written with the commit that writes the rows
         self.last_commit = time.monotonic()
         self.to_embed = 0  # images decided for the model so far (not copies, renames or unchanged)
 
@@ -99,6 +102,7 @@ class IndexRun:
             early = self.prefetch.take(file.path) if self.prefetch is not None else None
             data = early[0] if early else read_image_bytes(file.path)
             item.content_hash = hashlib.blake2b(data, digest_size=16).hexdigest()
+            item.records = read_records(file, data)
             if not decode and (item.content_hash in self.hashes or _same_content(row, item.content_hash)):
                 return item  # the embedding can be reused: skip decoding
             if early:
@@ -124,7 +128,7 @@ class IndexRun:
             self._fail(item, item.error.reason, item.error.detail)
         elif _same_content(row, item.content_hash):
             revive = row.status == "quarantined"  # a quarantined file is back where it was
-            self.ops.append(lambda tx: tx.touch(row.id, f.size, f.mtime_ns, revive=revive))
+            self._op(item, lambda tx: tx.touch(row.id, f.size, f.mtime_ns, revive=revive))
             self.report.unchanged += 1
         elif item.content_hash in self.hashes:
             self._reuse(item, self.hashes[item.content_hash])
@@ -152,12 +156,20 @@ class IndexRun:
             if row is not None:
                 self.ops.append(lambda tx: tx.delete([row.id]))
             old = self.missing.pop(source_id).path
-            self.ops.append(lambda tx: tx.move(source_id, f.path, f.root, f.size, f.mtime_ns))
+            self._op(item, lambda tx: tx.move(source_id, f.path, f.root, f.size, f.mtime_ns))
             self.report.moved += 1
             self.report.changes.append(("moved", f"{old} -> {f.path}"))
         else:  # a copy: same bytes under another path
-            self.ops.append(lambda tx: tx.copy(source_id, row.id if row else None, f.path, f.root, f.size, f.mtime_ns))
+            self._op(item, lambda tx: tx.copy(source_id, row.id if row else None, f.path, f.root, f.size, f.mtime_ns))
             self._count_write(row, f.path)
+
+    def _op(self, item: _Read, write: Callable) -> None:
+        """A pending row write (returning the row's id) whose row then gets the item's records."""
+        def run(tx):
+            row_id = write(tx)
+            if item.records is not None:
+                self.records.append({"id": row_id, **item.records})
+        self.ops.append(run)
 
     def _fail(self, item: _Read, reason: str, detail: str) -> None:
         self.ops.append(self._failure_op(item, reason, detail))
@@ -253,6 +265,10 @@ class IndexRun:
                 row_id = tx.write_image(row.id if row else None, f.path, f.root, f.size, f.mtime_ns,
                                         item.content_hash, item.info, vector, item.signature)
                 written.append((item.content_hash, row_id))
+                if item.records is not None:
+                    self.records.append({"id": row_id, **item.records})
+            tx.set_records(self.records)
+            self.records.clear()
         for content_hash, row_id in written:
             self.hashes.setdefault(content_hash, row_id)
         self.ops.clear()

@@ -10,9 +10,10 @@ if TYPE_CHECKING:
     from .model.precision import PrecisionCheck
 
 # progress(phase, done, total): a run reports each phase of its work as it goes. Phases, in order:
-# "index" (files read, embedded and committed), "signatures" (older rows signed), "labels".
+# "index" (files read, embedded and committed), "records" (XMP of images whose sidecars changed),
+# "signatures" (older rows signed), "labels".
 Progress = Callable[[str, int, int], None]
-PHASES = ("index", "signatures", "labels")
+PHASES = ("index", "records", "signatures", "labels")
 
 __all__ = ["IndexReport", "FileFailure", "Progress", "PHASES"]
 
@@ -36,6 +37,7 @@ class IndexReport:
     images_per_s: float = 0.0
     embedded: int = 0
     signed: int = 0  # older rows given their duplicate signatures (a decode, no model pass)
+    records_read: int = 0  # images whose XMP records were read again without the model (a sidecar changed)
     labelled: int = 0  # rows given their top-5 classes (from stored embeddings: no model pass)
     sent_to_cluster: int = 0  # --engine ray: files the cluster decoded and embedded
     nodes: set[str] = field(default_factory=set)  # --engine ray: nodes whose actors embedded

@@ -9,8 +9,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .imaging.formats import has_image_extension
+from .extensions import has_image_extension
 from .locations import is_within
+from .store.companions import companion_candidate, companions_of
 
 __all__ = ["ScannedFile", "UnreadableFolder", "scan_folders", "normalize_roots", "is_within"]
 
@@ -25,6 +26,8 @@ class ScannedFile:
     size: int
     mtime_ns: int
     readable: bool = True  # by this process: an unreadable file with an unchanged stat is still read (and failed)
+    # the files that belong to it (sidecars, edit files: indexer.store.companions): (name, size, mtime_ns)
+    companions: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ def _walk(root, real_roots, patterns, include_hidden, seen_dirs, unreadable) -> 
             continue
         reported = False
         subfolders = []
+        candidates = _companion_stats(entries)
         for entry in entries:
             if not include_hidden and entry.name.startswith("."):
                 continue
@@ -103,7 +107,9 @@ def _walk(root, real_roots, patterns, include_hidden, seen_dirs, unreadable) -> 
                     subfolders.append(entry.path)
                 elif entry.is_file() and has_image_extension(entry.name):
                     st = entry.stat()
-                    yield ScannedFile(entry.path, root, st.st_size, st.st_mtime_ns, _readable(entry.path, st, euid))
+                    companions = tuple((n, *candidates[n]) for n in companions_of(entry.name, candidates))
+                    yield ScannedFile(entry.path, root, st.st_size, st.st_mtime_ns, _readable(entry.path, st, euid),
+                                      companions)
             except PermissionError as e:  # listed but not reachable: a folder without search permission
                 if not reported:
                     unreadable.append(UnreadableFolder(folder, f"cannot reach its files: {e.strerror or e}"))
@@ -111,6 +117,21 @@ def _walk(root, real_roots, patterns, include_hidden, seen_dirs, unreadable) -> 
             except OSError:
                 continue  # vanished since the listing, or a broken link
         stack.extend(reversed(subfolders))
+
+
+def _companion_stats(entries) -> dict[str, tuple[int, int]]:
+    """Name -> (size, mtime_ns) of the plain files of a folder that may belong to an image: a
+    sidecar edited later changes its image's records (indexer.records), never its embedding."""
+    found = {}
+    for entry in entries:
+        if companion_candidate(entry.name):
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    found[entry.name] = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                continue
+    return found
 
 
 def _readable(path: str, st: os.stat_result, euid: int) -> bool:

@@ -18,7 +18,8 @@ from tests.conftest import REPO
 PACKAGES = {"indexer": "vitsearch.indexer", "search": "vitsearch.search", "ui": "vitsearch.ui"}
 ROOMS = ("store", "model", "imaging", "ray")
 # Leaf modules every part may use: they import nothing of vitsearch but each other.
-SHARED = {"vitsearch.indexer.errors", "vitsearch.indexer.faults", "vitsearch.indexer.locations"}
+SHARED = {"vitsearch.indexer.errors", "vitsearch.indexer.faults", "vitsearch.indexer.locations",
+          "vitsearch.indexer.extensions"}
 # What each room may import from the rest of indexer/ (besides SHARED and itself).
 ROOM_MAY_USE = {"store": set(), "imaging": set(), "model": {"store", "imaging"}}
 PIPELINE = ("build", "ingest", "backfill", "watch", "prefetch", "plan", "reindex", "recorded_model", "scan", "report")

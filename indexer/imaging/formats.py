@@ -10,24 +10,20 @@ of those formats are then recorded as unreadable, with the package to install.
 from __future__ import annotations
 
 import functools
-import os
 import struct
 
 from PIL import Image
 
+from ..extensions import IMAGE_EXTENSIONS, has_image_extension
 from .boxes import iso_boxes
 from .jxl import jxl_cut
-from .raw import RAW_EXTENSIONS, raw_available, tiff_cut
+from .raw import raw_available, tiff_cut
 
 __all__ = ["ALLOWED_FORMATS", "IMAGE_EXTENSIONS", "has_image_extension", "register_plugins", "readable_formats",
            "truncation", "iso_boxes"]
 
 _BASE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF")
 _OPTIONAL_FORMATS = ("AVIF", "HEIF", "JXL")  # Pillow's AVIF, pillow-heif, pillow-jxl-plugin
-
-IMAGE_EXTENSIONS = frozenset(
-    ".jpg .jpeg .jpe .jfif .png .webp .gif .bmp .dib .tif .tiff .avif .heic .heif .hif .jxl".split()
-) | RAW_EXTENSIONS
 
 # ftyp brands of HEIF still images and sequences (HEIC, AVIF and their MIAF base)
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"mif2", b"msf1", b"miaf",
@@ -48,11 +44,6 @@ def register_plugins() -> None:
         import pillow_jxl  # noqa: F401 - importing it registers the JXL opener
     except ImportError:
         pass
-
-
-def has_image_extension(name: str) -> bool:
-    """The file name ends in an extension of the formats vitsearch reads (any case)."""
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 def _allowed_formats() -> tuple[str, ...]:

@@ -17,11 +17,10 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ImageLoadError
+from ..extensions import RAW_EXTENSIONS
 
 __all__ = ["RAW_EXTENSIONS", "RawImage", "raw_available", "looks_raw", "inspect_raw", "open_raw", "tiff_cut"]
 
-RAW_EXTENSIONS = frozenset(".dng .cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .raf .orf .rw2 .pef .srw .x3f .3fr "
-                           ".erf .kdc .mrw .mos .iiq .rwl".split())
 # What RAW containers start with: TIFF (DNG, CR2, NEF, ARW, PEF, SRW, ...), Olympus and Panasonic
 # TIFF variants, Fujifilm, Canon CR3 (ISO media), Sigma X3F, Minolta MRW.
 _MAGICS = (b"II*\x00", b"MM\x00*", b"IIRO", b"IIRS", b"IIU\x00", b"FUJIFILMCCD-RAW", b"FOVb", b"\x00MRM")

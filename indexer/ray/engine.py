@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backfill import backfill_signatures, expire_stale_signatures
+from ..records import refresh_records
 from ..build import load_store_encoder, record_unreadable
 from ..errors import ConfigError
 from ..faults import fault_point
@@ -93,6 +94,7 @@ def build_index_ray(roots: Iterable[str], store_dir=None, *, weights: str | None
         if report.worker_precisions:  # each actor's hardware chose (and checked) its own
             report.precision = ",".join(sorted(report.worker_precisions))
             record_precision(store, report.precision, graph="eager")
+        report.records_read = refresh_records(store, scanned, progress)  # the cluster's rows, read here
         report.signed = backfill_signatures(store, roots, encoder.draft_size, workers=default_workers(encoder))
         if encoder.label_head is not None:  # on the driver: a matrix multiply over stored vectors
             report.labelled = label_rows(store, encoder.label_head)

@@ -24,7 +24,7 @@ from .connections import connection
 
 __all__ = [
     "Store", "RowState", "open_store", "SCHEMA_VERSION", "DB_NAME", "LIVE", "MTIME", "encode_path",
-    "default_store_dir", "fetch_records", "SHARD_COLUMNS",
+    "default_store_dir", "fetch_records", "SHARD_COLUMNS", "RECORD_COLUMNS",
 ]
 
 SCHEMA_VERSION = 1
@@ -69,6 +69,15 @@ ALTER TABLE images ADD COLUMN IF NOT EXISTS orientation_hash BIGINT;
 -- the model head's top-5 classes, best first (indexer.model.labels); NULL until labelled
 ALTER TABLE images ADD COLUMN IF NOT EXISTS labels VARCHAR[];
 ALTER TABLE images ADD COLUMN IF NOT EXISTS label_probs FLOAT[];
+-- the photographer's records from XMP (indexer.records): rating -1..5, pick 'picked'/'rejected',
+-- the files that belong to the image (indexer.store.companions); records_key says what they were read from
+ALTER TABLE images ADD COLUMN IF NOT EXISTS rating INTEGER;
+ALTER TABLE images ADD COLUMN IF NOT EXISTS pick VARCHAR;
+ALTER TABLE images ADD COLUMN IF NOT EXISTS color_label VARCHAR;
+ALTER TABLE images ADD COLUMN IF NOT EXISTS keywords VARCHAR[];
+ALTER TABLE images ADD COLUMN IF NOT EXISTS companion_files VARCHAR[];
+ALTER TABLE images ADD COLUMN IF NOT EXISTS records_note VARCHAR;
+ALTER TABLE images ADD COLUMN IF NOT EXISTS records_key VARCHAR;
 CREATE TABLE IF NOT EXISTS label_classes (class INTEGER PRIMARY KEY, name VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS vector_log (generation BIGINT NOT NULL, id BIGINT NOT NULL);
 -- the user's duplicate decisions: ('not_duplicate', a, b) with a < b, or ('keep', id, NULL)
@@ -315,6 +324,9 @@ class Store:
             con.execute("COMMIT")
 
 
+# The photographer's records of a row (indexer.records), written together.
+RECORD_COLUMNS = ("rating", "pick", "color_label", "keywords", "companion_files", "records_note", "records_key")
+
 # The images columns a cluster job writes in its Parquet shards (indexed_at is set on merge).
 SHARD_COLUMNS = ("id", "path", "path_bytes", "root", "size", "mtime_ns", "content_hash", "width", "height",
                  "format", "captured_at", "camera", "status", "error", "error_detail", "warnings", "embedding",
@@ -410,12 +422,13 @@ class Transaction:
         finally:
             self.con.unregister("vitsearch_new_rows")
 
-    def touch(self, row_id: int, size: int, mtime_ns: int, *, revive: bool = False) -> None:
+    def touch(self, row_id: int, size: int, mtime_ns: int, *, revive: bool = False) -> int:
         """Same content, new stat: nothing to embed. `revive` brings a quarantined row back."""
         self.flush_inserts()
         self.con.execute("UPDATE images SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, row_id))
         if revive:
             self.set_status([row_id], "ok")
+        return row_id
 
     def set_status(self, ids, status: str) -> None:
         """Quarantine rows ('quarantined': out of search, embedding kept) or bring them back ('ok')."""
@@ -452,6 +465,24 @@ class Transaction:
         finally:
             self.con.unregister("vitsearch_signatures")
 
+    def set_records(self, records: list[dict]) -> None:
+        """Store the photographer's records of rows (dicts with id and the RECORD_COLUMNS), no
+        embedding changes."""
+        self.flush_inserts()
+        if not records:
+            return
+        staged = {"id": np.asarray([r["id"] for r in records], np.int64)}
+        staged.update({c: _column([r[c] for r in records]) for c in RECORD_COLUMNS})
+        self.con.register("vitsearch_records", staged)
+        try:
+            self.con.execute(
+                "UPDATE images SET rating = r.rating::INTEGER, pick = r.pick::VARCHAR, "
+                "color_label = r.color_label::VARCHAR, keywords = r.keywords::VARCHAR[], "
+                "companion_files = r.companion_files::VARCHAR[], records_note = r.records_note::VARCHAR, "
+                "records_key = r.records_key::VARCHAR FROM vitsearch_records r WHERE images.id = r.id")
+        finally:
+            self.con.unregister("vitsearch_records")
+
     def set_labels(self, ids, labels: list[list[str]], probs: np.ndarray) -> None:
         """Store each row's top classes (names, best first) and their probabilities."""
         self.flush_inserts()
@@ -485,7 +516,7 @@ class Transaction:
                          [list(names), list(names)])
         _write_manifest(self.con, manifest)
 
-    def move(self, row_id: int, path: str, root: str, size: int, mtime_ns: int) -> None:
+    def move(self, row_id: int, path: str, root: str, size: int, mtime_ns: int) -> int:
         """A renamed or moved file keeps its id and embedding."""
         self.flush_inserts()
         name, raw = encode_path(path)
@@ -493,6 +524,7 @@ class Transaction:
             "UPDATE images SET path = ?, path_bytes = ?, root = ?, size = ?, mtime_ns = ? WHERE id = ?",
             (name, raw, root, size, mtime_ns, row_id),
         )
+        return row_id
 
     def copy(self, source_id: int, row_id: int | None, path: str, root: str, size: int,
              mtime_ns: int) -> int:

@@ -1,0 +1,267 @@
+"""The photographer's own records in XMP (rating, pick or reject, colour label, keywords): read from
+a packet embedded in an image or from a sidecar, and written to a sidecar, through exiv2
+(pyexiv2's wheels bundle it) rather than a hand-written RDF parser.
+
+Untrusted input meets exiv2 only as one bounded packet: a packet is found by its `x:xmpmeta`
+wrapper (XMP's own packet-scanning rule, so no image container is parsed here), refused when
+larger than MAX_PACKET_BYTES or when it declares a DTD or entities (XMP forbids them; they are how
+entity-expansion bombs work), and a standard prefix bound to a foreign namespace is ignored.
+Whatever is refused becomes a note on the image, never a failed run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+__all__ = ["PhotoRecords", "XmpError", "MAX_PACKET_BYTES", "embedded_packet", "parse_packet", "records_of",
+           "merge_records", "read_sidecar", "write_sidecar", "EMPTY_PACKET", "PICKED", "REJECTED"]
+
+MAX_PACKET_BYTES = 4 << 20  # darktable and Lightroom sidecars with long edit histories stay far below
+PICKED, REJECTED = "picked", "rejected"
+EMPTY_PACKET = (b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+                b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+                b'</rdf:RDF></x:xmpmeta>\n<?xpacket end="w"?>')
+
+_OPEN, _CLOSE = b"<x:xmpmeta", b"</x:xmpmeta>"
+_DTD = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+# The namespaces whose properties are read, by the prefix exiv2 reports them under.
+_NAMESPACES = {"xmp": "http://ns.adobe.com/xap/1.0/", "dc": "http://purl.org/dc/elements/1.1/",
+               "lr": "http://ns.adobe.com/lightroom/1.0/", "digiKam": "http://www.digikam.org/ns/1.0/",
+               "darktable": "http://darktable.sf.net/", "xmpDM": "http://ns.adobe.com/xmp/1.0/DynamicMedia/"}
+_DECLARATION = re.compile(rb'xmlns:(\w+)\s*=\s*["\']([^"\']*)["\']')
+# digiKam's colour label numbers and darktable's, as the names Lightroom writes in xmp:Label.
+_DIGIKAM_COLOURS = {1: "Red", 2: "Orange", 3: "Yellow", 4: "Green", 5: "Blue", 6: "Magenta", 7: "Gray",
+                    8: "Black", 9: "White"}
+_DARKTABLE_COLOURS = {0: "Red", 1: "Yellow", 2: "Green", 3: "Blue", 4: "Purple"}
+# exiv2's XMP toolkit is initialised once per process and is not safe for concurrent parses.
+_EXIV2 = threading.Lock()
+
+
+class XmpError(Exception):
+    """A packet or sidecar that cannot be used; the message is the note recorded for the image."""
+
+
+@dataclass(frozen=True)
+class PhotoRecords:
+    """What a photo manager recorded about one image; None or () where nothing says."""
+
+    rating: int | None = None  # -1 (rejected) .. 5
+    pick: str | None = None  # PICKED, REJECTED or None
+    color_label: str | None = None
+    keywords: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=(), compare=False)  # what could not be read, and why
+
+
+def embedded_packet(data: bytes) -> bytes | None:
+    """The first complete XMP packet in an image file's bytes (None when it holds none). Raises
+    XmpError for one too large to read."""
+    start = data.find(_OPEN)
+    if start < 0:
+        return None
+    end = data.find(_CLOSE, start)
+    if end < 0:
+        raise XmpError("embedded XMP is cut short (no closing x:xmpmeta): not read")
+    end += len(_CLOSE)
+    if end - start > MAX_PACKET_BYTES:
+        raise XmpError(f"embedded XMP is {end - start:,} bytes, over {MAX_PACKET_BYTES:,}: not read")
+    return data[start:end]
+
+
+def read_sidecar(path: str) -> bytes:
+    """A sidecar's bytes, bounded; XmpError when too large or unreadable."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PACKET_BYTES + 1)
+    except OSError as e:
+        raise XmpError(f"sidecar {os.path.basename(path)} unreadable: {e.strerror or e}") from None
+    if len(data) > MAX_PACKET_BYTES:
+        raise XmpError(f"sidecar {os.path.basename(path)} is over {MAX_PACKET_BYTES:,} bytes: not read")
+    return data
+
+
+def parse_packet(packet: bytes) -> dict[str, object]:
+    """exiv2's reading of one packet: {'Xmp.xmp.Rating': '5', 'Xmp.dc.subject': [...], ...},
+    without the properties of a standard prefix bound to a foreign namespace."""
+    if len(packet) > MAX_PACKET_BYTES:
+        raise XmpError(f"XMP of {len(packet):,} bytes, over {MAX_PACKET_BYTES:,}: not read")
+    if _DTD.search(packet):
+        raise XmpError("XMP declares a DTD or entities (XMP allows none): not read")
+    if _OPEN not in packet and b"<rdf:RDF" not in packet:
+        raise XmpError("not an XMP packet (no x:xmpmeta or rdf:RDF): not read")
+    import pyexiv2
+
+    with _EXIV2:
+        pyexiv2.set_log_level(4)  # errors come back as exceptions, not as lines on stderr
+        try:
+            data = pyexiv2.ImageData(packet)
+            try:
+                values = data.read_xmp()
+            finally:
+                data.close()
+        except (RuntimeError, ValueError, UnicodeDecodeError) as e:
+            raise XmpError(f"XMP is not well-formed ({str(e)[:120]}): not read") from None
+    foreign = _foreign_prefixes(packet)
+    return {k: v for k, v in values.items() if k.split(".")[1] not in foreign}
+
+
+def records_of(values: dict[str, object]) -> PhotoRecords:
+    """The records one packet says (see PhotoRecords); values out of range are notes, not records."""
+    notes = []
+    rating = _rating(values.get("Xmp.xmp.Rating"), notes)
+    pick = None
+    digikam_pick = _integer(values.get("Xmp.digiKam.PickLabel"))
+    if rating == -1 or digikam_pick == 1:
+        pick = REJECTED
+    elif digikam_pick == 3 or str(values.get("Xmp.xmpDM.good", "")).lower() == "true":
+        pick = PICKED
+    return PhotoRecords(rating, pick, _colour(values), _keywords(values), tuple(notes))
+
+
+def merge_records(layers: Iterable[PhotoRecords]) -> PhotoRecords:
+    """Embedded XMP first, then the sidecars from the least to the most specific: a later layer
+    wins each field it says something about (as Lightroom and darktable read sidecars)."""
+    merged = PhotoRecords()
+    for layer in layers:
+        merged = PhotoRecords(
+            layer.rating if layer.rating is not None else merged.rating,
+            layer.pick if layer.pick is not None else merged.pick,
+            layer.color_label if layer.color_label is not None else merged.color_label,
+            layer.keywords or merged.keywords,
+            merged.notes + layer.notes)
+    return merged
+
+
+def write_sidecar(path: str, *, rating: int | None = None, reject: bool = False,
+                  add_keywords: Iterable[str] = ()) -> bytes:
+    """Write these records into the sidecar at `path` (created when absent; never an image file):
+    written to a hidden file beside it, fsynced, read back and checked, then renamed over it, or
+    linked into place when new so that a file created meanwhile is never replaced. Returns the
+    bytes written. Raises XmpError (nothing changed) when the existing sidecar cannot be read."""
+    import pyexiv2
+
+    existing = read_sidecar(path) if os.path.lexists(path) else None
+    values = parse_packet(existing) if existing is not None else {}
+    changes: dict[str, object] = {}
+    if reject:
+        changes.update({"Xmp.xmp.Rating": "-1", "Xmp.digiKam.PickLabel": "1"})
+    elif rating is not None:
+        changes["Xmp.xmp.Rating"] = str(int(rating))
+    keywords = [k for k in add_keywords if k]
+    for key in ("Xmp.dc.subject", "Xmp.lr.hierarchicalSubject"):
+        present = _as_list(values.get(key))
+        new = [k for k in keywords if k not in present]
+        if new:
+            changes[key] = present + new
+    folder, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(folder, f".{name}.vitsearch-tmp")
+    try:
+        with open(temporary, "wb") as f:
+            f.write(existing if existing is not None else EMPTY_PACKET)
+        with _EXIV2:
+            image = pyexiv2.Image(temporary)
+            try:
+                image.modify_xmp(changes)
+            finally:
+                image.close()
+        with open(temporary, "rb") as f:
+            written = f.read()
+            os.fsync(f.fileno())
+        _check_written(written, changes)
+        if existing is None:
+            os.link(temporary, path)  # fails if a file appeared meanwhile: it is never replaced
+            os.unlink(temporary)
+        else:
+            os.replace(temporary, path)
+        _fsync_folder(folder)
+    except (RuntimeError, OSError) as e:
+        raise XmpError(f"could not write sidecar {path}: {e}") from None
+    finally:
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+    return written
+
+
+def _check_written(written: bytes, changes: dict[str, object]) -> None:
+    values = parse_packet(written)
+    for key, wanted in changes.items():
+        got = values.get(key)
+        if (_as_list(got) != list(wanted)) if isinstance(wanted, list) else str(got) != wanted:
+            raise XmpError(f"the sidecar read back without {key} = {wanted!r}: not written")
+
+
+def _fsync_folder(folder: str) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _foreign_prefixes(packet: bytes) -> set[str]:
+    found = set()
+    for prefix, uri in _DECLARATION.findall(packet):
+        name = prefix.decode("ascii", "replace")
+        if name in _NAMESPACES and uri.decode("utf-8", "replace") != _NAMESPACES[name]:
+            found.add(name)
+    return found
+
+
+def _rating(value, notes: list[str]) -> int | None:
+    if value is None:
+        return None
+    try:
+        rating = round(float(str(value)))
+    except ValueError:
+        notes.append(f"xmp:Rating {str(value)[:40]!r} is not a number: ignored")
+        return None
+    if not -1 <= rating <= 5:
+        notes.append(f"xmp:Rating {rating} is outside -1..5: ignored")
+        return None
+    return rating
+
+
+def _integer(value) -> int | None:
+    try:
+        return int(str(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _colour(values: dict) -> str | None:
+    label = values.get("Xmp.xmp.Label")
+    if isinstance(label, str) and label.strip():
+        return label.strip()[:100]
+    digikam = _integer(values.get("Xmp.digiKam.ColorLabel"))
+    if digikam in _DIGIKAM_COLOURS:
+        return _DIGIKAM_COLOURS[digikam]
+    for number in _as_list(values.get("Xmp.darktable.colorlabels")):
+        if _integer(number) in _DARKTABLE_COLOURS:
+            return _DARKTABLE_COLOURS[_integer(number)]
+    return None
+
+
+def _keywords(values: dict) -> tuple[str, ...]:
+    """dc:subject (where Lightroom and darktable put each keyword's leaf), else the leaves of
+    Lightroom's (a|b|c) and digiKam's (a/b/c) hierarchies."""
+    found = list(_as_list(values.get("Xmp.dc.subject")))
+    if not found:
+        found += [k.rsplit("|", 1)[-1] for k in _as_list(values.get("Xmp.lr.hierarchicalSubject"))]
+        found += [k.rsplit("/", 1)[-1] for k in _as_list(values.get("Xmp.digiKam.TagsList"))]
+    seen, keywords = set(), []
+    for keyword in (k.strip()[:200] for k in found):
+        if keyword and keyword not in seen:
+            seen.add(keyword)
+            keywords.append(keyword)
+    return tuple(keywords[:500])
+
+
+def _as_list(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)] if str(value) else []

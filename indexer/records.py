@@ -1,0 +1,92 @@
+"""The photographer's records of each image (rating, pick, colour label, keywords: see
+indexer.imaging.xmp) and the files that belong to it (indexer.store.companions), kept current.
+
+A run reads them from the bytes it already holds of each file it reads; refresh_records then reads
+those of images the run left alone whose sidecars changed (or that were indexed before records
+existed), without the model. What a row's records were read from is its `records_key`: the
+image's size and mtime and each companion's name, size and mtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+
+from .imaging.images import read_image_bytes
+from .imaging.xmp import PhotoRecords, XmpError, embedded_packet, merge_records, parse_packet, read_sidecar, records_of
+from .report import Progress
+from .scan import ScannedFile
+from .store.companions import XMP_EXTENSION
+from .store.store import RECORD_COLUMNS, Store, encode_path
+
+__all__ = ["records_key", "read_records", "refresh_records", "RECORDS_VERSION"]
+
+RECORDS_VERSION = "1"  # raised when the reading changes, so that every row is read again
+CHUNK = 256  # rows per transaction of a refresh
+
+
+def records_key(file: ScannedFile) -> str:
+    parts = [RECORDS_VERSION, str(file.size), str(file.mtime_ns), *(f"{n}:{s}:{m}" for n, s, m in file.companions)]
+    return hashlib.blake2b("\0".join(parts).encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
+
+
+def read_records(file: ScannedFile, data: bytes | None) -> dict:
+    """The record columns of one image from its bytes (`data`; None: read them) and its sidecars."""
+    layers: list[PhotoRecords] = []
+    try:
+        if data is None:
+            data = read_image_bytes(file.path)
+        packet = embedded_packet(data)
+        if packet is not None:
+            layers.append(records_of(parse_packet(packet)))
+    except XmpError as e:
+        layers.append(PhotoRecords(notes=(f"embedded XMP: {e}",)))
+    except Exception as e:  # noqa: BLE001 - an unreadable image is the run's failure, not the records'
+        layers.append(PhotoRecords(notes=(f"image unreadable for its XMP: {type(e).__name__}",)))
+    folder = os.path.dirname(file.path)
+    for name in _sidecars(os.path.basename(file.path), [n for n, _, _ in file.companions]):
+        try:
+            layers.append(records_of(parse_packet(read_sidecar(os.path.join(folder, name)))))
+        except XmpError as e:
+            layers.append(PhotoRecords(notes=(f"sidecar {name}: {e}",)))
+    merged = merge_records(layers)
+    return {
+        "rating": merged.rating, "pick": merged.pick, "color_label": merged.color_label,
+        "keywords": list(merged.keywords) or None,
+        "companion_files": [encode_path(os.path.join(folder, n))[0] for n, _, _ in file.companions] or None,
+        "records_note": "; ".join(merged.notes)[:1000] or None,
+        "records_key": records_key(file),
+    }
+
+
+def refresh_records(store: Store, scanned: Iterable[ScannedFile], progress: Progress | None = None) -> int:
+    """Read the records of live images whose key differs from what is on disk now (a sidecar
+    added, edited or removed; a store from before records); returns how many were read."""
+    with store.connect() as con:
+        known = {path: (row_id, key) for row_id, path, key in con.execute(
+            "SELECT id, path, records_key FROM images WHERE status = 'ok'").fetchall()}
+    stale = []
+    for file in scanned:
+        row = known.get(encode_path(file.path)[0])
+        if row is not None and row[1] != records_key(file):
+            stale.append((row[0], file))
+    for start in range(0, len(stale), CHUNK):
+        chunk = stale[start:start + CHUNK]
+        rows = [{"id": row_id, **read_records(file, None)} for row_id, file in chunk]
+        with store.transaction() as tx:
+            tx.set_records(rows)
+        if progress:
+            progress("records", start + len(chunk), len(stale))
+    return len(stale)
+
+
+def _sidecars(image_name: str, companions: list[str]) -> list[str]:
+    """The XMP sidecars among an image's companions, least specific first: `IMG.xmp` (Lightroom,
+    shared by a RAW+JPEG pair), then `IMG.CR2.xmp` (darktable, digiKam), which wins."""
+    xmp = [n for n in companions if n.lower().endswith(XMP_EXTENSION)]
+    return sorted(xmp, key=lambda n: (n.lower() == image_name.lower() + XMP_EXTENSION, n))
+
+
+assert set(RECORD_COLUMNS) == {"rating", "pick", "color_label", "keywords", "companion_files", "records_note",
+                               "records_key"}

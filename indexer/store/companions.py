@@ -1,0 +1,94 @@
+"""Which files belong to an image: its sidecars and edit files, named after it in its folder, the
+one owner of that rule for the scan (what is recorded), the plan (what is listed) and the
+quarantine (what moves with it and comes back with it).
+
+A companion named after the whole file name (`IMG_1.CR2.xmp`, `IMG_1.CR2.pp3`) is that file's
+alone. One named after the stem (`IMG_1.xmp`, `IMG_1.AAE`, the Live Photo `IMG_1.MOV`) belongs to
+every image of that stem in the folder (a RAW+JPEG pair shares it): it moves only with the last of
+them, so a plan never takes a file the copy that stays still needs. Names match in any case.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from ..extensions import has_image_extension
+
+__all__ = ["COMPANION_EXTENSIONS", "XMP_EXTENSION", "companion_candidate", "companions_in_folder",
+           "companions_of", "shared_with", "moving_companions"]
+
+XMP_EXTENSION = ".xmp"
+# Named after the whole file name (darktable, digiKam, RawTherapee, DxO, ON1).
+_FULL_NAME = frozenset({".xmp", ".pp3", ".dop", ".on1", ".aae"})
+# Named after the stem (Lightroom, Capture One and Adobe's XMP, Apple's edits, camera thumbnails, ON1, DxO).
+_STEM = frozenset({".xmp", ".aae", ".thm", ".dop", ".on1"})
+# A Live Photo's video beside the still it belongs to (Apple writes HEIC or JPEG stills).
+_LIVE_PHOTO = ".mov"
+_LIVE_STILLS = frozenset({".heic", ".heif", ".jpg", ".jpeg"})
+COMPANION_EXTENSIONS = _FULL_NAME | _STEM | {_LIVE_PHOTO}
+
+
+def companion_candidate(name: str) -> bool:
+    """Whether a file of this name may belong to an image (the scan stats only these)."""
+    return os.path.splitext(name)[1].lower() in COMPANION_EXTENSIONS
+
+
+def companions_of(image_name: str, names: Iterable[str]) -> list[str]:
+    """The names among `names` (a folder's files) that belong to the image file `image_name`."""
+    lower = image_name.lower()
+    stem, extension = os.path.splitext(lower)
+    found = []
+    for name in names:
+        other = name.lower()
+        if other == lower:
+            continue
+        base, suffix = os.path.splitext(other)
+        if base == lower and suffix in _FULL_NAME:
+            found.append(name)
+        elif base == stem and (suffix in _STEM or (suffix == _LIVE_PHOTO and extension in _LIVE_STILLS)):
+            found.append(name)
+    return sorted(found)
+
+
+def shared_with(companion: str, image_name: str, image_names: Iterable[str]) -> list[str]:
+    """The other images of the folder that `companion` (a companion of `image_name`) also belongs to."""
+    return [other for other in image_names if other != image_name and companion in companions_of(other, [companion])]
+
+
+def companions_in_folder(folder: str) -> dict[str, list[str]] | None:
+    """Image name -> its companions' names for one folder listing; None when it cannot be listed."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    candidates = [n for n in names if companion_candidate(n)]
+    return {n: companions_of(n, candidates) for n in names if has_image_extension(n)}
+
+
+def moving_companions(paths: Iterable[str]) -> dict[str, list[str]]:
+    """For image files about to move together: each one's companions that move with it (full
+    paths). A companion shared with an image that is not moving stays; one shared by several
+    moving images goes with the first of them. Links and anything not a plain file stay."""
+    by_folder: dict[str, list[str]] = {}
+    for path in paths:
+        by_folder.setdefault(os.path.dirname(path), []).append(os.path.basename(path))
+    result: dict[str, list[str]] = {}
+    for folder, moving in by_folder.items():
+        listing = companions_in_folder(folder)
+        if listing is None:
+            continue
+        taken: set[str] = set()
+        leaving = set(moving)
+        for name in sorted(moving):
+            mine = []
+            for companion in listing.get(name, []):
+                others = shared_with(companion, name, listing)
+                if companion in taken or any(o not in leaving for o in others):
+                    continue
+                full = os.path.join(folder, companion)
+                if os.path.isfile(full) and not os.path.islink(full):
+                    mine.append(full)
+                    taken.add(companion)
+            result[os.path.join(folder, name)] = mine
+    return result
