@@ -3,7 +3,9 @@
 The expression sees one table, `images`, with these columns: id, path, root, folder, name, size,
 mtime, width, height, format, captured_at, camera, content_hash, indexed_at, labels (the model's top-5
 ImageNet classes, best first, e.g. list_contains(labels, 'tabby, tabby cat')), label_probs and label
-(the best class). Anything else (a
+(the best class), and the photographer's records from XMP: rating (-1..5, NULL when unset), pick
+('picked', 'rejected' or NULL), color_label, keywords (e.g. list_contains(keywords, 'holiday')) and
+companion_files (the sidecars and edit files that belong to the image). Anything else (a
 second statement, a write, a comment that hides the rest of the query, file access) is refused.
 
 A filter is an expression over one row, checked on DuckDB's own parse tree: subqueries (and with
@@ -27,7 +29,8 @@ __all__ = ["FILTER_COLUMNS", "ALLOWED_FUNCTIONS", "validate_where", "check_expre
            "metadata_sql"]
 
 FILTER_COLUMNS = ("id", "path", "root", "folder", "name", "size", "mtime", "width", "height",
-                  "format", "captured_at", "camera", "content_hash", "indexed_at", "labels", "label_probs", "label")
+                  "format", "captured_at", "camera", "content_hash", "indexed_at", "labels", "label_probs", "label",
+                  "rating", "pick", "color_label", "keywords", "companion_files")
 MAX_WHERE_LENGTH = 4000
 # Legitimate filters over a 1M-row store took 0.005-0.43 s and ran within 24 MB here (2 cores):
 # these leave ample headroom and stop a runaway query long before it holds the machine.
@@ -72,7 +75,9 @@ SELECT id, path, root,
        regexp_extract(path, '[^/]*$') AS name,
        size, {MTIME} AS mtime, width, height, format,
        captured_at, camera, content_hash, indexed_at,
-       labels, label_probs, labels[1] AS label
+       labels, label_probs, labels[1] AS label,
+       rating, pick, color_label, coalesce(keywords, []::VARCHAR[]) AS keywords,
+       coalesce(companion_files, []::VARCHAR[]) AS companion_files
 FROM main.images WHERE {LIVE}
 """
 

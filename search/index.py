@@ -52,7 +52,7 @@ ENCODE_BATCH = 16
 PATH_CHOICES = 50
 # What a Hit carries of its row, by name.
 _HIT_COLUMNS = (f"path, width, height, format, size, {MTIME} AS mtime, captured_at, camera, "
-                "mtime_ns, path_bytes, root, embedding, labels")
+                "mtime_ns, path_bytes, root, embedding, labels, rating, pick, color_label, keywords, companion_files")
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,12 @@ class Hit:
     companions: tuple[str, ...] = ()  # the other files of the same shot (RAW+JPEG pairs)
     copies: tuple[str, ...] = ()  # with collapse: lower hits that are near-duplicates of this one
     labels: tuple[str, ...] = ()  # the model head's top-5 classes, best first (empty: not labelled)
+    # the photographer's records from XMP (indexer.records): None / () where nothing says
+    rating: int | None = None
+    pick: str | None = None
+    color_label: str | None = None
+    keywords: tuple[str, ...] = ()
+    companion_files: tuple[str, ...] = ()  # sidecars and edit files that belong to it
 
     def to_record(self) -> dict:
         return asdict(self)
@@ -108,6 +114,7 @@ class ImageIndex:
              encoder=None) -> ImageIndex:
         store = open_store(store_dir)
         store.require()
+        store.require_current_schema()
         manifest = store.manifest()
         return cls(store, manifest, open_vector_index(store, manifest), device=device, encoder=encoder)
 
@@ -477,7 +484,9 @@ class ImageIndex:
     def _hit(r: dict, score: float) -> Hit:
         stale = not _unchanged(disk_path(r), r["size"], r["mtime_ns"])
         return Hit(r["id"], r["path"], score, r["width"], r["height"], r["format"], r["size"], r["mtime"],
-                   r["captured_at"], r["camera"], stale, labels=tuple(r["labels"] or ()))
+                   r["captured_at"], r["camera"], stale, labels=tuple(r["labels"] or ()), rating=r["rating"],
+                   pick=r["pick"], color_label=r["color_label"], keywords=tuple(r["keywords"] or ()),
+                   companion_files=tuple(r["companion_files"] or ()))
 
     def _merge_pairs(self, hits: list[Hit]) -> list[Hit]:
         """One hit per shot: a RAW+JPEG pair shows as its better-scoring file, naming the other."""

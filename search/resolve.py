@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..indexer.errors import ConfigError
+from ..indexer.store.companions import moving_companions
 from ..indexer.store.decisions import read_decisions
 from ..indexer.store.store import MTIME, Store, disk_path
 from .dupes import DuplicateGroup, find_duplicates
@@ -20,7 +21,7 @@ from .pairs import shot_key
 from .same_file import real_folder, within
 
 __all__ = ["GroupPlan", "ResolutionPlan", "plan_cleanup", "plan_group", "plan_resolution", "parse_rules", "RULES",
-           "RESOLVE_TIERS", "summarize"]
+           "RESOLVE_TIERS", "summarize", "plan_marks"]
 
 # Only true duplicates are resolved unless asked: similar shots and bursts are different photos.
 RESOLVE_TIERS = ("identical", "same-pixels", "near")
@@ -38,6 +39,11 @@ RULES: dict[str, tuple[str, Callable[[dict], object]]] = {
     "has-exif": ("capture time and camera recorded", lambda f: f["richness"]),
     "shortest-path": ("the shortest path", lambda f: -len(f["path"])),
     "keep-raw": ("the camera RAW file", lambda f: f["format"] == "RAW"),
+    # the photographer's records (XMP: indexer.records)
+    "highest-rating": ("the highest rating", lambda f: _rating(f)),
+    "picked": ("a picked file", lambda f: f["pick"] == "picked"),
+    "not-rejected": ("a file not rejected", lambda f: f["pick"] != "rejected" and f["rating"] != -1),
+    "most-keywords": ("the most keywords", lambda f: f["keyword_count"]),
 }
 PREFIX_RULES = ("prefer:", "avoid:")  # prefer:PATH keeps a copy under PATH; avoid:PATH one outside it
 
@@ -45,15 +51,23 @@ PREFIX_RULES = ("prefer:", "avoid:")  # prefer:PATH keeps a copy under PATH; avo
 @dataclass(frozen=True)
 class GroupPlan:
     tier: str
-    keeper: dict  # {"id", "path"}
-    move: list[dict]  # [{"id", "path"}]: what --apply moves into the quarantine
+    keeper: dict  # {"id", "path", "rating", "pick"}
+    # [{"id", "path", "rating", "pick", "companions"}]: what --apply moves into the quarantine, each
+    # image with the files that belong to it (indexer.store.companions)
+    move: list[dict]
     rule: str  # the rule that decided the keeper
     reason: str
-    bytes: int
+    bytes: int  # of the images and their companions
+    guard: str | None = None  # how the rating guard changed the keeper the rules chose, if it did
 
     def to_record(self) -> dict:
-        return {"tier": self.tier, "keeper": self.keeper, "move": self.move, "rule": self.rule,
-                "reason": self.reason, "bytes": self.bytes}
+        shown = [{k: v for k, v in m.items() if k != "disk"} for m in (self.keeper, *self.move)]
+        return {"tier": self.tier, "keeper": shown[0], "move": shown[1:], "rule": self.rule,
+                "reason": self.reason, "bytes": self.bytes, "guard": self.guard}
+
+    @property
+    def companions(self) -> int:
+        return sum(len(m["companions"]) for m in self.move)
 
 
 @dataclass
@@ -96,49 +110,57 @@ def parse_rules(text: str) -> list[str]:
 
 def plan_cleanup(index: ImageIndex, rules: str | list[str], *, tiers: Iterable[str] | None = RESOLVE_TIERS,
                  near: float | None = None, similar: float | None = None, against: str | os.PathLike | None = None,
-                 protect: Iterable[str] = ()) -> ResolutionPlan:
+                 protect: Iterable[str] = (), override_ratings: bool = False) -> ResolutionPlan:
     """The cleanup of the library's duplicate groups of `tiers` by `rules` (a rule list or its
-    text), honouring the keepers the user recorded: the one plan `vitsearch dupes --resolve` and
-    the page's cleanup show and apply. Planning moves nothing; indexer.store.quarantine applies."""
+    text), honouring the keepers the user recorded and, unless `override_ratings`, the ratings
+    and picks: the one plan `vitsearch dupes --resolve` and the page's cleanup show and apply.
+    Planning moves nothing; indexer.store.quarantine applies."""
     if isinstance(rules, str):
         rules = parse_rules(rules)
     groups = find_duplicates(index, near=near, similar=similar, tiers=tuple(tiers or RESOLVE_TIERS), against=against)
     plan = plan_resolution(index.store, groups, rules, protect=list(protect),
-                           keepers=read_decisions(index.store).keepers)
+                           keepers=read_decisions(index.store).keepers, override_ratings=override_ratings)
     plan.unsigned = groups[0].unsigned if groups else 0
     return plan
 
 
 def plan_group(index: ImageIndex, group: DuplicateGroup) -> ResolutionPlan:
     """The plan of one reviewed group with its keeper as the user's choice (the page's
-    "Quarantine the others"): what would move, by the same rules of what never moves."""
+    "Quarantine the others"): what would move, by the same rules of what never moves (a file
+    rated above the keeper, or picked, stays)."""
     return plan_resolution(index.store, [group], [], keepers={group.keeper})
 
 
 def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str], *,
                     protect: list[str] = (), keepers: set[int] = frozenset(),
-                    check_files: bool = True) -> ResolutionPlan:
+                    check_files: bool = True, override_ratings: bool = False) -> ResolutionPlan:
     """The keeper and the files to move of every group that has something to move. Never moved:
     any group's keeper, a file the user said to keep, a protected file, a burst frame, the
-    keeper's RAW/JPEG partner, a file other paths link to, a link, a file already gone. A group
-    whose keeper is gone or changed on disk moves nothing. A file in two groups moves once.
-    Folders (protect, prefer:, avoid:) are compared as real paths and must exist."""
+    keeper's RAW/JPEG partner, a file other paths link to, a link, a file already gone, and
+    (unless `override_ratings`) a file rated above its keeper or picked: the group's best-rated
+    member (a picked one first) is its keeper, the rules choosing among equals. A group whose
+    keeper is gone or changed on disk moves nothing. A file in two groups moves once. Each moving
+    file takes the files that belong to it along. Folders (protect, prefer:, avoid:) are
+    compared as real paths and must exist."""
     protect = [real_folder(p, "protect") for p in protect]
     folders = {r: real_folder(r.split(":", 1)[1], r) for r in rules if r.startswith(PREFIX_RULES)}
     ids = sorted({i for g in groups for i in g.ids})
     facts = store.records_by_id(
         f"path, path_bytes, format, size, mtime_ns, coalesce(width * height, 0) AS pixels, captured_at, "
-        f"{MTIME} AS modified, (captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT AS richness", ids)
+        f"{MTIME} AS modified, (captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT AS richness, "
+        "rating, pick, keywords, coalesce(len(keywords), 0) AS keyword_count", ids)
     for fact in facts.values():
         fact["disk"] = disk_path(fact)  # the name to look at on disk (a non-UTF-8 name's raw bytes)
     linked = {i for g in groups for i in g.linked}
-    chosen = [_choose_keeper(g, facts, rules, folders, protect, keepers, linked) for g in groups]
-    never_move = ({k for k, _ in chosen} | set(keepers) | linked
+    guarded = not override_ratings
+    chosen = [_choose_keeper(g, facts, rules, folders, protect, keepers, linked, guarded) for g in groups]
+    never_move = ({k for k, _, _ in chosen} | set(keepers) | linked
                   | {i for i in ids if _protected(facts, i, protect)})
     plan, moving = ResolutionPlan([], []), set()
-    for group, (keeper, rule) in zip(groups, chosen, strict=True):
+    for group, (keeper, rule, guard) in zip(groups, chosen, strict=True):
         staying = (never_move | _partners(keeper, group, facts)
-                   | {m.id for m in group.members if m.tier == "burst"})
+                   | {m.id for m in group.members if m.tier == "burst"}
+                   | (_outranking(keeper, group, facts) if guarded else set()))
         move = [i for i in group.ids if i not in staying and i not in moving and i in facts
                 and (not check_files or _movable(facts[i]["disk"]))]
         if group.tier == "burst" or not move:
@@ -149,32 +171,130 @@ def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str]
             continue
         moving.update(move)
         plan.groups.append(GroupPlan(
-            group.tier, {"id": keeper, "path": facts[keeper]["path"]},
-            [{"id": i, "path": facts[i]["path"]} for i in move], rule, group.reason,
-            sum(int(facts[i]["size"]) for i in move)))
-    return plan
+            group.tier, _member(facts[keeper], keeper), [_member(facts[i], i) for i in move], rule, group.reason,
+            sum(int(facts[i]["size"]) for i in move), guard))
+    return _with_companions(plan, facts) if check_files else plan
 
 
 def summarize(plans: list[GroupPlan]) -> str:
     files = sum(len(p.move) for p in plans)
-    return (f"{files:,} file{'s' if files != 1 else ''} in {len(plans):,} group{'s' if len(plans) != 1 else ''} "
-            f"would move, {_human(sum(p.bytes for p in plans))}")
+    companions = sum(p.companions for p in plans)
+    along = f" with {companions:,} companion file{'s' if companions != 1 else ''}" if companions else ""
+    return (f"{files:,} file{'s' if files != 1 else ''}{along} in {len(plans):,} "
+            f"group{'s' if len(plans) != 1 else ''} would move, {_human(sum(p.bytes for p in plans))}")
+
+
+def _member(fact: dict, row_id: int) -> dict:
+    return {"id": row_id, "path": fact["path"], "disk": fact["disk"], "rating": fact["rating"], "pick": fact["pick"],
+            "keywords": list(fact["keywords"] or [])}
+
+
+def plan_marks(plan: ResolutionPlan, *, reject: bool = True, merge: bool = False) -> list:
+    """What `--mark xmp` (reject each file that would move, with a keyword naming its keeper) and
+    `--merge-metadata` (the keeper gets the group's keywords and best rating) write into sidecars
+    (indexer.sidecar_marks.SidecarMark); nothing moves."""
+    from ..indexer.sidecar_marks import DUPLICATE_KEYWORD, SidecarMark
+
+    marks = []
+    for group in plan.groups:
+        keeper = group.keeper
+        if reject:  # a new sidecar must say the file's own keywords too: a sidecar wins over embedded XMP
+            keyword = DUPLICATE_KEYWORD.format(keeper=os.path.basename(keeper["path"]))
+            marks += [SidecarMark(m["disk"], reject=True, keywords=(*m["keywords"], keyword)) for m in group.move]
+        if merge:
+            members = [keeper, *group.move]
+            keywords = [k for m in members for k in m["keywords"] if not k.startswith("vitsearch|")]
+            ratings = [m["rating"] for m in members if m["rating"] is not None and m["rating"] >= 0]
+            best = max(ratings, default=None)
+            rating = best if best is not None and best > (keeper["rating"] or 0) else None
+            extra = [k for k in keywords if k not in keeper["keywords"]]
+            if rating is not None or extra:
+                union = tuple(dict.fromkeys([*keeper["keywords"], *extra]))
+                marks.append(SidecarMark(keeper["disk"], rating=rating, keywords=union))
+    return marks
+
+
+def _with_companions(plan: ResolutionPlan, facts: dict) -> ResolutionPlan:
+    """Each moving file's companions (what the apply moves with it), counted in the bytes."""
+    along = moving_companions([facts[m["id"]]["disk"] for p in plan.groups for m in p.move])
+    groups = []
+    for p in plan.groups:
+        move, size = [], p.bytes
+        for m in p.move:
+            companions = along.get(facts[m["id"]]["disk"], [])
+            size += sum(_size(c) for c in companions)
+            move.append({**m, "companions": companions})
+        groups.append(GroupPlan(p.tier, p.keeper, move, p.rule, p.reason, size, p.guard))
+    plan.groups = groups
+    return plan
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _rating(fact: dict) -> int:
+    """A rejected file ranks below an unrated one (XMP's 0: no rating)."""
+    if fact["pick"] == "rejected" or fact["rating"] == -1:
+        return -1
+    return fact["rating"] or 0
+
+
+def _standing(fact: dict) -> tuple[bool, int]:
+    """How the photographer ranked a file: picked first, then by rating."""
+    return fact["pick"] == "picked", _rating(fact)
+
+
+def _outranking(keeper: int, group: DuplicateGroup, facts: dict) -> set[int]:
+    """Members picked or rated above the keeper (the keeper the user decided, or a protected one):
+    the rating guard never moves them."""
+    mine = _standing(facts[keeper])
+    return {i for i in group.ids if i in facts and (facts[i]["pick"] == "picked" or _standing(facts[i]) > mine)}
 
 
 def _choose_keeper(group: DuplicateGroup, facts: dict, rules: list[str], folders: dict[str, str],
-                   protect: list[str], keepers: set[int], linked: set[int]) -> tuple[int, str]:
+                   protect: list[str], keepers: set[int], linked: set[int],
+                   guarded: bool) -> tuple[int, str, str | None]:
     candidates = [i for i in group.ids if i in facts]
     decided = [i for i in candidates if i in keepers]
     if decided:
-        return decided[0], "keep (your decision)"
-    guarded = [i for i in candidates if _protected(facts, i, protect)]
-    held = "protected"
-    if not guarded:
-        guarded, held = [i for i in candidates if i in linked], "reached through a link too"
-    if guarded:
-        candidates = guarded
+        return decided[0], "keep (your decision)", None
+    held = [i for i in candidates if _protected(facts, i, protect)]
+    why = "protected"
+    if not held:
+        held, why = [i for i in candidates if i in linked], "reached through a link too"
+    if held:
+        candidates = held
     if len(candidates) == 1:
-        return candidates[0], held if guarded else "only candidate"
+        return candidates[0], why if held else "only candidate", None
+    if guarded:
+        best = max(_standing(facts[i]) for i in candidates)
+        top = [i for i in candidates if _standing(facts[i]) == best]
+        if len(top) < len(candidates):
+            unguarded, rule_alone = _by_rules(group, candidates, facts, rules, folders)
+            keeper, rule = _by_rules(group, top, facts, rules, folders) if len(top) > 1 else (top[0], "rating guard")
+            note = None
+            if keeper != unguarded:
+                note = (f"rating guard: kept {facts[keeper]['path']} ({_described(facts[keeper])}) over "
+                        f"{facts[unguarded]['path']} ({_described(facts[unguarded])}), which the rules chose "
+                        f"({rule_alone}); --override-ratings lets the rules decide")
+            return keeper, rule, note
+    return (*_by_rules(group, candidates, facts, rules, folders), None)
+
+
+def _described(fact: dict) -> str:
+    if fact["pick"] == "picked":
+        return "picked" + (f", rated {fact['rating']}" if fact["rating"] else "")
+    if _rating(fact) == -1:
+        return "rejected"
+    return f"rated {fact['rating']}" if fact["rating"] else "unrated"
+
+
+def _by_rules(group: DuplicateGroup, candidates: list[int], facts: dict, rules: list[str],
+              folders: dict[str, str]) -> tuple[int, str]:
     for rule in rules:
         scores = {i: _score(rule, facts[i], folders) for i in candidates}
         best = max(scores.values())

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 __all__ = ["PhotoRecords", "XmpError", "MAX_PACKET_BYTES", "embedded_packet", "parse_packet", "records_of",
-           "merge_records", "read_sidecar", "write_sidecar", "EMPTY_PACKET", "PICKED", "REJECTED"]
+           "merge_records", "read_sidecar", "prepare_sidecar", "EMPTY_PACKET", "PICKED", "REJECTED"]
 
 MAX_PACKET_BYTES = 4 << 20  # darktable and Lightroom sidecars with long edit histories stay far below
 PICKED, REJECTED = "picked", "rejected"
@@ -135,27 +135,20 @@ def merge_records(layers: Iterable[PhotoRecords]) -> PhotoRecords:
     return merged
 
 
-def write_sidecar(path: str, *, rating: int | None = None, reject: bool = False,
-                  add_keywords: Iterable[str] = ()) -> bytes:
-    """Write these records into the sidecar at `path` (created when absent; never an image file):
-    written to a hidden file beside it, fsynced, read back and checked, then renamed over it, or
-    linked into place when new so that a file created meanwhile is never replaced. Returns the
-    bytes written. Raises XmpError (nothing changed) when the existing sidecar cannot be read."""
+def prepare_sidecar(path: str, *, rating: int | None = None, reject: bool = False,
+                    add_keywords: Iterable[str] = ()) -> tuple[str | None, bytes, bool]:
+    """The sidecar at `path` (created when absent; never an image file) with these records, written
+    to a hidden file beside it, fsynced and checked by reading it back: (that file, its bytes,
+    whether the sidecar is new). The caller renames it into place (indexer.sidecar_marks). None
+    for the file when the sidecar already says all of it. Raises XmpError (nothing written) when
+    the existing sidecar cannot be read or the result does not read back."""
     import pyexiv2
 
     existing = read_sidecar(path) if os.path.lexists(path) else None
     values = parse_packet(existing) if existing is not None else {}
-    changes: dict[str, object] = {}
-    if reject:
-        changes.update({"Xmp.xmp.Rating": "-1", "Xmp.digiKam.PickLabel": "1"})
-    elif rating is not None:
-        changes["Xmp.xmp.Rating"] = str(int(rating))
-    keywords = [k for k in add_keywords if k]
-    for key in ("Xmp.dc.subject", "Xmp.lr.hierarchicalSubject"):
-        present = _as_list(values.get(key))
-        new = [k for k in keywords if k not in present]
-        if new:
-            changes[key] = present + new
+    changes = _changes(values, rating, reject, [k for k in add_keywords if k])
+    if not changes and existing is not None:
+        return None, existing, False
     folder, name = os.path.split(os.path.abspath(path))
     temporary = os.path.join(folder, f".{name}.vitsearch-tmp")
     try:
@@ -171,18 +164,28 @@ def write_sidecar(path: str, *, rating: int | None = None, reject: bool = False,
             written = f.read()
             os.fsync(f.fileno())
         _check_written(written, changes)
-        if existing is None:
-            os.link(temporary, path)  # fails if a file appeared meanwhile: it is never replaced
-            os.unlink(temporary)
-        else:
-            os.replace(temporary, path)
-        _fsync_folder(folder)
-    except (RuntimeError, OSError) as e:
-        raise XmpError(f"could not write sidecar {path}: {e}") from None
-    finally:
+    except (RuntimeError, OSError, XmpError) as e:
         if os.path.lexists(temporary):
             os.unlink(temporary)
-    return written
+        raise XmpError(f"could not prepare sidecar {path}: {e}") from None
+    return temporary, written, existing is None
+
+
+def _changes(values: dict, rating: int | None, reject: bool, keywords: list[str]) -> dict[str, object]:
+    changes: dict[str, object] = {}
+    if reject:
+        if str(values.get("Xmp.xmp.Rating")) != "-1":
+            changes["Xmp.xmp.Rating"] = "-1"
+        if str(values.get("Xmp.digiKam.PickLabel")) != "1":
+            changes["Xmp.digiKam.PickLabel"] = "1"
+    elif rating is not None and _rating(values.get("Xmp.xmp.Rating"), []) != rating:
+        changes["Xmp.xmp.Rating"] = str(int(rating))
+    for key in ("Xmp.dc.subject", "Xmp.lr.hierarchicalSubject"):
+        present = _as_list(values.get(key))
+        new = [k for k in keywords if k not in present]
+        if new:
+            changes[key] = present + new
+    return changes
 
 
 def _check_written(written: bytes, changes: dict[str, object]) -> None:
@@ -191,14 +194,6 @@ def _check_written(written: bytes, changes: dict[str, object]) -> None:
         got = values.get(key)
         if (_as_list(got) != list(wanted)) if isinstance(wanted, list) else str(got) != wanted:
             raise XmpError(f"the sidecar read back without {key} = {wanted!r}: not written")
-
-
-def _fsync_folder(folder: str) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _foreign_prefixes(packet: bytes) -> set[str]:

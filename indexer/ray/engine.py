@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from ..backfill import backfill_signatures, expire_stale_signatures
-from ..records import refresh_records
 from ..build import load_store_encoder, record_unreadable
 from ..errors import ConfigError
 from ..faults import fault_point
@@ -31,6 +30,7 @@ from ..model.encoder import Encoder, encoder_identity
 from ..model.labels import label_rows
 from ..model.precision import record_precision
 from ..plan import plan_sync, stored_sizes
+from ..records import refresh_records
 from ..report import FileFailure, IndexReport, Progress
 from ..scan import ScannedFile, UnreadableFolder, normalize_roots, scan_folders
 from ..store.lock import WriterLock

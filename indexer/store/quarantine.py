@@ -24,6 +24,7 @@ from .quarantine_moves import (
     Move,
     QuarantineReport,
     changed,
+    companion_moves,
     keeper_problem,
     latest_manifest,
     new_manifest_path,
@@ -33,6 +34,7 @@ from .quarantine_moves import (
     same_file,
     target,
     unfinished_manifests,
+    units,
     unmovable,
     write_manifest,
 )
@@ -78,6 +80,7 @@ def quarantine_files(store_dir, ids, *, keepers: dict[int, int] | None = None, f
             source = disk_path(row)
             moves.append(Move(row_id, source, target(folder, manifest, source), row["size"], row["mtime_ns"],
                               row["content_hash"], keeper))
+        moves = companion_moves(moves, folder, manifest)
         if moves:
             _apply_moves(store, folder, manifest, moves, rows, report)
         sync_and_save(store, vectors)
@@ -99,29 +102,47 @@ def _apply_moves(store: Store, folder: Path, manifest: Path, moves: list[Move], 
     with store.transaction() as tx:
         tx.set_status([m.id for m in moves], "quarantined")
         tx.record_moves(manifest.name, moves)
-    failed = []
-    for move in moves:
+    failed: list[Move] = []
+    for unit in units(moves):
         fault_point("quarantine_move")
-        keeper = rows.get(move.keeper) if move.keeper is not None else None
+        keeper = rows.get(unit[0].keeper) if unit[0].keeper is not None else None
         why = (changed(keeper) and f"its keeper {disk_path(keeper)} is gone or changed; nothing moved"
                if keeper else None)
+        done: list[Move] = []
         try:
             if why:
                 raise MoveError(why)
-            move_file(move.source, move.target, move.expected)
+            for move in unit:
+                move_file(move.source, move.target, move.expected)
+                done.append(move)
         except MoveError as e:
-            failed.append(move.id)
-            report.skipped.append((move.source, str(e)))
+            report.skipped.append((unit[len(done)].source, str(e)))
+            if _take_back(done):
+                failed += unit
+            else:  # what moved stays quarantined, with its row, for an undo
+                report.moved += done
+                failed += unit[len(done):]
         else:
-            report.moved.append(move)
+            report.moved += unit
     if failed:
         with store.transaction() as tx:
-            tx.set_status(failed, "ok")
+            tx.set_status([m.id for m in failed if not m.companion], "ok")
             tx.forget_moves(manifest.name, failed)
     if report.moved:
         report.manifest = write_manifest(manifest, report.moved, "applied")
     else:
         manifest.unlink()  # it lists nothing that moved
+
+
+def _take_back(done: list[Move]) -> bool:
+    """Put back the files of an image that moved before one of them could not: an image never
+    leaves without the files that belong to it. True when all are home again."""
+    for move in reversed(done):
+        try:
+            move_file(move.target, move.source, move.expected)
+        except (MoveError, OSError):
+            return False
+    return True
 
 
 def undo_quarantine(store_dir, manifest: Path | None = None, *, folder: Path | None = None,

@@ -12,13 +12,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from .companions import moving_companions
 from .safe_move import Expected, file_digest
 from .store import Store, disk_path, open_store
 
 __all__ = ["Move", "QuarantineReport", "quarantine_dir", "unfinished_manifests", "latest_manifest", "read_manifest",
            "write_manifest", "new_manifest_path", "remove_temporary_manifests", "target", "mirrored_path",
            "rows_any_status", "unmovable", "keeper_problem", "same_file", "changed", "readable_digest",
-           "MANIFEST_GLOB", "UNFINISHED", "ROW_COLUMNS"]
+           "MANIFEST_GLOB", "UNFINISHED", "ROW_COLUMNS", "companion_moves", "units"]
 
 MANIFEST_GLOB = "manifest-*.json"
 UNFINISHED = ("applying", "undoing")
@@ -34,10 +35,15 @@ class Move:
     mtime_ns: int
     content_hash: str | None
     keeper: int | None = None  # the copy that stays; None for moves asked for by id alone
+    companion: bool = False  # a file that belongs to image `id` (indexer.store.companions), moving with it
 
     @property
     def expected(self) -> Expected:
         return Expected(self.size, self.content_hash)
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return self.id, self.source
 
 
 @dataclass
@@ -50,6 +56,14 @@ class QuarantineReport:
     @property
     def bytes(self) -> int:
         return sum(m.size for m in self.moved)
+
+    @property
+    def images(self) -> int:
+        return sum(not m.companion for m in self.moved)
+
+    @property
+    def companions(self) -> int:
+        return sum(m.companion for m in self.moved)
 
 
 def quarantine_dir(store_dir) -> Path:
@@ -141,6 +155,32 @@ def rows_any_status(store: Store, ids: list[int]) -> dict[int, dict]:
     marks = ", ".join("?" for _ in ids)
     rows = store.records(f"id, status, {ROW_COLUMNS}", f"id IN ({marks})", [int(i) for i in ids])
     return {r["id"]: r for r in rows}
+
+
+def companion_moves(moves: list[Move], folder: Path, manifest: Path) -> list[Move]:
+    """The moves of the files that belong to the moving images (see indexer.store.companions),
+    each right after its image's: a companion shared with an image that stays, stays."""
+    along = moving_companions([m.source for m in moves])
+    result = []
+    for move in moves:
+        result.append(move)
+        for path in along.get(move.source, []):
+            try:
+                stat = os.stat(path, follow_symlinks=False)
+                digest = file_digest(path)
+            except OSError:
+                continue  # gone since the listing: nothing to move
+            result.append(Move(move.id, path, target(folder, manifest, path), stat.st_size, stat.st_mtime_ns,
+                               digest, move.keeper, companion=True))
+    return result
+
+
+def units(moves: list[Move]) -> list[list[Move]]:
+    """The moves grouped per image, the image first: each moves, or stays, whole."""
+    grouped: dict[int, list[Move]] = {}
+    for move in moves:
+        grouped.setdefault(move.id, []).append(move)
+    return [sorted(unit, key=lambda m: m.companion) for unit in grouped.values()]
 
 
 def read_manifest(path: Path) -> tuple[str, list[Move]]:

@@ -48,14 +48,16 @@ def _ours(store: Store, folder: Path, manifest: Path, moves: list[Move]) -> tupl
     return ours, refused
 
 
-def _not_recorded(move: Move, recorded: dict[int, tuple]) -> str | None:
-    if recorded.get(move.id) != (encode_path(move.source)[0], move.size, move.content_hash):
+def _not_recorded(move: Move, recorded: dict[tuple[int, str], tuple]) -> str | None:
+    if recorded.get((move.id, encode_path(move.source)[0])) != (move.size, move.content_hash):
         return "not a move this store's cleanup recorded: refused (the manifest is not this store's)"
     return None
 
 
 def _not_a_row(move: Move, row: dict | None) -> str | None:
     """A manifest written before the store recorded its moves: the row must be the file moved."""
+    if move.companion:
+        return "a companion file the store has no record of moving: refused (the manifest is not this store's)"
     if row is None or disk_path(row) != move.source:
         return "not a file this store indexed at that path: refused (the manifest is not this store's)"
     if row["size"] != move.size or (row["content_hash"] and row["content_hash"] != move.content_hash):
@@ -105,15 +107,16 @@ def undo_moves(store: Store, folder: Path, manifest: Path, state: str, moves: li
             report.skipped.append((move.source, why))
         else:
             report.moved.append(move)
-    back = [m.id for m in report.moved]
+    back = {m.key for m in report.moved}
     if back:
         with store.transaction() as tx:
-            tx.set_status([i for i in back if rows.get(i, {}).get("status") == "quarantined"], "ok")
-            tx.forget_moves(manifest.name, back)
+            tx.set_status([m.id for m in report.moved if not m.companion
+                           and rows.get(m.id, {}).get("status") == "quarantined"], "ok")
+            tx.forget_moves(manifest.name, report.moved)
     _remove_empty_folders(folder, [m.target for m in report.moved])
     if not mine or not ours:
         return
-    left = [m for m in moves if m.id not in set(back)]
+    left = [m for m in moves if m.key not in back]
     if left:
         write_manifest(manifest, left, "applied")  # what stays quarantined, for a later undo
     else:
@@ -168,14 +171,18 @@ def settle_unfinished(store: Store, folder: Path) -> list[str]:
 
 def _finish_interrupted_apply(store: Store, folder: Path, manifest: Path, moves: list[Move]) -> str:
     """Each move still waiting is made if its file and its keeper are as they were; the rest go
-    (or stay) home. The manifest then lists what is quarantined."""
+    (or stay) home. The files that belong to an image follow it. The manifest then lists what is
+    quarantined."""
     ours, _ = _ours(store, folder, manifest, moves)
     rows = rows_any_status(store, [m.id for m in ours] + [m.keeper for m in ours if m.keeper is not None])
     done, home = [], []
-    for move in ours:
+    for move in sorted(ours, key=lambda m: m.companion):  # images first: their companions follow them
         keeper = rows.get(move.keeper) if move.keeper is not None else None
-        ready = rows.get(move.id, {}).get("status") == "quarantined" and not (
-            move.keeper is not None and (keeper_problem(keeper, move.keeper) or same_file(rows[move.id], keeper)))
+        if move.companion:
+            ready = any(m.id == move.id and not m.companion for m in done)
+        else:
+            ready = rows.get(move.id, {}).get("status") == "quarantined" and not (
+                move.keeper is not None and (keeper_problem(keeper, move.keeper) or same_file(rows[move.id], keeper)))
         if ready and _finish_move(move):
             done.append(move)
         elif _put_back(move) and is_intact(move.target, move.expected):
@@ -184,11 +191,12 @@ def _finish_interrupted_apply(store: Store, folder: Path, manifest: Path, moves:
             home.append(move)
     if home:
         with store.transaction() as tx:
-            tx.set_status([m.id for m in home if rows.get(m.id, {}).get("status") == "quarantined"], "ok")
-            tx.forget_moves(manifest.name, [m.id for m in home])
+            tx.set_status([m.id for m in home if not m.companion
+                           and rows.get(m.id, {}).get("status") == "quarantined"], "ok")
+            tx.forget_moves(manifest.name, home)
     if done or not ours:
-        gone_home = {m.id for m in home}
-        write_manifest(manifest, [m for m in moves if m.id not in gone_home], "applied")
+        gone_home = {m.key for m in home}
+        write_manifest(manifest, [m for m in moves if m.key not in gone_home], "applied")
     else:
         manifest.unlink()  # nothing of it is quarantined
     return (f"an interrupted apply ({manifest.name}) was finished: {len(done)} files moved, "

@@ -161,6 +161,18 @@ class Store:
                         sandboxed=self.read_only and not file_access) as con:
             yield con
 
+    def require_current_schema(self) -> None:
+        """Refuse, with the fix, a store written by an older vitsearch that lacks columns readers use
+        (a writer's initialize() adds them; readers never write)."""
+        with self.connect() as con:
+            have = {r[0] for r in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = 'images'").fetchall()}
+        missing = [c for c in CURRENT_COLUMNS if c not in have]
+        if missing:
+            raise StoreMismatchError(
+                f"store {self.dir} was written by an older vitsearch (no {', '.join(missing)} columns): run "
+                f"`vitsearch index` on its folders once to bring it up to date (nothing is embedded again)")
+
     # ---- manifest ----
 
     def manifest(self) -> dict:
@@ -273,17 +285,17 @@ class Store:
             ).fetchnumpy()["id"]
         return np.asarray(ids, dtype=np.int64)
 
-    def recorded_moves(self, manifest: str) -> dict[int, tuple] | None:
-        """id -> (source's key, size, content_hash) of the moves a cleanup recorded under `manifest`;
-        None when the store holds no record of it (a manifest from before such records, or not
-        this store's)."""
+    def recorded_moves(self, manifest: str) -> dict[tuple[int, str], tuple] | None:
+        """(id, source's key) -> (size, content_hash) of the moves a cleanup recorded under
+        `manifest` (an image and the files that belong to it share its id); None when the store
+        holds no record of it (a manifest from before such records, or not this store's)."""
         with self.connect() as con:
             known = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'quarantine_moves'").fetchone()
             if not known[0]:
                 return None
             rows = con.execute("SELECT id, source, size, content_hash FROM quarantine_moves WHERE manifest = ?",
                                [manifest]).fetchall()
-        return {int(i): (source, int(size), digest) for i, source, size, digest in rows} or None
+        return {(int(i), source): (int(size), digest) for i, source, size, digest in rows} or None
 
     # ---- writes ----
 
@@ -326,6 +338,9 @@ class Store:
 
 # The photographer's records of a row (indexer.records), written together.
 RECORD_COLUMNS = ("rating", "pick", "color_label", "keywords", "companion_files", "records_note", "records_key")
+
+# Columns that readers select, newest first: a store without them needs one index run.
+CURRENT_COLUMNS = ("rating", "keywords", "companion_files", "labels", "pixel_hash")
 
 # The images columns a cluster job writes in its Parquet shards (indexed_at is set on merge).
 SHARD_COLUMNS = ("id", "path", "path_bytes", "root", "size", "mtime_ns", "content_hash", "width", "height",
@@ -445,12 +460,12 @@ class Transaction:
         self.con.executemany("INSERT INTO quarantine_moves VALUES (?, ?, ?, ?, ?)",
                              [[manifest, m.id, encode_path(m.source)[0], m.size, m.content_hash] for m in moves])
 
-    def forget_moves(self, manifest: str, ids) -> None:
-        """Moves that did not happen, or were undone."""
+    def forget_moves(self, manifest: str, moves) -> None:
+        """Moves that did not happen, or were undone (objects with id and source)."""
         self.flush_inserts()
         self.con.execute(_QUARANTINE_TABLE)
-        self.con.execute("DELETE FROM quarantine_moves WHERE manifest = ? AND id IN (SELECT unnest(?::BIGINT[]))",
-                         [manifest, [int(i) for i in ids]])
+        self.con.executemany("DELETE FROM quarantine_moves WHERE manifest = ? AND id = ? AND source = ?",
+                             [[manifest, int(m.id), encode_path(m.source)[0]] for m in moves])
 
     def set_signatures(self, ids, pixel_hashes, orientation_hashes) -> None:
         """Fill in signatures of rows indexed before they existed (no embedding changes)."""

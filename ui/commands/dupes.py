@@ -43,8 +43,17 @@ def _cleanup_flags(dupes) -> None:
     dupes.add_argument("--apply", action="store_true",
                        help="carry out the --resolve plan: move the others into the store's quarantine folder, "
                             "manifest first")
+    dupes.add_argument("--override-ratings", action="store_true",
+                       help="let the rules alone choose keepers: by default the best-rated member of a group (a "
+                            "picked one first) is kept and nothing rated above its keeper, or picked, moves")
+    dupes.add_argument("--mark", choices=["xmp"],
+                       help="instead of moving: write a reject (xmp:Rating -1) and a keyword naming the keeper into "
+                            "each other file's XMP sidecar (created if absent; images are never written)")
+    dupes.add_argument("--merge-metadata", action="store_true",
+                       help="give each keeper's sidecar the group's keywords and best rating (with --mark or "
+                            "--apply)")
     dupes.add_argument("--undo", nargs="?", const="", metavar="MANIFEST",
-                       help="put back every file of a quarantine manifest (default: the last --apply)")
+                       help="put back every file and sidecar of a cleanup (default: the last --apply or --mark)")
     dupes.add_argument("--calibrate", action="store_true",
                        help="label sample pairs (same photo or not) to set this store's thresholds")
     dupes.add_argument("--not-duplicates", nargs="+", type=int, metavar="ID",
@@ -72,10 +81,7 @@ def run(args) -> int:
     from ...search.dupes import TIERS, find_duplicates, nearest_neighbour_scores
     from ...search.resolve import parse_rules, plan_cleanup, summarize
 
-    if args.apply and not args.resolve:
-        from ...indexer.errors import ConfigError
-
-        raise ConfigError("--apply carries out a --resolve plan: add --resolve RULES (try it without --apply first)")
+    _check_cleanup_flags(args)
     rules = parse_rules(args.resolve) if args.resolve else None
     if args.apply:
         _settle(args)  # an interrupted apply or undo is finished before a new plan is made
@@ -96,17 +102,53 @@ def run(args) -> int:
         print(f"{len(groups)} groups (* = keeper)", file=sys.stderr)
         return 0
     plans = plan_cleanup(index, rules, tiers=args.tier, near=args.near, similar=args.similar, against=args.against,
-                         protect=args.protect or ())
+                         protect=args.protect or (), override_ratings=args.override_ratings)
     _note_unsigned(plans.unsigned)
     for plan in plans:
         print(json.dumps(plan.to_record()) if args.json else _plan_lines(plan))
     for keeper, why in plans.skipped:
         print(f"left alone: the group of {shown(keeper)}: {why}", file=sys.stderr)
+    for plan in plans:
+        if plan.guard:
+            print(f"note: {shown(plan.guard)}", file=sys.stderr)
     if not args.apply:
         _say_unfinished(args)
-    print(summarize(plans) + ("" if args.apply else " (dry run: add --apply to move them)"), file=sys.stderr)
+    if args.mark:
+        return _mark(args, plans)
+    print(summarize(plans) + ("" if args.apply else " (dry run: add --apply to move them, or --mark xmp to mark "
+                              "them in their sidecars)"), file=sys.stderr)
     if args.apply and plans:
         return _apply(args, plans)
+    return 0
+
+
+def _check_cleanup_flags(args) -> None:
+    from ...indexer.errors import ConfigError
+
+    if args.apply and not args.resolve:
+        raise ConfigError("--apply carries out a --resolve plan: add --resolve RULES (try it without --apply first)")
+    if args.mark and not args.resolve:
+        raise ConfigError("--mark xmp marks the files of a --resolve plan: add --resolve RULES")
+    if args.mark and args.apply:
+        raise ConfigError("--mark xmp marks instead of moving: use --mark or --apply, not both")
+    if args.merge_metadata and not (args.mark or args.apply):
+        raise ConfigError("--merge-metadata goes with --mark xmp or --apply")
+
+
+def _mark(args, plans) -> int:
+    from ...indexer.sidecar_marks import mark_sidecars
+    from ...search.resolve import plan_marks
+
+    report = mark_sidecars(args.store, plan_marks(plans, reject=True, merge=args.merge_metadata), wait=args.wait)
+    return _said_marks(report)
+
+
+def _said_marks(report, with_apply: bool = False) -> int:
+    for path, why in report.skipped:
+        print(f"not marked: {shown(path)}: {why}", file=sys.stderr)
+    created = sum(w.created for w in report.written)
+    print(f"wrote {len(report.written)} sidecars ({created} new); image files untouched"
+          + ("" if with_apply else "; undo with `vitsearch dupes --undo`"), file=sys.stderr)
     return 0
 
 
@@ -125,8 +167,15 @@ def _apply(args, plans) -> int:
     if report.manifest is None:
         print("moved nothing into the quarantine", file=sys.stderr)
     else:
-        print(f"moved {len(report.moved)} files ({report.bytes:,} bytes) into the quarantine; manifest "
-              f"{shown(str(report.manifest))}; undo with `vitsearch dupes --undo`", file=sys.stderr)
+        print(f"moved {report.images} files and {report.companions} companion files ({report.bytes:,} bytes) "
+              f"into the quarantine; manifest {shown(str(report.manifest))}; undo with `vitsearch dupes --undo`",
+              file=sys.stderr)
+    if args.merge_metadata:
+        from ...indexer.sidecar_marks import mark_sidecars
+        from ...search.resolve import plan_marks
+
+        marks = plan_marks(plans, reject=False, merge=True)
+        _said_marks(mark_sidecars(args.store, marks, with_apply=report.manifest, wait=args.wait), with_apply=True)
     return 0
 
 
@@ -146,13 +195,19 @@ def _say_unfinished(args) -> None:
 
 
 def _undo(args) -> int:
-    from ...indexer.store.quarantine import undo_quarantine
+    from ...indexer.undo import undo_cleanup
 
-    report = undo_quarantine(args.store, args.undo or None, wait=args.wait)
-    for path, why in report.skipped:
-        print(f"not restored: {shown(path)}: {why}", file=sys.stderr)
-    print(f"restored {len(report.moved)} files from {shown(str(report.manifest))}", file=sys.stderr)
-    return 1 if report.skipped else 0
+    report = undo_cleanup(args.store, args.undo or None, wait=args.wait)
+    skipped = 0
+    for part, verb in ((report.moves, "files"), (report.marks, "sidecars")):
+        if part is None:
+            continue
+        done = part.moved if verb == "files" else part.written
+        for path, why in part.skipped:
+            print(f"not restored: {shown(path)}: {why}", file=sys.stderr)
+        skipped += len(part.skipped)
+        print(f"restored {len(done)} {verb} from {shown(str(part.manifest))}", file=sys.stderr)
+    return 1 if skipped else 0
 
 
 def _group_line(group) -> str:
@@ -164,9 +219,19 @@ def _group_line(group) -> str:
 
 
 def _plan_lines(plan) -> str:
-    lines = [f"{plan.tier}: keep {shown(plan.keeper['path'])}  [{plan.rule}]"]
-    lines += [f"  move {shown(m['path'])}" for m in plan.move]
+    lines = [f"{plan.tier}: keep {shown(plan.keeper['path'])}{_standing(plan.keeper)}  [{plan.rule}]"]
+    for m in plan.move:
+        lines.append(f"  move {shown(m['path'])}{_standing(m)}")
+        lines += [f"    with {shown(c)}" for c in m.get("companions", [])]
     return "\n".join(lines)
+
+
+def _standing(member: dict) -> str:
+    """' (rated 5, picked)': what the photographer recorded, for the plan's lines."""
+    said = [f"rated {member['rating']}" if member.get("rating") not in (None, 0) else "",
+            member.get("pick") or ""]
+    said = [s for s in said if s]
+    return f" ({', '.join(said)})" if said else ""
 
 
 def _print_histogram(scores) -> None:
