@@ -13,7 +13,7 @@ from ..indexer.store.ann import search_parameters
 from ..indexer.store.decisions import read_decisions
 from ..indexer.store.store import disk_path
 from .index import ImageIndex
-from .same_file import real_folder, split_aliases, within
+from .same_file import hard_link_sets, real_folder, split_aliases, within
 from .signature_edges import LAYOUT_BITS, signature_edges
 from .thresholds import NEAR_DEFAULT, SIMILAR_DEFAULT, thresholds
 from .tiers import TIERS, Member, classify_members, group_reason, group_tier
@@ -24,7 +24,8 @@ __all__ = ["DuplicateGroup", "Member", "find_duplicates", "nearest_neighbour_sco
 NEIGHBOURS = 16
 CHUNK = 4096
 DUPES_NPROBE_MAX = 16  # duplicates sit in the same or the next list: no need to probe deeper
-SUGGESTION = "suggested keeper: most pixels, then metadata, then the oldest file"
+SUGGESTION = "suggested keeper: picked or best rated, then most pixels, then metadata, then the oldest file"
+HARD_LINKS = "one file under {n} names (hard links): moving one frees nothing; never moved"
 _SIGNATURE_WEIGHT = 2.0  # same bytes/pixels/transform edges outrank any cosine when a veto splits a group
 
 
@@ -204,7 +205,7 @@ def _build_groups(index: ImageIndex, components, best, near: float, keepers: set
     ids = sorted({i for members, _ in components for i in members})
     facts = index.store.records_by_id(
         "path, path_bytes, content_hash, pixel_hash, orientation_hash, camera, captured_at, format, "
-        "coalesce(width * height, 0) AS pixels, size, mtime_ns, "
+        "coalesce(width * height, 0) AS pixels, size, mtime_ns, rating, pick, "
         "(captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT AS richness", ids)
     found, vectors = index.store.embeddings(np.asarray(ids, np.int64))
     row_of = {int(i): r for r, i in enumerate(found)}
@@ -212,8 +213,10 @@ def _build_groups(index: ImageIndex, components, best, near: float, keepers: set
     groups = []
     for members, level in components:
         members = [m for m in members if m in facts and m in row_of]
+        paths = {m: disk_path(facts[m]) for m in members}
+        groups += [_hard_link_group(same, facts, unsigned) for same in hard_link_sets(members, paths)]
         # a link and its target are one file: one member stands for it
-        members, linked = split_aliases(members, {m: disk_path(facts[m]) for m in members})
+        members, linked = split_aliases(members, paths)
         if len(members) < 2:
             continue
         decided = [m for m in members if m in keepers]
@@ -234,9 +237,22 @@ def _build_groups(index: ImageIndex, components, best, near: float, keepers: set
 
 
 def suggestion_key(fact: dict, row_id: int) -> tuple:
-    """The keeper we suggest: most pixels, then the richest metadata, then the oldest file (copies
-    come later), the shortest path, the largest file."""
-    return fact["pixels"], fact["richness"], -fact["mtime_ns"], -len(fact["path"]), fact["size"], -row_id
+    """The keeper we suggest: the photographer's pick or best rating (a reject last), then most
+    pixels, the richest metadata, the oldest file (copies come later), the shortest path, the
+    largest file."""
+    rating = -1 if fact["pick"] == "rejected" else (fact["rating"] or 0)
+    return (fact["pick"] == "picked", rating, fact["pixels"], fact["richness"], -fact["mtime_ns"],
+            -len(fact["path"]), fact["size"], -row_id)
+
+
+def _hard_link_group(same: list[int], facts: dict, unsigned: int) -> DuplicateGroup:
+    """Hard links reported as what they are: one file, nothing to free, never planned for a move."""
+    keeper = same[0]
+    members = tuple(Member(i, facts[i]["path"], 1.0, "hardlink", None,
+                           "the keeper" if i == keeper else f"the same file as {facts[keeper]['path']} (a hard link)",
+                           i == keeper) for i in same)
+    return DuplicateGroup("hardlink", tuple(same), tuple(facts[i]["path"] for i in same), (1.0,) * len(same),
+                          keeper, False, (), members, HARD_LINKS.format(n=len(same)), unsigned, tuple(same))
 
 
 def _restrict(group: DuplicateGroup, wanted: set[str]) -> DuplicateGroup | None:

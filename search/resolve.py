@@ -163,7 +163,7 @@ def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str]
                    | (_outranking(keeper, group, facts) if guarded else set()))
         move = [i for i in group.ids if i not in staying and i not in moving and i in facts
                 and (not check_files or _movable(facts[i]["disk"]))]
-        if group.tier == "burst" or not move:
+        if group.tier in ("burst", "hardlink") or not move:
             continue
         if check_files and not _unchanged(facts[keeper]):
             plan.skipped.append((facts[keeper]["path"], "the keeper is gone or changed since it was indexed "

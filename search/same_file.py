@@ -9,7 +9,7 @@ import os
 from ..indexer.errors import ConfigError
 from ..indexer.locations import is_within
 
-__all__ = ["file_identity", "split_aliases", "real_folder", "within"]
+__all__ = ["file_identity", "split_aliases", "hard_link_sets", "real_folder", "within"]
 
 
 def file_identity(path: str) -> tuple[int, int] | None:
@@ -40,6 +40,17 @@ def split_aliases(ids: list[int], paths: dict[int, str]) -> tuple[list[int], set
             linked.add(first)
     order = {i: n for n, i in enumerate(ids)}
     return sorted(kept, key=order.__getitem__), linked
+
+
+def hard_link_sets(ids: list[int], paths: dict[int, str]) -> list[list[int]]:
+    """The ids that are one file under several indexed names by hard links (same device and
+    inode, none a symbolic link), each set in id order."""
+    by_file: dict[tuple[int, int], list[int]] = {}
+    for i in ids:
+        identity = file_identity(paths[i])
+        if identity is not None and not os.path.islink(paths[i]):
+            by_file.setdefault(identity, []).append(i)
+    return [sorted(same) for same in by_file.values() if len(same) > 1]
 
 
 def real_folder(path: str, what: str) -> str:

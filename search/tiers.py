@@ -13,8 +13,9 @@ from .signature_edges import LAYOUT_BITS, MAX_TRANSFORM_BITS, TRANSFORM_NAMES
 
 __all__ = ["Member", "TIERS", "BURST_SECONDS", "classify_members", "group_tier", "group_reason"]
 
-# Loosest last: a group's tier is its loosest member's. Bursts stand apart (never auto-resolved).
-TIERS = ("identical", "same-pixels", "near", "similar", "burst")
+# Loosest last: a group's tier is its loosest member's. Bursts stand apart (never auto-resolved), and so
+# do hard links: one file under several names, never a copy to move.
+TIERS = ("identical", "same-pixels", "near", "similar", "burst", "hardlink")
 BURST_SECONDS = 10  # frames of one burst, or a short series, are seconds apart
 
 

@@ -113,6 +113,8 @@ def _apply_moves(store: Store, folder: Path, manifest: Path, moves: list[Move], 
             if why:
                 raise MoveError(why)
             for move in unit:
+                if move.companion:
+                    fault_point("companion_move")
                 move_file(move.source, move.target, move.expected)
                 done.append(move)
         except MoveError as e:

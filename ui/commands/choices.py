@@ -15,4 +15,4 @@ from ...indexer.model.choices import DECODE_MODES, DEVICES
 ENGINES = ("local", "ray")  # build_index, or indexer.ray.engine.build_index_ray
 MAP_METHODS = ("auto", "umap", "pca")  # search.collection_map.METHODS
 INDEX_TYPES = ("auto", "flat", "ivf-flat", "ivf-sq8", "ivf-pq")  # "auto" + indexer.store.ann.INDEX_TYPES
-TIERS = ("identical", "same-pixels", "near", "similar", "burst")  # search.tiers.TIERS
+TIERS = ("identical", "same-pixels", "near", "similar", "burst", "hardlink")  # search.tiers.TIERS
