@@ -205,5 +205,7 @@ def _watch_limit() -> int | None:
 def _log_report(report: IndexReport, log: Callable[[str], None]) -> None:
     for kind, path in report.changes:
         log(f"{kind} {path}")
+    if report.records_read:
+        log(f"records: read the XMP of {report.records_read} images again (sidecars changed)")
     for failure in report.failures:
         log(f"skipping {failure.path}: {failure.reason} ({failure.detail})")

@@ -150,6 +150,9 @@ def _index_ray(args) -> int:
 def _print_report(args, report) -> None:
     if report.repair:
         print(f"note: the FAISS index was {report.repair}", file=sys.stderr)
+    if report.records_read:
+        print(f"note: read the XMP records (ratings, picks, keywords) of {report.records_read} images whose sidecars "
+              "changed, or indexed before records were read (no re-embedding)", file=sys.stderr)
     if report.signed:
         print(f"note: computed duplicate signatures of {report.signed} earlier-indexed images (no re-embedding)",
               file=sys.stderr)
