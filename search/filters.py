@@ -26,7 +26,7 @@ from ..indexer.store.connections import bounded
 from ..indexer.store.store import LIVE, MTIME
 
 __all__ = ["FILTER_COLUMNS", "ALLOWED_FUNCTIONS", "validate_where", "check_expression", "matching_ids",
-           "metadata_sql"]
+           "metadata_sql", "records_where", "all_of"]
 
 FILTER_COLUMNS = ("id", "path", "root", "folder", "name", "size", "mtime", "width", "height",
                   "format", "captured_at", "camera", "content_hash", "indexed_at", "labels", "label_probs", "label",
@@ -88,6 +88,36 @@ def metadata_sql(where: str | None = None) -> str:
     if where is not None:
         query += f" WHERE ({validate_where(where)})"
     return query
+
+
+def records_where(min_rating: int | None = None, picked: bool = False, keyword: str | None = None) -> str | None:
+    """The photographer's records as one `where` expression (None: no condition): a rating of at
+    least `min_rating` (-1..5; unrated images never pass), picked only, and `keyword` among the
+    image's keywords (exactly as written; quoted here, never pasted)."""
+    clauses = []
+    if min_rating is not None:
+        rating = int(min_rating)
+        if not -1 <= rating <= 5:
+            raise ConfigError(f"a minimum rating is -1 to 5 stars, not {min_rating!r}", parameter="min_rating")
+        clauses.append(f"rating >= {rating}")
+    if picked:
+        clauses.append("pick = 'picked'")
+    if keyword is not None and keyword.strip():
+        clauses.append(f"list_contains(keywords, {_quoted(keyword.strip())})")
+    return " AND ".join(clauses) or None
+
+
+def all_of(*wheres: str | None) -> str | None:
+    """`where` expressions ANDed, each in parentheses so that an OR in one stays inside it; None
+    (and blank ones) left out."""
+    parts = [w.strip() for w in wheres if w is not None and w.strip()]
+    if len(parts) < 2:
+        return parts[0] if parts else None
+    return " AND ".join(f"({w})" for w in parts)
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def validate_where(where: str) -> str:

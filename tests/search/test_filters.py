@@ -143,3 +143,49 @@ def test_every_allowed_function_exists_in_duckdb():
     known = {name for (name,) in duckdb.connect().execute(
         "SELECT function_name FROM duckdb_functions() WHERE function_type IN ('scalar', 'macro')").fetchall()}
     assert not ALLOWED_FUNCTIONS - known - {"!~~~"}  # NOT GLOB: the parser's, bound as NOT ~~~
+
+
+# ---- the photographer's records as a filter (the page's minimum rating, picked only, keyword) ----
+
+def test_records_filters_become_quoted_sql():
+    from vitsearch.search.filters import all_of, records_where
+
+    assert records_where() is None and records_where(keyword="  ") is None
+    assert records_where(min_rating=4) == "rating >= 4"
+    assert records_where(picked=True) == "pick = 'picked'"
+    where = records_where(min_rating=0, picked=True, keyword="o'neil; --")
+    assert where == "rating >= 0 AND pick = 'picked' AND list_contains(keywords, 'o''neil; --')"
+    assert validate_where(where) == where
+    with pytest.raises(ConfigError, match="-1 to 5"):
+        records_where(min_rating=6)
+    assert all_of("width > 1 OR height > 1", None, "rating >= 3") == "(width > 1 OR height > 1) AND (rating >= 3)"
+    assert all_of(None, " ") is None and all_of("width > 1") == "width > 1"
+
+
+@pytest.fixture(scope="module")
+def records_index(tmp_path_factory):
+    from tests.conftest import FakeEncoder
+    from tests.photo_records import make_library
+    from vitsearch.indexer import build_index
+    from vitsearch.search import ImageIndex
+
+    root = tmp_path_factory.mktemp("records")
+    make_library(root / "photos")
+    build_index([root / "photos"], root / "store", encoder=FakeEncoder())
+    return ImageIndex.open(root / "store", encoder=FakeEncoder())
+
+
+@pytest.mark.parametrize("fields, names", [
+    ({"min_rating": 4}, {"best.jpg", "alone.jpg"}),  # alone.jpg: its sidecar's 4 over its embedded 2
+    ({"min_rating": 5}, {"best.jpg"}),
+    ({"picked": True}, {"pick.jpg"}),
+    ({"keyword": "holiday"}, {"best.jpg", "pick.jpg"}),
+    ({"keyword": "holiday", "min_rating": 1}, {"best.jpg"}),
+    ({"keyword": "it's"}, set()),
+])
+def test_records_filters_select_what_the_photographer_recorded(records_index, fields, names):
+    from vitsearch.search.filters import all_of, records_where
+
+    where = all_of("width > 0 OR height > 0", records_where(**fields))
+    hits = records_index.search(1, k=50, where=where, collapse=False)
+    assert {h.path.rsplit("/", 1)[1] for h in hits} == names
