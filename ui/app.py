@@ -18,11 +18,13 @@ from ..indexer.imaging.images import inspect_image, read_image_bytes
 from ..indexer.locations import is_within
 from ..search import ImageIndex
 from ..search.explain import heat_map
+from ..search.filters import all_of, records_where
 from ..search.labels import label_counts
 from ..search.region import parse_box
 from .duplicates_tab import duplicates_tab
 from .filters import FORMATS, build_where
 from .map_tab import map_tab
+from .records import stars
 from .refused import refused
 from .thumbnails import PREVIEW_SIDE, ThumbnailCache
 
@@ -82,9 +84,10 @@ class SearchActions:
         return [(self.thumbs.get(h.path, h.size, h.mtime), _caption(h)) for h in hits]
 
     def run_search(self, upload, picked, k, min_score, folder, date_from, date_to, min_w, min_h, formats,
-                   collapse=True, region="", region_source=None):
-        """One search; `region` (X0,Y0,X1,Y1) with `region_source` ("query" or a hit's id)
-        searches with that part of the image only."""
+                   collapse=True, min_rating=0, only_picked=False, keyword="", region="", region_source=None):
+        """One search; `min_rating` (0: any), `only_picked` and `keyword` filter by the
+        photographer's records; `region` (X0,Y0,X1,Y1) with `region_source` ("query" or a hit's
+        id) searches with that part of the image only."""
         if upload is None and not picked and region_source is None:
             raise refused("Upload, paste or drop an image, or pick one from the index.")
         try:
@@ -94,7 +97,8 @@ class SearchActions:
                 query = _uploaded_bytes(upload, self.upload_dir) if upload is not None else picked
             box = parse_box(region) if region_source is not None and region else None
             self.index.refresh()
-            where = build_where(folder, date_from, date_to, min_w, min_h, formats)
+            where = all_of(build_where(folder, date_from, date_to, min_w, min_h, formats),
+                           records_where(int(min_rating or 0) or None, bool(only_picked), keyword or None))
             hits = self.index.search(query, k=int(k), where=where, min_score=min_score or None, box=box,
                                      collapse=bool(collapse))
         except VitsearchError as e:
@@ -233,20 +237,31 @@ def _query_column(actions: SearchActions) -> SimpleNamespace:
                                      allow_custom_value=True, elem_id="label-pick",
                                      label="…or find by what the model sees (ImageNet label)")
             label_button = gr.Button("Find by label", elem_id="label-search", scale=0)
-        with gr.Accordion("Filters", open=False):
-            folder = gr.Textbox(label="Folder (path prefix)")
-            with gr.Row():
-                date_from = gr.Textbox(label="From (YYYY-MM-DD)")
-                date_to = gr.Textbox(label="To (YYYY-MM-DD)")
-            with gr.Row():
-                min_w = gr.Number(label="Min width", precision=0)
-                min_h = gr.Number(label="Min height", precision=0)
-            formats = gr.CheckboxGroup(list(FORMATS), label="Formats")
+        filters = _filters_accordion()
         search_button = gr.Button("Search", variant="primary", elem_id="search-button")
     return SimpleNamespace(
         upload=upload, find=find, picked=picked, label_pick=label_pick, label_button=label_button,
-        search_button=search_button,
-        filters=[k, min_score, folder, date_from, date_to, min_w, min_h, formats, collapse])
+        search_button=search_button, filters=[k, min_score, *filters[:6], collapse, *filters[6:]])
+
+
+def _filters_accordion() -> list:
+    """The filter fields, in run_search's order: folder, dates, sizes, formats, then the
+    photographer's records (minimum rating, picked only, keyword)."""
+    with gr.Accordion("Filters", open=False):
+        folder = gr.Textbox(label="Folder (path prefix)")
+        with gr.Row():
+            date_from = gr.Textbox(label="From (YYYY-MM-DD)")
+            date_to = gr.Textbox(label="To (YYYY-MM-DD)")
+        with gr.Row():
+            min_w = gr.Number(label="Min width", precision=0)
+            min_h = gr.Number(label="Min height", precision=0)
+        formats = gr.CheckboxGroup(list(FORMATS), label="Formats")
+        with gr.Row():
+            min_rating = gr.Slider(0, 5, value=0, step=1, label="Minimum rating (stars; 0: any)",
+                                   elem_id="min-rating")
+            only_picked = gr.Checkbox(False, label="Picked only", elem_id="picked-only")
+            keyword = gr.Textbox(label="Keyword (as written in the photo manager)", elem_id="keyword")
+    return [folder, date_from, date_to, min_w, min_h, formats, min_rating, only_picked, keyword]
 
 
 def _results_column() -> SimpleNamespace:
@@ -351,6 +366,8 @@ def _metadata(hit) -> dict:
         "captured": str(hit.captured_at) if hit.captured_at else None, "camera": hit.camera,
         "stale": hit.stale, "id": hit.id, "same shot": list(hit.companions),
         "copies": list(hit.copies), "labels": list(hit.labels),
+        "rating": stars(hit.rating) or None, "pick": hit.pick, "colour label": hit.color_label,
+        "keywords": list(hit.keywords), "companion files": list(hit.companion_files),
     }
 
 
