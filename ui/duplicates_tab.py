@@ -1,6 +1,8 @@
-"""The Duplicates tab: groups with each member's tier and reason, one-group review with
-decisions, a rule-based cleanup with a preview count, apply and undo, and threshold calibration.
-Moves go through indexer.store.quarantine (manifest first, the store following); nothing is deleted."""
+"""The Duplicates tab: groups with each member's tier, reason and the photographer's records,
+one-group review with decisions, a rule-based cleanup (the rating guard on unless overridden) with
+a preview, apply or mark instead, undo, and threshold calibration. Moves go through
+indexer.store.quarantine (manifest first, the store following), marks through
+indexer.sidecar_marks (sidecars only, never an image); nothing is deleted."""
 
 from __future__ import annotations
 
@@ -10,12 +12,16 @@ from types import SimpleNamespace
 import gradio as gr
 
 from ..indexer.errors import VitsearchError
+from ..indexer.sidecar_marks import mark_sidecars
 from ..indexer.store.decisions import record_keeper, record_not_duplicates, record_thresholds
-from ..indexer.store.quarantine import quarantine_plan, settle_quarantine, undo_quarantine
+from ..indexer.store.quarantine import quarantine_plan, settle_quarantine
+from ..indexer.undo import undo_cleanup
 from ..search import ImageIndex
 from ..search.calibrate import fit_near_threshold, sample_pairs
 from ..search.dupes import TIERS, find_duplicates, thresholds
-from ..search.resolve import RESOLVE_TIERS, parse_rules, plan_cleanup, plan_group, summarize
+from ..search.records import photo_records
+from ..search.resolve import RESOLVE_TIERS, parse_rules, plan_cleanup, plan_group, plan_marks, summarize
+from .records import standing, stars
 from .refused import refused
 
 __all__ = ["duplicates_tab", "DuplicateActions", "DEFAULT_RULES"]
@@ -63,13 +69,14 @@ class DuplicateActions:
         if not label:
             return [], [], None
         group = groups[int(label.split(".")[0]) - 1]
-        rows = self.index.describe(group.ids)
+        rows, records = self.index.describe(group.ids), photo_records(self.index, group.ids)
         items, table = [], []
         for member in group.members:
-            row = rows[member.id]
+            row, said = rows[member.id], records.get(member.id, {})
             thumb = self.thumbs.get(member.path, row["size"], row["mtime_ns"])
-            items.append((thumb, _member_caption(group, member, row)))
+            items.append((thumb, _member_caption(group, member, row, said)))
             table.append([member.path, member.tier, member.transform or "", f"{member.score:.3f}", member.reason,
+                          stars(said.get("rating")), said.get("pick") or "", ", ".join(said.get("keywords") or ()),
                           row["width"], row["height"], row["size"], row["date"], "keep" if member.keeper else ""])
         return items, table, group
 
@@ -97,25 +104,39 @@ class DuplicateActions:
                     + _left_alone(plans))
         return self._apply_plans(plans)
 
-    def preview(self, tiers, near, similar, against, rules_text, protect_text):
-        plans = self._plans(tiers, near, similar, against, rules_text, protect_text)
-        table = [[p.tier, p.keeper["path"], len(p.move), "\n".join(m["path"] for m in p.move), p.rule]
-                 for p in plans[:500]]
-        return summarize(plans) + _left_alone(plans), table
+    def preview(self, *choices):
+        """The plan of `choices` (the filters, rules, protected folders, override ratings): what
+        moves, with the files that go along, and where the rating guard chose the keeper."""
+        plans = self._plans(*choices)
+        table = [[p.tier, p.keeper["path"] + standing(p.keeper), len(p.move), _moving_lines(p), p.rule,
+                  p.guard or ""] for p in plans[:500]]
+        return summarize(plans) + _guard_notes(plans) + _left_alone(plans), table
 
-    def apply(self, tiers, near, similar, against, rules_text, protect_text):
+    def apply(self, *choices, merge=False):
+        """Move the plan's files into the quarantine; with `merge`, the keepers' sidecars also get
+        their group's keywords and best rating (undone with the move)."""
         settled = _call(settle_quarantine, self.store_dir, wait=DECISION_WAIT_SECONDS)
-        plans = self._plans(tiers, near, similar, against, rules_text, protect_text)
+        plans = self._plans(*choices)
         notes = "".join(f"\n{note}" for note in settled)
         if not plans:
             return "Nothing to move." + _left_alone(plans) + notes, []
-        return self._apply_plans(plans) + notes, []
+        return self._apply_plans(plans, merge=bool(merge)) + notes, []
+
+    def mark(self, *choices, merge=False):
+        """Instead of moving: a reject and a keyword naming the keeper in each other file's XMP
+        sidecar (created if absent), with `merge` the keepers' too; no image is written."""
+        plans = self._plans(*choices)
+        marks = plan_marks(plans, reject=True, merge=bool(merge))
+        if not marks:
+            return "Nothing to mark." + _left_alone(plans), []
+        report = _call(mark_sidecars, self.store_dir, marks, wait=DECISION_WAIT_SECONDS)
+        return _marked_text(report) + " Undo puts them back." + _left_alone(plans), []
 
     def undo(self):
-        report = _call(undo_quarantine, self.store_dir, wait=DECISION_WAIT_SECONDS)
+        """Undo the latest cleanup, whichever kind: files moved, sidecars marked, or both."""
+        report = _call(undo_cleanup, self.store_dir, wait=DECISION_WAIT_SECONDS)
         self.index.refresh()
-        problems = "".join(f"\nnot restored: {path}: {why}" for path, why in report.skipped)
-        return f"Restored {len(report.moved)} file(s) to where they were.{problems}"
+        return _undone_text(report)
 
     def sample(self):
         self.index.refresh()
@@ -131,20 +152,25 @@ class DuplicateActions:
         _call(record_thresholds, self.store_dir, near=near, labels=len(labels), wait=DECISION_WAIT_SECONDS)
         return f"Near-duplicate threshold for this store: {near:.4f} (from {len(labels)} labels).", near
 
-    def _plans(self, tiers, near, similar, against, rules_text, protect_text):
+    def _plans(self, tiers, near, similar, against, rules_text, protect_text, override_ratings=False):
         self.index.refresh()
         rules = _call(parse_rules, rules_text or DEFAULT_RULES)
         protect = [line.strip() for line in (protect_text or "").splitlines() if line.strip()]
         return _call(plan_cleanup, self.index, rules, tiers=tiers, near=near, similar=similar,
-                     against=against.strip() or None, protect=protect)
+                     against=against.strip() or None, protect=protect, override_ratings=bool(override_ratings))
 
-    def _apply_plans(self, plans):
+    def _apply_plans(self, plans, merge: bool = False):
         keepers = plans.keepers()
         if not keepers:
             return "Nothing to move." + _left_alone(plans)
         report = _call(quarantine_plan, self.store_dir, keepers, wait=DECISION_WAIT_SECONDS)
         self.index.refresh()
-        return _moved_text(report) + _left_alone(plans)
+        text = _moved_text(report)
+        marks = plan_marks(plans, reject=False, merge=True) if merge else []
+        if marks:  # linked to the move's manifest: one undo puts back both
+            text += "\n" + _marked_text(_call(mark_sidecars, self.store_dir, marks, with_apply=report.manifest,
+                                               wait=DECISION_WAIT_SECONDS))
+        return text + _left_alone(plans)
 
 
 def _review_section(near_default: float, similar_default: float) -> SimpleNamespace:
@@ -158,8 +184,9 @@ def _review_section(near_default: float, similar_default: float) -> SimpleNamesp
     summary = gr.Textbox(label="Groups", interactive=False, elem_id="dupes-summary")
     group_pick = gr.Dropdown(choices=[], label="Group", elem_id="group-pick")
     compare = gr.Gallery(label="Side by side", columns=4, height="auto", format="jpeg", elem_id="dupes-gallery")
-    table = gr.Dataframe(headers=["path", "tier", "transform", "score", "reason", "width", "height", "bytes",
-                                  "date", "keeper"], interactive=False, wrap=True, elem_id="dupes-table")
+    table = gr.Dataframe(headers=["path", "tier", "transform", "score", "reason", "rating", "pick", "keywords",
+                                  "width", "height", "bytes", "date", "keeper"], interactive=False, wrap=True,
+                         elem_id="dupes-table")
     with gr.Row():
         keep_button = gr.Button("Keep the selected image")
         not_dupes_button = gr.Button("Not duplicates")
@@ -172,7 +199,8 @@ def _review_section(near_default: float, similar_default: float) -> SimpleNamesp
 
 
 def _cleanup_section() -> SimpleNamespace:
-    """Clean up many groups by rules: the rules, protected folders, preview, apply and undo."""
+    """Clean up many groups by rules: the rules, protected folders, the rating guard, preview,
+    apply (move) or mark in sidecars, and undo."""
     with gr.Accordion("Clean up many groups by rules", open=True):
         with gr.Row():
             rules = gr.Textbox(value=DEFAULT_RULES, label="Keeper rules, in order (ties fall to the next)",
@@ -180,13 +208,22 @@ def _cleanup_section() -> SimpleNamespace:
             protect = gr.Textbox(label="Protected folders (one per line; never moved, kept first)", lines=2,
                                  elem_id="cleanup-protect")
         with gr.Row():
+            override = gr.Checkbox(False, elem_id="cleanup-override", label="Override ratings: the rules alone "
+                                   "choose keepers (by default the best-rated member, a picked one first, is kept "
+                                   "and nothing rated above its keeper, or picked, moves)")
+            merge = gr.Checkbox(False, elem_id="cleanup-merge", label="Merge metadata: each keeper's sidecar "
+                                "gets its group's keywords and best rating")
+        with gr.Row():
             preview_button = gr.Button("Preview cleanup", elem_id="cleanup-preview")
             apply_button = gr.Button("Apply cleanup (move to quarantine)", variant="stop", elem_id="cleanup-apply")
-            undo_button = gr.Button("Undo last quarantine", elem_id="cleanup-undo")
-        preview_text = gr.Textbox(label="Preview", interactive=False, elem_id="cleanup-summary")
-        plan_table = gr.Dataframe(headers=["tier", "keep", "files to move", "move", "rule"], interactive=False,
-                                  wrap=True, elem_id="cleanup-plan")
-    return SimpleNamespace(rules=rules, protect=protect, preview_button=preview_button, apply_button=apply_button,
+            mark_button = gr.Button("Mark in XMP sidecars", elem_id="cleanup-mark")
+            undo_button = gr.Button("Undo last cleanup", elem_id="cleanup-undo")
+        preview_text = gr.Textbox(label="Preview", interactive=False, max_lines=30, elem_id="cleanup-summary")
+        plan_table = gr.Dataframe(headers=["tier", "keep", "files to move", "move (with the files that go along)",
+                                           "rule", "rating guard"], interactive=False, wrap=True,
+                                  elem_id="cleanup-plan")
+    return SimpleNamespace(rules=rules, protect=protect, override=override, merge=merge,
+                           preview_button=preview_button, apply_button=apply_button, mark_button=mark_button,
                            undo_button=undo_button, preview_text=preview_text, plan_table=plan_table)
 
 
@@ -212,17 +249,52 @@ def _wire_review(actions: DuplicateActions, review: SimpleNamespace, outcome) ->
 
 
 def _wire_cleanup(actions: DuplicateActions, filters: list, cleanup: SimpleNamespace, outcome) -> None:
-    inputs = [*filters, cleanup.rules, cleanup.protect]
+    inputs = [*filters, cleanup.rules, cleanup.protect, cleanup.override]
     cleanup.preview_button.click(actions.preview, inputs, [cleanup.preview_text, cleanup.plan_table])
-    cleanup.apply_button.click(actions.apply, inputs, [outcome, cleanup.plan_table])
+    cleanup.apply_button.click(lambda *c: actions.apply(*c[:-1], merge=c[-1]), [*inputs, cleanup.merge],
+                               [outcome, cleanup.plan_table], api_name="apply")
+    cleanup.mark_button.click(lambda *c: actions.mark(*c[:-1], merge=c[-1]), [*inputs, cleanup.merge],
+                              [outcome, cleanup.plan_table], api_name="mark")
     cleanup.undo_button.click(actions.undo, None, outcome)
 
 
-def _member_caption(group, member, row) -> str:
+def _member_caption(group, member, row, said: dict) -> str:
     star = "★ keep · " if member.keeper else ("★ keep (pair) · " if member.id in group.kept_with_keeper else "")
     relation = "" if member.keeper else f"{member.tier}{' ' + member.transform if member.transform else ''} · "
-    return (f"{star}{relation}{Path(member.path).name} · {row['width']}x{row['height']} · "
+    return (f"{star}{relation}{Path(member.path).name}{standing(said)} · {row['width']}x{row['height']} · "
             f"{row['size'] // 1024} KB · {row['date'] or 'no date'} · {row['camera'] or 'no camera'}")
+
+
+def _moving_lines(plan) -> str:
+    """Each file that would move, with what the photographer recorded and the files that go along."""
+    lines = []
+    for m in plan.move:
+        lines.append(m["path"] + standing(m))
+        lines += [f"  + {c}" for c in m.get("companions", [])]
+    return "\n".join(lines)
+
+
+def _guard_notes(plans) -> str:
+    return "".join(f"\nnote: {p.guard}" for p in plans if p.guard)
+
+
+def _marked_text(report) -> str:
+    problems = "".join(f"\nnot marked: {path}: {why}" for path, why in report.skipped)
+    created = sum(w.created for w in report.written)
+    return (f"Marked {len(report.written)} sidecar(s) ({created} new); image files untouched; the page shows the "
+            f"marks after the next index run.{problems}")
+
+
+def _undone_text(report) -> str:
+    lines = []
+    if report.moves is not None:
+        lines.append(f"Restored {len(report.moves.moved)} file(s) to where they were.")
+        lines += [f"not restored: {path}: {why}" for path, why in report.moves.skipped]
+    if report.marks is not None:
+        lines.append(f"Restored {len(report.marks.written)} sidecar(s) as they were (the ones vitsearch "
+                     "created removed).")
+        lines += [f"not restored: {path}: {why}" for path, why in report.marks.skipped]
+    return "\n".join(lines)
 
 
 def _moved_text(report) -> str:
