@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 __all__ = ["PhotoRecords", "XmpError", "MAX_PACKET_BYTES", "embedded_packet", "parse_packet", "records_of",
-           "merge_records", "read_sidecar", "prepare_sidecar", "EMPTY_PACKET", "PICKED", "REJECTED"]
+           "read_packet", "merge_records", "read_sidecar", "prepare_sidecar", "EMPTY_PACKET", "PICKED", "REJECTED"]
 
 MAX_PACKET_BYTES = 4 << 20  # darktable and Lightroom sidecars with long edit histories stay far below
 PICKED, REJECTED = "picked", "rejected"
@@ -73,11 +74,23 @@ def embedded_packet(data: bytes) -> bytes | None:
 
 def read_sidecar(path: str) -> bytes:
     """A sidecar's bytes, bounded; XmpError when too large or unreadable."""
+    # No link followed and nothing but a plain file read: a FIFO or device put in a sidecar's
+    # place after the scan would otherwise block or never end.
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise XmpError(f"sidecar {os.path.basename(path)} unreadable: {e.strerror or e}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise XmpError(f"sidecar {os.path.basename(path)} is not a plain file: not read")
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
             data = f.read(MAX_PACKET_BYTES + 1)
     except OSError as e:
         raise XmpError(f"sidecar {os.path.basename(path)} unreadable: {e.strerror or e}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
     if len(data) > MAX_PACKET_BYTES:
         raise XmpError(f"sidecar {os.path.basename(path)} is over {MAX_PACKET_BYTES:,} bytes: not read")
     return data
@@ -119,6 +132,17 @@ def records_of(values: dict[str, object]) -> PhotoRecords:
     elif digikam_pick == 3 or str(values.get("Xmp.xmpDM.good", "")).lower() == "true":
         pick = PICKED
     return PhotoRecords(rating, pick, _colour(values), _keywords(values), tuple(notes))
+
+
+def read_packet(packet: bytes) -> PhotoRecords:
+    """The records one packet says, noting each standard prefix it binds to a foreign namespace
+    (whose properties parse_packet leaves out): a rating that is not read says why."""
+    records = records_of(parse_packet(packet))
+    foreign = sorted(_foreign_prefixes(packet))
+    if not foreign:
+        return records
+    note = f"{', '.join(p + ':' for p in foreign)} bound to a foreign namespace: its properties ignored"
+    return replace(records, notes=records.notes + (note,))
 
 
 def merge_records(layers: Iterable[PhotoRecords]) -> PhotoRecords:
@@ -210,7 +234,7 @@ def _rating(value, notes: list[str]) -> int | None:
         return None
     try:
         rating = round(float(str(value)))
-    except ValueError:
+    except (ValueError, OverflowError):  # 'abc', 'nan'; 'inf', '1e400'
         notes.append(f"xmp:Rating {str(value)[:40]!r} is not a number: ignored")
         return None
     if not -1 <= rating <= 5:
