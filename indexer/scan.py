@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from .errors import ConfigError
 from .extensions import has_image_extension
 from .locations import is_within
-from .store.companions import companion_candidate, companions_of
+from .store.companions import FolderCompanions, companion_candidate
 
 __all__ = ["ScannedFile", "UnreadableFolder", "scan_folders", "normalize_roots", "is_within"]
 
@@ -93,7 +93,7 @@ def _walk(root, real_roots, patterns, include_hidden, seen_dirs, unreadable) -> 
             continue
         reported = False
         subfolders = []
-        candidates = _companion_stats(entries)
+        companions_here = _FolderStats(entries)
         for entry in entries:
             if not include_hidden and entry.name.startswith("."):
                 continue
@@ -107,7 +107,7 @@ def _walk(root, real_roots, patterns, include_hidden, seen_dirs, unreadable) -> 
                     subfolders.append(entry.path)
                 elif entry.is_file() and has_image_extension(entry.name):
                     st = entry.stat()
-                    companions = tuple((n, *candidates[n]) for n in companions_of(entry.name, candidates))
+                    companions = companions_here.of(entry.name)
                     yield ScannedFile(entry.path, root, st.st_size, st.st_mtime_ns, _readable(entry.path, st, euid),
                                       companions)
             except PermissionError as e:  # listed but not reachable: a folder without search permission
@@ -119,19 +119,34 @@ def _walk(root, real_roots, patterns, include_hidden, seen_dirs, unreadable) -> 
         stack.extend(reversed(subfolders))
 
 
-def _companion_stats(entries) -> dict[str, tuple[int, int]]:
-    """Name -> (size, mtime_ns) of the plain files of a folder that may belong to an image: a
-    sidecar edited later changes its image's records (indexer.records), never its embedding."""
-    found = {}
-    for entry in entries:
-        if companion_candidate(entry.name):
-            try:
-                if entry.is_file(follow_symlinks=False):
-                    st = entry.stat(follow_symlinks=False)
-                    found[entry.name] = (st.st_size, st.st_mtime_ns)
-            except OSError:
-                continue
-    return found
+class _FolderStats:
+    """The companions of a folder's images with their (size, mtime_ns): a sidecar edited later
+    changes its image's records (indexer.records), never its embedding. Only a file that belongs
+    to an image is statted, once: a folder of documents or of videos alone costs no stat."""
+
+    def __init__(self, entries):
+        self._entries = {e.name: e for e in entries if companion_candidate(e.name)}
+        self._names = FolderCompanions(self._entries)
+        self._stats: dict[str, tuple[int, int] | None] = {}
+
+    def of(self, image_name: str) -> tuple[tuple[str, int, int], ...]:
+        found = []
+        for name in self._names.of(image_name):
+            if name not in self._stats:
+                self._stats[name] = _plain_file_stat(self._entries[name])
+            if self._stats[name] is not None:
+                found.append((name, *self._stats[name]))
+        return tuple(found)
+
+
+def _plain_file_stat(entry) -> tuple[int, int] | None:
+    try:
+        if entry.is_file(follow_symlinks=False):
+            st = entry.stat(follow_symlinks=False)
+            return st.st_size, st.st_mtime_ns
+    except OSError:
+        pass
+    return None
 
 
 def _readable(path: str, st: os.stat_result, euid: int) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from ..extensions import has_image_extension
 
 __all__ = ["COMPANION_EXTENSIONS", "XMP_EXTENSION", "companion_candidate", "companions_in_folder",
-           "companions_of", "shared_with", "moving_companions"]
+           "companions_of", "FolderCompanions", "shared_with", "moving_companions"]
 
 XMP_EXTENSION = ".xmp"
 # Named after the whole file name (darktable, digiKam, RawTherapee, DxO, ON1).
@@ -36,19 +36,29 @@ def companion_candidate(name: str) -> bool:
 
 def companions_of(image_name: str, names: Iterable[str]) -> list[str]:
     """The names among `names` (a folder's files) that belong to the image file `image_name`."""
-    lower = image_name.lower()
-    stem, extension = os.path.splitext(lower)
-    found = []
-    for name in names:
-        other = name.lower()
-        if other == lower:
-            continue
-        base, suffix = os.path.splitext(other)
-        if base == lower and suffix in _FULL_NAME:
-            found.append(name)
-        elif base == stem and (suffix in _STEM or (suffix == _LIVE_PHOTO and extension in _LIVE_STILLS)):
-            found.append(name)
-    return sorted(found)
+    return FolderCompanions(names).of(image_name)
+
+
+class FolderCompanions:
+    """A folder's companion candidates grouped by the name they are named after, so that finding
+    an image's companions costs a lookup, not a pass over the folder (a shoot of 10,000 RAW files
+    with their sidecars in one folder made the scan quadratic)."""
+
+    def __init__(self, names: Iterable[str]):
+        self._by_base: dict[str, list[tuple[str, str]]] = {}
+        for name in names:
+            base, suffix = os.path.splitext(name.lower())
+            if suffix in COMPANION_EXTENSIONS:
+                self._by_base.setdefault(base, []).append((name, suffix))
+
+    def of(self, image_name: str) -> list[str]:
+        """The candidates that belong to the image file `image_name`."""
+        lower = image_name.lower()
+        stem, extension = os.path.splitext(lower)
+        found = [n for n, suffix in self._by_base.get(lower, ()) if suffix in _FULL_NAME]
+        found += [n for n, suffix in self._by_base.get(stem, ())
+                  if suffix in _STEM or (suffix == _LIVE_PHOTO and extension in _LIVE_STILLS)]
+        return sorted(found)
 
 
 def shared_with(companion: str, image_name: str, image_names: Iterable[str]) -> list[str]:
@@ -62,8 +72,8 @@ def companions_in_folder(folder: str) -> dict[str, list[str]] | None:
         names = os.listdir(folder)
     except OSError:
         return None
-    candidates = [n for n in names if companion_candidate(n)]
-    return {n: companions_of(n, candidates) for n in names if has_image_extension(n)}
+    candidates = FolderCompanions(names)
+    return {n: candidates.of(n) for n in names if has_image_extension(n)}
 
 
 def moving_companions(paths: Iterable[str]) -> dict[str, list[str]]:
@@ -78,13 +88,16 @@ def moving_companions(paths: Iterable[str]) -> dict[str, list[str]]:
         listing = companions_in_folder(folder)
         if listing is None:
             continue
+        owners: dict[str, list[str]] = {}  # companion -> the images it belongs to, one pass over the folder
+        for image, companions in listing.items():
+            for companion in companions:
+                owners.setdefault(companion, []).append(image)
         taken: set[str] = set()
         leaving = set(moving)
         for name in sorted(moving):
             mine = []
             for companion in listing.get(name, []):
-                others = shared_with(companion, name, listing)
-                if companion in taken or any(o not in leaving for o in others):
+                if companion in taken or any(o not in leaving for o in owners[companion]):
                     continue
                 full = os.path.join(folder, companion)
                 if os.path.isfile(full) and not os.path.islink(full):
