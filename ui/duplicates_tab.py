@@ -75,9 +75,10 @@ class DuplicateActions:
             row, said = rows[member.id], records.get(member.id, {})
             thumb = self.thumbs.get(member.path, row["size"], row["mtime_ns"])
             items.append((thumb, _member_caption(group, member, row, said)))
-            table.append([member.path, member.tier, member.transform or "", f"{member.score:.3f}", member.reason,
-                          stars(said.get("rating")), said.get("pick") or "", ", ".join(said.get("keywords") or ()),
-                          row["width"], row["height"], row["size"], row["date"], "keep" if member.keeper else ""])
+            table.append([member.path, stars(said.get("rating")), said.get("pick") or "",
+                          ", ".join(said.get("keywords") or ()), member.tier, member.transform or "",
+                          f"{member.score:.3f}", member.reason, row["width"], row["height"], row["size"], row["date"],
+                          "keep" if member.keeper else ""])
         return items, table, group
 
     def keep_selected(self, group, evt_index):
@@ -184,7 +185,8 @@ def _review_section(near_default: float, similar_default: float) -> SimpleNamesp
     summary = gr.Textbox(label="Groups", interactive=False, elem_id="dupes-summary")
     group_pick = gr.Dropdown(choices=[], label="Group", elem_id="group-pick")
     compare = gr.Gallery(label="Side by side", columns=4, height="auto", format="jpeg", elem_id="dupes-gallery")
-    table = gr.Dataframe(headers=["path", "tier", "transform", "score", "reason", "rating", "pick", "keywords",
+    # What the photographer recorded beside the path: the columns after it scroll out of sight.
+    table = gr.Dataframe(headers=["path", "rating", "pick", "keywords", "tier", "transform", "score", "reason",
                                   "width", "height", "bytes", "date", "keeper"], interactive=False, wrap=True,
                          elem_id="dupes-table")
     with gr.Row():
