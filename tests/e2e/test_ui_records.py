@@ -1,0 +1,119 @@
+"""The web page and the photographer's records, live: a real `vitsearch serve` over the
+photo-records library (tests/photo_records.py), driven in Debian's chromium by Playwright: stars
+in a result's metadata and a group's table, the records filters, and a cleanup that marks XMP
+sidecars instead of moving files, then undone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import REPO, run_cli
+from tests.e2e.test_ui import ARTIFACTS, browser, caption_names, free_port, pick_group  # noqa: F401 (fixture)
+from tests.photo_records import make_library
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ui-records")
+    photos = root / "photos"
+    expected = make_library(photos)
+    store = root / "store"
+    result = run_cli("index", photos, "--store", store, "--weights", "random")
+    assert result.returncode == 0, result.stderr
+    port = free_port()
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+    command = [sys.executable, "-m", "vitsearch.ui.cli", "serve", "--store", str(store), "--port", str(port)]
+    server = subprocess.Popen(command,
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"server did not start: {server.communicate()[1][-3000:]}")
+        time.sleep(0.5)
+    yield {"url": url, "photos": photos, "store": store, "expected": expected}
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def files(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_a_result_shows_its_rating_and_the_records_filter_it(served, browser):  # noqa: F811
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.goto(served["url"])
+    page.wait_for_selector("#query-image")
+    page.set_input_files("#query-image input[type=file]", str(served["photos"] / "best.jpg"))
+    page.wait_for_function(
+        "document.querySelectorAll('#results-gallery .caption-label').length > 0", timeout=120_000)
+    assert caption_names(page, "results-gallery")[0] == "best.jpg"
+    page.locator("#results-gallery button.thumbnail-item").first.click()
+    page.wait_for_function("document.querySelector('#metadata') && "
+                           "document.querySelector('#metadata').innerText.includes('★★★★★')")
+    shown = page.inner_text("#metadata")
+    assert "holiday" in shown and "beach" in shown and "best.jpg.xmp" in shown, shown
+
+    page.get_by_text("Filters").click()
+    page.locator("#keyword textarea, #keyword input").fill("holiday")
+    page.click("#search-button")
+    page.wait_for_function("document.querySelector('#search-status').innerText.includes('holiday')",
+                           timeout=60_000)
+    status = page.inner_text("#search-status")
+    assert "list_contains(keywords, 'holiday')" in status, status
+    assert set(caption_names(page, "results-gallery")) == {"best.jpg", "pick.jpg"}
+    page.close()
+
+
+def test_duplicates_tab_marks_sidecars_instead_of_moving_and_undo_puts_them_back(served, browser):  # noqa: F811
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    photos = served["photos"]
+    before = files(photos)
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(served["url"])
+    page.get_by_role("tab", name="Duplicates").click()
+    captions = pick_group(page, "upscaled_export.jpg")
+    assert "★ keep · best.jpg (★★★★★)" in captions, captions
+    page.wait_for_function("document.querySelector('#dupes-table').innerText.includes('★★★★★')")
+    assert "holiday, beach" in page.inner_text("#dupes-table")
+
+    page.click("#cleanup-preview")
+    page.wait_for_function("document.querySelector('#cleanup-summary textarea').value.includes('would move')",
+                           timeout=60_000)
+    assert "rating guard: kept " in page.input_value("#cleanup-summary textarea")
+    page.wait_for_function("document.querySelector('#cleanup-plan').innerText.includes('IMG_0003.AAE')")
+    plan = page.inner_text("#cleanup-plan")
+    assert "best.jpg (★★★★★)" in plan and "rating guard: kept" in plan and "IMG_0003.MOV" in plan, plan
+    page.screenshot(path=str(ARTIFACTS / "cleanup-records.png"), full_page=True)
+
+    page.click("#cleanup-mark")
+    page.wait_for_function("document.querySelector('#dupes-outcome textarea').value.includes('Marked')",
+                           timeout=60_000)
+    outcome = page.input_value("#dupes-outcome textarea")
+    marked = files(photos)
+    assert "image files untouched" in outcome, outcome
+    assert "upscaled_export.jpg.xmp" in marked and "IMG_0003.HEIC.xmp" in marked, sorted(marked)
+    assert b"duplicate of" in marked["upscaled_export.jpg.xmp"]
+    assert marked["pick_big.jpg.xmp"] != before["pick_big.jpg.xmp"], "an existing sidecar is marked in place"
+    assert {n: b for n, b in marked.items() if not n.lower().endswith(".xmp")} == {
+        n: b for n, b in before.items() if not n.lower().endswith(".xmp")}, "no image (or .mov, .aae) is written"
+    assert set(before) <= set(marked), "marking moves nothing"
+
+    page.click("#cleanup-undo")
+    page.wait_for_function("document.querySelector('#dupes-outcome textarea').value.includes('Restored')",
+                           timeout=60_000)
+    assert "sidecar" in page.input_value("#dupes-outcome textarea")
+    assert not (photos / "upscaled_export.jpg.xmp").exists()
+    assert files(photos) == before, "undo puts every sidecar back byte for byte"
+    page.close()
