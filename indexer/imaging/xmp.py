@@ -108,7 +108,9 @@ def parse_packet(packet: bytes) -> dict[str, object]:
     import pyexiv2
 
     with _EXIV2:
-        pyexiv2.set_log_level(4)  # errors come back as exceptions, not as lines on stderr
+        # Level 3: exiv2's errors come back as exceptions (and nothing goes to stderr); muted (4),
+        # a packet that is not well-formed read as an empty one, in silence.
+        pyexiv2.set_log_level(3)
         try:
             data = pyexiv2.ImageData(packet)
             try:
