@@ -103,3 +103,43 @@ def make_library(root: Path) -> dict:
                     "alone.jpg": (4, None, ["cat"])},
         "hardlinks": {"linked_a.jpg", "linked_b.jpg"},
     }
+
+
+def xmp_packet(**records) -> bytes:
+    """A standalone XMP packet saying these records, written by exiv2 (pyexiv2)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        return write_sidecar(Path(folder) / "packet.xmp", **records).read_bytes()
+
+
+def image_with_xmp(fmt: str, seed: int = 1, **records) -> bytes:
+    """A small image of `fmt` (JPEG PNG WEBP TIFF HEIF AVIF JXL DNG) with these records embedded:
+    by exiv2 where it writes the format, else by the format's own encoder (exiv2 cannot write
+    XMP into HEIF/AVIF or JPEG XL) carrying an exiv2-written packet."""
+    from tests.formats import dng_bytes, encoded
+
+    image = make_scene(seed, (96, 64))
+    if fmt in ("HEIF", "AVIF", "JXL"):
+        return encoded(image, fmt, xmp=xmp_packet(**records))
+    return embed_xmp(dng_bytes(image) if fmt == "DNG" else encoded(image, fmt), **records)
+
+
+def jpeg_with_app1_xmp(payload: bytes, seed: int = 1) -> bytes:
+    """A JPEG whose XMP segment (APP1, Adobe's namespace header) holds `payload` as it is: for
+    packets no writer would produce (junk, cut short, entities)."""
+    data = jpeg(seed, size=(64, 48))
+    body = b"http://ns.adobe.com/xap/1.0/\x00" + payload
+    assert len(body) <= 65533, "an APP1 segment holds at most 65533 bytes"
+    return data[:2] + b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body + data[2:]
+
+
+def png_with_itxt_xmp(text: str, seed: int = 1) -> bytes:
+    """A PNG whose XMP chunk (iTXt XML:com.adobe.xmp) holds `text`, of any length."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", text)
+    buffer = io.BytesIO()
+    make_scene(seed, (64, 48)).save(buffer, "PNG", pnginfo=info)
+    return buffer.getvalue()
