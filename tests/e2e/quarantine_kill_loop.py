@@ -31,13 +31,23 @@ PLAN = ("--resolve", "shortest-path")
 
 
 def make_library(folder: Path, photos: int) -> None:
-    """Originals of ~1 MB each (so a copy takes a moment) and one exact copy of each elsewhere."""
+    """Originals of ~1 MB each (so a copy takes a moment) and one exact copy of each elsewhere, the
+    copies with the files that belong to them (an XMP sidecar; an Apple edit file on every third),
+    which move and come back with them."""
     (folder / "album").mkdir(parents=True)
     (folder / "copies").mkdir()
     for n in range(photos):
         data = scene_bytes(n, "JPEG", size=(1600, 1200), quality=97)
         (folder / "album" / f"{n:03d}.jpg").write_bytes(data)
         (folder / "copies" / f"{n:03d}-copy.jpg").write_bytes(data)
+        (folder / "copies" / f"{n:03d}-copy.jpg.xmp").write_bytes(_SIDECAR % n)
+        if n % 3 == 0:
+            (folder / "copies" / f"{n:03d}-copy.AAE").write_bytes(b"<plist><dict/></plist>" * (n + 1))
+
+
+_SIDECAR = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            b'<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Label="copy %d"/>'
+            b'</rdf:RDF></x:xmpmeta>')
 
 
 def digests(folder: Path) -> dict[str, str]:
