@@ -84,10 +84,11 @@ class SearchActions:
         return [(self.thumbs.get(h.path, h.size, h.mtime), _caption(h)) for h in hits]
 
     def run_search(self, upload, picked, k, min_score, folder, date_from, date_to, min_w, min_h, formats,
-                   collapse=True, min_rating=0, only_picked=False, keyword="", region="", region_source=None):
+                   collapse=True, min_rating=0, only_picked=False, keyword=None, region="", region_source=None):
         """One search; `min_rating` (0: any), `only_picked` and `keyword` filter by the
         photographer's records; `region` (X0,Y0,X1,Y1) with `region_source` ("query" or a hit's
-        id) searches with that part of the image only."""
+        id) searches with that part of the image only. (`keyword=None`: Gradio's API then lets a
+        client leave it out, as callers written before it do.)"""
         if upload is None and not picked and region_source is None:
             raise refused("Upload, paste or drop an image, or pick one from the index.")
         try:
