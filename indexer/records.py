@@ -14,7 +14,15 @@ import os
 from collections.abc import Iterable
 
 from .imaging.images import read_image_bytes
-from .imaging.xmp import PhotoRecords, XmpError, embedded_packet, merge_records, read_packet, read_sidecar
+from .imaging.xmp import (
+    PhotoRecords,
+    XmpError,
+    embedded_packet,
+    merge_records,
+    parse_packet,
+    read_sidecar,
+    records_of,
+)
 from .report import Progress
 from .scan import ScannedFile
 from .store.companions import XMP_EXTENSION
@@ -39,7 +47,7 @@ def read_records(file: ScannedFile, data: bytes | None) -> dict:
             data = read_image_bytes(file.path)
         packet = embedded_packet(data)
         if packet is not None:
-            layers.append(read_packet(packet))
+            layers.append(records_of(parse_packet(packet)))
     except XmpError as e:
         layers.append(PhotoRecords(notes=(f"embedded XMP: {e}",)))
     except Exception as e:  # noqa: BLE001 - an unreadable image is the run's failure, not the records'
@@ -47,7 +55,7 @@ def read_records(file: ScannedFile, data: bytes | None) -> dict:
     folder = os.path.dirname(file.path)
     for name in _sidecars(os.path.basename(file.path), [n for n, _, _ in file.companions]):
         try:
-            layers.append(read_packet(read_sidecar(os.path.join(folder, name))))
+            layers.append(records_of(parse_packet(read_sidecar(os.path.join(folder, name)))))
         except XmpError as e:
             layers.append(PhotoRecords(notes=(f"sidecar {name}: {e}",)))
     merged = merge_records(layers)

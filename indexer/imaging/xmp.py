@@ -5,7 +5,8 @@ a packet embedded in an image or from a sidecar, and written to a sidecar, throu
 Untrusted input meets exiv2 only as one bounded packet: a packet is found by its `x:xmpmeta`
 wrapper (XMP's own packet-scanning rule, so no image container is parsed here), refused when
 larger than MAX_PACKET_BYTES or when it declares a DTD or entities (XMP forbids them; they are how
-entity-expansion bombs work), and a standard prefix bound to a foreign namespace is ignored.
+entity-expansion bombs work) or when it binds a standard prefix to a foreign namespace (exiv2
+would take that prefix over for the whole process, sending later reads and writes astray).
 Whatever is refused becomes a note on the image, never a failed run.
 """
 
@@ -16,7 +17,7 @@ import re
 import stat
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 __all__ = ["PhotoRecords", "XmpError", "MAX_PACKET_BYTES", "embedded_packet", "parse_packet", "records_of",
            "read_packet", "merge_records", "read_sidecar", "prepare_sidecar", "EMPTY_PACKET", "PICKED", "REJECTED"]
@@ -97,14 +98,16 @@ def read_sidecar(path: str) -> bytes:
 
 
 def parse_packet(packet: bytes) -> dict[str, object]:
-    """exiv2's reading of one packet: {'Xmp.xmp.Rating': '5', 'Xmp.dc.subject': [...], ...},
-    without the properties of a standard prefix bound to a foreign namespace."""
+    """exiv2's reading of one packet: {'Xmp.xmp.Rating': '5', 'Xmp.dc.subject': [...], ...}."""
     if len(packet) > MAX_PACKET_BYTES:
         raise XmpError(f"XMP of {len(packet):,} bytes, over {MAX_PACKET_BYTES:,}: not read")
     if _DTD.search(packet):
         raise XmpError("XMP declares a DTD or entities (XMP allows none): not read")
     if _OPEN not in packet and b"<rdf:RDF" not in packet:
         raise XmpError("not an XMP packet (no x:xmpmeta or rdf:RDF): not read")
+    foreign = sorted(_foreign_prefixes(packet))
+    if foreign:  # exiv2 would take the prefix over for the whole process: later writes would go astray
+        raise XmpError(f"{', '.join(p + ':' for p in foreign)} bound to a foreign namespace: not read")
     import pyexiv2
 
     with _EXIV2:
@@ -119,8 +122,7 @@ def parse_packet(packet: bytes) -> dict[str, object]:
                 data.close()
         except (RuntimeError, ValueError, UnicodeDecodeError) as e:
             raise XmpError(f"XMP is not well-formed ({str(e)[:120]}): not read") from None
-    foreign = _foreign_prefixes(packet)
-    return {k: v for k, v in values.items() if k.split(".")[1] not in foreign}
+    return values
 
 
 def records_of(values: dict[str, object]) -> PhotoRecords:
@@ -137,14 +139,11 @@ def records_of(values: dict[str, object]) -> PhotoRecords:
 
 
 def read_packet(packet: bytes) -> PhotoRecords:
-    """The records one packet says, noting each standard prefix it binds to a foreign namespace
-    (whose properties parse_packet leaves out): a rating that is not read says why."""
-    records = records_of(parse_packet(packet))
-    foreign = sorted(_foreign_prefixes(packet))
-    if not foreign:
-        return records
-    note = f"{', '.join(p + ':' for p in foreign)} bound to a foreign namespace: its properties ignored"
-    return replace(records, notes=records.notes + (note,))
+    """The records one packet says; one that cannot be read is a note saying why."""
+    try:
+        return records_of(parse_packet(packet))
+    except XmpError as e:
+        return PhotoRecords(notes=(str(e),))
 
 
 def merge_records(layers: Iterable[PhotoRecords]) -> PhotoRecords:

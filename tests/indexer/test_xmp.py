@@ -225,3 +225,15 @@ def test_a_standard_prefix_under_an_old_name_is_read_and_one_bound_elsewhere_is_
     foreign = read_packet(described(b'xmp:Rating="5" xmp:Label="Red"', b"http://evil.example/"))
     assert (foreign.rating, foreign.color_label) == (None, None)
     assert "foreign namespace" in foreign.notes[0]
+
+
+def test_a_foreign_namespace_never_sends_a_later_write_astray(tmp_path):
+    """exiv2 takes a prefix over for the whole process when a packet binds it elsewhere: such a
+    packet never reaches it, so the next sidecar written still says Adobe's xmp:Rating."""
+    from vitsearch.indexer.imaging.xmp import prepare_sidecar
+
+    foreign = read_packet(described(b'xmp:Rating="5"', b"http://evil.example/"))
+    assert foreign.rating is None and "foreign namespace" in foreign.notes[0]
+    temporary, written, created = prepare_sidecar(str(tmp_path / "a.jpg.xmp"), reject=True)
+    os.unlink(temporary)
+    assert created and b'xmlns:xmp="http://ns.adobe.com/xap/1.0/"' in written and b"evil" not in written
