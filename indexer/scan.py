@@ -13,7 +13,7 @@ from .extensions import has_image_extension
 from .locations import is_within
 from .store.companions import FolderCompanions, companion_candidate
 
-__all__ = ["ScannedFile", "UnreadableFolder", "scan_folders", "normalize_roots", "is_within"]
+__all__ = ["ScannedFile", "UnreadableFolder", "scan_folders", "scan_files", "normalize_roots", "is_within"]
 
 # access(2) as open(2) judges it: with the effective ids, where the platform can.
 _EFFECTIVE_IDS = os.access in os.supports_effective_ids
@@ -117,6 +117,31 @@ def _walk(root, real_roots, patterns, include_hidden, seen_dirs, unreadable) -> 
             except OSError:
                 continue  # vanished since the listing, or a broken link
         stack.extend(reversed(subfolders))
+
+
+def scan_files(paths: Iterable[str]) -> list[ScannedFile]:
+    """These image files as a scan finds them (their stat and companions), one listing per folder;
+    those gone are left out. For a writer that changed companions (indexer.sidecar_marks)."""
+    found = []
+    by_folder: dict[str, list[str]] = {}
+    for path in paths:
+        by_folder.setdefault(os.path.dirname(path), []).append(path)
+    for folder, wanted in by_folder.items():
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        stats, names = _FolderStats(entries), {e.name: e for e in entries}
+        for path in wanted:
+            entry = names.get(os.path.basename(path))
+            try:
+                st = entry.stat() if entry is not None else None
+            except OSError:
+                st = None
+            if st is not None:
+                found.append(ScannedFile(path, folder, st.st_size, st.st_mtime_ns, True, stats.of(entry.name)))
+    return found
 
 
 class _FolderStats:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .imaging.xmp import XmpError, prepare_sidecar
+from .records import refresh_records
+from .scan import scan_files
 from .store.companions import XMP_EXTENSION, companions_in_folder, shared_with
 from .store.lock import WriterLock
 from .store.quarantine_moves import mirrored_path, quarantine_dir
@@ -111,6 +113,7 @@ def mark_sidecars(store_dir, marks: list[SidecarMark], *, folder: Path | None = 
                 report.skipped.append((entry.sidecar, f"could not write: {e.strerror or e}"))
         _write_manifest(manifest, report.written, "written")
         report.manifest = manifest
+        _refresh(store, report.written)
     return report
 
 
@@ -128,6 +131,7 @@ def undo_marks(store_dir, manifest: Path, *, wait: float = WAIT_SECONDS) -> Mark
                 report.skipped.append((entry.sidecar, why))
             else:
                 report.written.append(entry)
+        _refresh(store, report.written)
         left = [e for e in entries if e not in report.written]
         if left:
             _write_manifest(manifest, left, "written")
@@ -146,6 +150,12 @@ def read_marks(manifest: Path) -> list[SidecarWrite]:
 
 
 # ---- internals ----
+
+def _refresh(store, written: list[SidecarWrite]) -> None:
+    """The marked images' rows say what their sidecars now say: search, --where and the next plan
+    see the marks without waiting for an index run."""
+    refresh_records(store, scan_files(sorted({w.image for w in written})))
+
 
 def _entry(sidecar: str, image: str, created: bool, written: bytes, folder: Path, manifest: Path) -> SidecarWrite:
     before = None if created else _digest(sidecar)

@@ -19,7 +19,6 @@ from ..indexer.undo import undo_cleanup
 from ..search import ImageIndex
 from ..search.calibrate import fit_near_threshold, sample_pairs
 from ..search.dupes import TIERS, find_duplicates, thresholds
-from ..search.records import photo_records
 from ..search.resolve import RESOLVE_TIERS, parse_rules, plan_cleanup, plan_group, plan_marks, summarize
 from .records import standing, stars
 from .refused import refused
@@ -69,10 +68,10 @@ class DuplicateActions:
         if not label:
             return [], [], None
         group = groups[int(label.split(".")[0]) - 1]
-        rows, records = self.index.describe(group.ids), photo_records(self.index, group.ids)
+        rows = self.index.describe(group.ids)
         items, table = [], []
         for member in group.members:
-            row, said = rows[member.id], records.get(member.id, {})
+            row = said = rows[member.id]
             thumb = self.thumbs.get(member.path, row["size"], row["mtime_ns"])
             items.append((thumb, _member_caption(group, member, row, said)))
             table.append([member.path, stars(said.get("rating")), said.get("pick") or "",

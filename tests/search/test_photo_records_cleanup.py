@@ -18,6 +18,7 @@ from tests.photo_records import make_library
 from vitsearch.indexer import build_index
 from vitsearch.indexer.extensions import has_image_extension
 from vitsearch.indexer.store.companions import companion_candidate, companions_of
+from vitsearch.indexer.store.store import Store
 from vitsearch.ui.cli import main
 
 EXIFTOOL = "/usr/bin/exiftool"
@@ -41,6 +42,10 @@ def _orphans(root) -> list[str]:
     names = os.listdir(root)
     images = [n for n in names if has_image_extension(n)]
     return [n for n in names if companion_candidate(n) and not any(n in companions_of(i, [n]) for i in images)]
+
+
+def _ratings(store) -> dict:
+    return {r["path"].rsplit("/", 1)[1]: r["rating"] for r in Store(store).records("path, rating", "true")}
 
 
 def _dupes(store, *args, capsys) -> tuple[int, str, str]:
@@ -134,9 +139,13 @@ def test_mark_xmp_writes_what_photo_managers_read_and_undo_restores(library, cap
     assert set(pick_keeper["Subject"]) == {"holiday", "trip"}, "the keeper gains the group's keywords"
     assert read["best.jpg.xmp"]["Rating"] == 5
 
+    assert _ratings(store)["upscaled_export.jpg"] == -1, "the store says what the sidecars now say"
+    assert _ratings(store)["pick.jpg"] is None and _ratings(store)["best.jpg"] == 5
+
     code, _, err = _dupes(store, "--undo", capsys=capsys)
     assert code == 0, err
     assert _tree(root) == before, "every sidecar written is restored, every one created removed"
+    assert _ratings(store)["upscaled_export.jpg"] is None
 
 
 def test_a_kill_between_an_image_and_its_companion_leaves_nothing_orphaned(library):
