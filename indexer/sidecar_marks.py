@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .faults import fault_point
 from .imaging.xmp import XmpError, prepare_sidecar
 from .records import refresh_records
 from .scan import scan_files
@@ -106,6 +107,7 @@ def mark_sidecars(store_dir, marks: list[SidecarMark], *, folder: Path | None = 
                 _copy_synced(entry.sidecar, entry.backup)
         _write_manifest(manifest, [e for _, e in prepared], "writing")
         for temporary, entry in prepared:
+            fault_point("sidecar_install")
             try:
                 _install(temporary, entry)
                 report.written.append(entry)

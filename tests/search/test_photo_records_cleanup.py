@@ -164,3 +164,29 @@ def test_a_kill_between_an_image_and_its_companion_leaves_nothing_orphaned(libra
         again = run_cli("dupes", "--store", store, "--undo")
         assert again.returncode == 0, again.stderr
     assert _tree(root) == before
+
+
+def test_a_kill_while_sidecars_are_marked_is_undone_byte_for_byte(library):
+    root, store, _ = library
+    before = _tree(root)
+    killed = run_cli("dupes", "--store", store, "--resolve", "largest-resolution", "--mark", "xmp",
+                     "--merge-metadata", env={"VITSEARCH_FAULT": "sidecar_install:3"})
+    assert killed.returncode == -9, killed.stderr
+    assert _tree(root) != before, "two sidecars were written before the kill"
+    assert [p for p in root.iterdir() if p.name.endswith(".vitsearch-tmp")], "the rest lie prepared, hidden"
+    undone = run_cli("dupes", "--store", store, "--undo")
+    assert undone.returncode == 0, undone.stderr
+    assert not [p for p in root.iterdir() if p.name.endswith(".vitsearch-tmp")], "the undo removes them"
+    assert _tree(root) == before
+
+
+def test_exported_rows_carry_the_records(library, tmp_path):
+    pyarrow = pytest.importorskip("pyarrow.parquet")
+    from vitsearch.search.export import export_parquet
+
+    _, store, expected = library
+    export_parquet(tmp_path / "out.parquet", store)
+    table = pyarrow.read_table(tmp_path / "out.parquet").to_pylist()
+    rows = {r["path"].rsplit("/", 1)[1]: r for r in table}
+    for name, (rating, pick, keywords) in expected["records"].items():
+        assert (rows[name]["rating"], rows[name]["pick"], rows[name]["keywords"] or []) == (rating, pick, keywords)
