@@ -158,7 +158,7 @@ def build_index(
         run.read_all(plan.to_read, workers or default_workers(encoder), progress)
         run.remove_missing()
         record_unreadable(store, plan, unreadable, report)
-        report.records_read = refresh_records(store, scanned, progress)
+        report.records_read = refresh_records(store, scanned, progress, report.record_notes)
         _record_precision(store, encoder, report)
         report.signed = backfill_signatures(store, roots, encoder.draft_size,
                                             workers=workers or default_workers(encoder), progress=progress)

@@ -166,10 +166,14 @@ class IndexRun:
     def _op(self, item: _Read, write: Callable) -> None:
         """A pending row write (returning the row's id) whose row then gets the item's records."""
         def run(tx):
-            row_id = write(tx)
-            if item.records is not None:
-                self.records.append({"id": row_id, **item.records})
+            self._keep_records(item, write(tx))
         self.ops.append(run)
+
+    def _keep_records(self, item: _Read, row_id: int) -> None:
+        if item.records is not None:
+            self.records.append({"id": row_id, **item.records})
+            if item.records["records_note"]:
+                self.report.record_notes.append((item.file.path, item.records["records_note"]))
 
     def _fail(self, item: _Read, reason: str, detail: str) -> None:
         self.ops.append(self._failure_op(item, reason, detail))
@@ -265,8 +269,7 @@ class IndexRun:
                 row_id = tx.write_image(row.id if row else None, f.path, f.root, f.size, f.mtime_ns,
                                         item.content_hash, item.info, vector, item.signature)
                 written.append((item.content_hash, row_id))
-                if item.records is not None:
-                    self.records.append({"id": row_id, **item.records})
+                self._keep_records(item, row_id)
             tx.set_records(self.records)
             self.records.clear()
         for content_hash, row_id in written:

@@ -68,9 +68,11 @@ def read_records(file: ScannedFile, data: bytes | None) -> dict:
     }
 
 
-def refresh_records(store: Store, scanned: Iterable[ScannedFile], progress: Progress | None = None) -> int:
+def refresh_records(store: Store, scanned: Iterable[ScannedFile], progress: Progress | None = None,
+                    notes: list[tuple[str, str]] | None = None) -> int:
     """Read the records of live images whose key differs from what is on disk now (a sidecar
-    added, edited or removed; a store from before records); returns how many were read."""
+    added, edited or removed; a store from before records); returns how many were read. What
+    could not be read is appended to `notes` as (path, why)."""
     with store.connect() as con:
         known = {path: (row_id, key) for row_id, path, key in con.execute(
             "SELECT id, path, records_key FROM images WHERE status = 'ok'").fetchall()}
@@ -82,6 +84,9 @@ def refresh_records(store: Store, scanned: Iterable[ScannedFile], progress: Prog
     for start in range(0, len(stale), CHUNK):
         chunk = stale[start:start + CHUNK]
         rows = [{"id": row_id, **read_records(file, None)} for row_id, file in chunk]
+        if notes is not None:
+            notes += [(file.path, row["records_note"]) for (_, file), row in zip(chunk, rows, strict=True)
+                      if row["records_note"]]
         with store.transaction() as tx:
             tx.set_records(rows)
         if progress:

@@ -38,6 +38,7 @@ class IndexReport:
     embedded: int = 0
     signed: int = 0  # older rows given their duplicate signatures (a decode, no model pass)
     records_read: int = 0  # images whose XMP records were read again without the model (a sidecar changed)
+    record_notes: list[tuple[str, str]] = field(default_factory=list)  # (path, why some XMP was not read)
     labelled: int = 0  # rows given their top-5 classes (from stored embeddings: no model pass)
     sent_to_cluster: int = 0  # --engine ray: files the cluster decoded and embedded
     nodes: set[str] = field(default_factory=set)  # --engine ray: nodes whose actors embedded

@@ -207,5 +207,7 @@ def _log_report(report: IndexReport, log: Callable[[str], None]) -> None:
         log(f"{kind} {path}")
     if report.records_read:
         log(f"records: read the XMP of {report.records_read} images again (sidecars changed)")
+    for path, why in report.record_notes:
+        log(f"XMP of {path}: {why}")
     for failure in report.failures:
         log(f"skipping {failure.path}: {failure.reason} ({failure.detail})")

@@ -94,7 +94,8 @@ def build_index_ray(roots: Iterable[str], store_dir=None, *, weights: str | None
         if report.worker_precisions:  # each actor's hardware chose (and checked) its own
             report.precision = ",".join(sorted(report.worker_precisions))
             record_precision(store, report.precision, graph="eager")
-        report.records_read = refresh_records(store, scanned, progress)  # the cluster's rows, read here
+        # the cluster's rows get their records here, on the driver
+        report.records_read = refresh_records(store, scanned, progress, report.record_notes)
         report.signed = backfill_signatures(store, roots, encoder.draft_size, workers=default_workers(encoder))
         if encoder.label_head is not None:  # on the driver: a matrix multiply over stored vectors
             report.labelled = label_rows(store, encoder.label_head)

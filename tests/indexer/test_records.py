@@ -186,3 +186,18 @@ def test_a_folder_of_raw_files_with_their_sidecars_scans_in_linear_time(tmp_path
     seconds = time.perf_counter() - started
     assert len(files) == 5000 and all(len(f.companions) == 1 for f in files)
     assert seconds < 3, f"{seconds:.1f} s (one pass over the folder per image took 11 s here)"
+
+
+def test_the_run_reports_what_xmp_it_could_not_read(tmp_path):
+    from tests.conftest import scene_bytes
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    (root / "a.jpg").write_bytes(scene_bytes(1))
+    (root / "a.jpg.xmp").write_bytes(b"<x:xmpmeta not xml")
+    (root / "b.jpg").write_bytes(scene_bytes(2))
+    report = build_index([root], tmp_path / "store", encoder=FakeEncoder())
+    assert [(p.rsplit("/", 1)[1], "a.jpg.xmp" in why) for p, why in report.record_notes] == [("a.jpg", True)]
+    (root / "b.jpg.xmp").write_bytes(b"<!DOCTYPE x [<!ENTITY a 'b'>]><x:xmpmeta/>")
+    again = build_index([root], tmp_path / "store", encoder=FakeEncoder())
+    assert again.records_read == 1 and [p.rsplit("/", 1)[1] for p, _ in again.record_notes] == ["b.jpg"]

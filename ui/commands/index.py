@@ -153,6 +153,13 @@ def _print_report(args, report) -> None:
     if report.records_read:
         print(f"note: read the XMP records (ratings, picks, keywords) of {report.records_read} images whose sidecars "
               "changed, or indexed before records were read (no re-embedding)", file=sys.stderr)
+    if report.record_notes:
+        path, why = report.record_notes[0]
+        more = len(report.record_notes) - 1
+        count = len(report.record_notes)
+        print(f"note: the XMP of {count} image{'s' if count != 1 else ''} could not all be read (indexed anyway): "
+              f"{shown(path)}: {shown(why)}" + (f"; and {more} more (--where \"records_note IS NOT NULL\")"
+                                                 if more else ""), file=sys.stderr)
     if report.signed:
         print(f"note: computed duplicate signatures of {report.signed} earlier-indexed images (no re-embedding)",
               file=sys.stderr)
