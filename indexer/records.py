@@ -9,7 +9,6 @@ image's size and mtime and each companion's name, size and mtime.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable
 
@@ -18,25 +17,24 @@ from .imaging.xmp import (
     PhotoRecords,
     XmpError,
     embedded_packet,
+    layer_of,
     merge_records,
     parse_packet,
     read_sidecar,
-    records_of,
 )
 from .report import Progress
 from .scan import ScannedFile
-from .store.companions import XMP_EXTENSION
+from .store.companions import RECORDS_VERSION, XMP_EXTENSION
+from .store.companions import records_key as companion_records_key
 from .store.store import RECORD_COLUMNS, Store, encode_path
 
 __all__ = ["records_key", "read_records", "refresh_records", "RECORDS_VERSION"]
 
-RECORDS_VERSION = "1"  # raised when the reading changes, so that every row is read again
 CHUNK = 256  # rows per transaction of a refresh
 
 
 def records_key(file: ScannedFile) -> str:
-    parts = [RECORDS_VERSION, str(file.size), str(file.mtime_ns), *(f"{n}:{s}:{m}" for n, s, m in file.companions)]
-    return hashlib.blake2b("\0".join(parts).encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
+    return companion_records_key(file.size, file.mtime_ns, file.companions)
 
 
 def read_records(file: ScannedFile, data: bytes | None) -> dict:
@@ -47,7 +45,7 @@ def read_records(file: ScannedFile, data: bytes | None) -> dict:
             data = read_image_bytes(file.path)
         packet = embedded_packet(data)
         if packet is not None:
-            layers.append(records_of(parse_packet(packet)))
+            layers.append(layer_of(parse_packet(packet)))
     except XmpError as e:
         layers.append(PhotoRecords(notes=(f"embedded XMP: {e}",)))
     except Exception as e:  # noqa: BLE001 - an unreadable image is the run's failure, not the records'
@@ -55,7 +53,7 @@ def read_records(file: ScannedFile, data: bytes | None) -> dict:
     folder = os.path.dirname(file.path)
     for name in _sidecars(os.path.basename(file.path), [n for n, _, _ in file.companions]):
         try:
-            layers.append(records_of(parse_packet(read_sidecar(os.path.join(folder, name)))))
+            layers.append(layer_of(parse_packet(read_sidecar(os.path.join(folder, name)))))
         except XmpError as e:
             layers.append(PhotoRecords(notes=(f"sidecar {name}: {e}",)))
     merged = merge_records(layers)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..indexer.errors import ConfigError
-from ..indexer.store.companions import moving_companions
+from ..indexer.store.companions import disk_records_keys, moving_companions
 from ..indexer.store.decisions import read_decisions
 from ..indexer.store.store import MTIME, Store, disk_path
 from .dupes import DuplicateGroup, find_duplicates
@@ -148,7 +148,7 @@ def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str]
     facts = store.records_by_id(
         f"path, path_bytes, format, size, mtime_ns, coalesce(width * height, 0) AS pixels, captured_at, "
         f"{MTIME} AS modified, (captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT AS richness, "
-        "rating, pick, keywords, coalesce(len(keywords), 0) AS keyword_count", ids)
+        "rating, pick, keywords, coalesce(len(keywords), 0) AS keyword_count, records_key", ids)
     for fact in facts.values():
         fact["disk"] = disk_path(fact)  # the name to look at on disk (a non-UTF-8 name's raw bytes)
     linked = {i for g in groups for i in g.linked}
@@ -157,7 +157,14 @@ def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str]
     never_move = ({k for k, _, _ in chosen} | set(keepers) | linked
                   | {i for i in ids if _protected(facts, i, protect)})
     plan, moving = ResolutionPlan([], []), set()
+    stale = _stale_records(facts) if check_files else set()
     for group, (keeper, rule, guard) in zip(groups, chosen, strict=True):
+        changed = [facts[i]["path"] for i in group.ids if i in stale]
+        if changed:
+            plan.skipped.append((facts[keeper]["path"], f"the XMP records of {changed[0]} changed since it was "
+                                 "indexed (a rating or sidecar edited): run `vitsearch index` first; nothing of "
+                                 "its group moves"))
+            continue
         staying = (never_move | _partners(keeper, group, facts)
                    | {m.id for m in group.members if m.tier == "burst"}
                    | (_outranking(keeper, group, facts) if guarded else set()))
@@ -182,6 +189,14 @@ def summarize(plans: list[GroupPlan]) -> str:
     along = f" with {companions:,} companion file{'s' if companions != 1 else ''}" if companions else ""
     return (f"{files:,} file{'s' if files != 1 else ''}{along} in {len(plans):,} "
             f"group{'s' if len(plans) != 1 else ''} would move, {_human(sum(p.bytes for p in plans))}")
+
+
+def _stale_records(facts: dict) -> set[int]:
+    """Ids whose sidecars or file changed since their records were read: the plan would decide
+    on ratings and picks the photographer has since changed."""
+    on_disk = disk_records_keys(f["disk"] for f in facts.values())
+    return {i for i, f in facts.items()
+            if on_disk.get(f["disk"]) is not None and on_disk[f["disk"]] != f["records_key"]}
 
 
 def _member(fact: dict, row_id: int) -> dict:
@@ -251,8 +266,8 @@ def _standing(fact: dict) -> tuple[bool, int]:
 def _outranking(keeper: int, group: DuplicateGroup, facts: dict) -> set[int]:
     """Members picked or rated above the keeper (the keeper the user decided, or a protected one):
     the rating guard never moves them."""
-    mine = _standing(facts[keeper])
-    return {i for i in group.ids if i in facts and (facts[i]["pick"] == "picked" or _standing(facts[i]) > mine)}
+    mine = _rating(facts[keeper])
+    return {i for i in group.ids if i in facts and (facts[i]["pick"] == "picked" or _rating(facts[i]) > mine)}
 
 
 def _choose_keeper(group: DuplicateGroup, facts: dict, rules: list[str], folders: dict[str, str],

@@ -17,9 +17,9 @@ import re
 import stat
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-__all__ = ["PhotoRecords", "XmpError", "MAX_PACKET_BYTES", "embedded_packet", "parse_packet", "records_of",
+__all__ = ["PhotoRecords", "XmpError", "MAX_PACKET_BYTES", "embedded_packet", "parse_packet", "records_of", "layer_of",
            "read_packet", "merge_records", "read_sidecar", "prepare_sidecar", "EMPTY_PACKET", "PICKED", "REJECTED"]
 
 MAX_PACKET_BYTES = 4 << 20  # darktable and Lightroom sidecars with long edit histories stay far below
@@ -127,11 +127,17 @@ def parse_packet(packet: bytes) -> dict[str, object]:
 
 def records_of(values: dict[str, object]) -> PhotoRecords:
     """The records one packet says (see PhotoRecords); values out of range are notes, not records."""
-    notes = []
+    return merge_records([layer_of(values)])
+
+
+def layer_of(values: dict[str, object]) -> PhotoRecords:
+    """What one packet says, its pick only as a flag says it (a -1 rating is a reject too, but as
+    a rating: a later layer's own rating overrides it, see merge_records)."""
+    notes: list[str] = []
     rating = _rating(values.get("Xmp.xmp.Rating"), notes)
     pick = None
     digikam_pick = _integer(values.get("Xmp.digiKam.PickLabel"))
-    if rating == -1 or digikam_pick == 1:
+    if digikam_pick == 1:
         pick = REJECTED
     elif digikam_pick == 3 or str(values.get("Xmp.xmpDM.good", "")).lower() == "true":
         pick = PICKED
@@ -157,6 +163,8 @@ def merge_records(layers: Iterable[PhotoRecords]) -> PhotoRecords:
             layer.color_label if layer.color_label is not None else merged.color_label,
             layer.keywords or merged.keywords,
             merged.notes + layer.notes)
+    if merged.rating == -1 and merged.pick is None:  # Lightroom, darktable and Bridge reject by rating
+        merged = replace(merged, pick=REJECTED)
     return merged
 
 

@@ -10,7 +10,9 @@ them, so a plan never takes a file the copy that stays still needs. Names match 
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 from collections.abc import Iterable
 
 from ..extensions import has_image_extension
@@ -105,3 +107,46 @@ def moving_companions(paths: Iterable[str]) -> dict[str, list[str]]:
                     taken.add(companion)
             result[os.path.join(folder, name)] = mine
     return result
+
+
+# Raised when what is read of an image's records changes, so that every row is read again.
+RECORDS_VERSION = "2"
+
+
+def records_key(size: int, mtime_ns: int, companions: Iterable[tuple[str, int, int]]) -> str:
+    """What an image's records are read from: its size and mtime and each companion's name, size
+    and mtime. A row whose key differs from the one on disk holds stale records."""
+    parts = [RECORDS_VERSION, str(size), str(mtime_ns), *(f"{n}:{s}:{m}" for n, s, m in companions)]
+    return hashlib.blake2b("\0".join(parts).encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
+
+
+def disk_records_keys(paths: Iterable[str]) -> dict[str, str | None]:
+    """The records_key of each image file as it is on disk now (None: gone), one listing per
+    folder: a plan checks its members' records are the ones it read (a rating given since the
+    last index run must not be planned over)."""
+    by_folder: dict[str, list[str]] = {}
+    for path in paths:
+        by_folder.setdefault(os.path.dirname(path), []).append(path)
+    keys: dict[str, str | None] = {}
+    for folder, wanted in by_folder.items():
+        try:
+            names = [n for n in os.listdir(folder) if companion_candidate(n)]
+        except OSError:
+            names = []
+        lookup = FolderCompanions(names)
+        for path in wanted:
+            try:
+                st = os.stat(path)
+            except OSError:
+                keys[path] = None
+                continue
+            companions = []
+            for name in lookup.of(os.path.basename(path)):
+                try:
+                    cst = os.lstat(os.path.join(folder, name))
+                except OSError:
+                    continue
+                if stat.S_ISREG(cst.st_mode):
+                    companions.append((name, cst.st_size, cst.st_mtime_ns))
+            keys[path] = records_key(st.st_size, st.st_mtime_ns, companions)
+    return keys

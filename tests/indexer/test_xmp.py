@@ -238,3 +238,16 @@ def test_a_foreign_namespace_never_sends_a_later_write_astray(tmp_path):
     os.unlink(temporary)
     assert created and b'="http://ns.adobe.com/xap/1.0/"' in written and b"evil" not in written
     assert read_packet(written).rating == -1
+
+
+def test_a_sidecar_rating_overrides_an_embedded_reject():
+    """A reject by rating is a rating: the sidecar's own rating wins it (as Lightroom reads it); a
+    reject flag (digiKam's PickLabel) stays a reject."""
+    from vitsearch.indexer.imaging.xmp import layer_of, merge_records
+
+    by_rating = merge_records([layer_of({"Xmp.xmp.Rating": "-1"}), layer_of({"Xmp.xmp.Rating": "3"})])
+    assert (by_rating.rating, by_rating.pick) == (3, None)
+    later = merge_records([layer_of({"Xmp.xmp.Rating": "3"}), layer_of({"Xmp.xmp.Rating": "-1"})])
+    assert (later.rating, later.pick) == (-1, "rejected")
+    flagged = merge_records([layer_of({"Xmp.digiKam.PickLabel": "1"}), layer_of({"Xmp.xmp.Rating": "3"})])
+    assert flagged.pick == "rejected"

@@ -190,3 +190,36 @@ def test_exported_rows_carry_the_records(library, tmp_path):
     rows = {r["path"].rsplit("/", 1)[1]: r for r in table}
     for name, (rating, pick, keywords) in expected["records"].items():
         assert (rows[name]["rating"], rows[name]["pick"], rows[name]["keywords"] or []) == (rating, pick, keywords)
+
+
+def test_a_rating_given_since_the_last_index_is_never_planned_over(library, capsys):
+    """Rated in a photo manager after indexing: the plan does not decide on the old records."""
+    from tests.photo_records import write_sidecar
+
+    root, store, _ = library
+    write_sidecar(root / "upscaled_export.jpg.xmp", rating=5)
+    code, out, err = _dupes(store, "--resolve", "largest-resolution", "--json", capsys=capsys)
+    planned = {m["path"].rsplit("/", 1)[1] for line in out.splitlines() for p in [json.loads(line)]
+               for m in [p["keeper"], *p["move"]]}
+    assert not {"best.jpg", "upscaled_export.jpg"} & planned and "run `vitsearch index` first" in err
+    build_index([root], store, encoder=FakeEncoder())
+    code, out, err = _dupes(store, "--resolve", "largest-resolution", "--json", capsys=capsys)
+    plans = {json.loads(line)["keeper"]["path"].rsplit("/", 1)[1]: json.loads(line) for line in out.splitlines()}
+    assert "upscaled_export.jpg" in plans and plans["upscaled_export.jpg"]["move"][0]["path"].endswith("/best.jpg")
+
+
+def test_a_picked_keeper_never_takes_a_higher_rated_copy_along(tmp_path, capsys):
+    """The keeper is picked (rated 1); a copy rated 5 is not picked: it stays all the same."""
+    from tests.photo_records import embed_xmp, jpeg, write_sidecar
+
+    root, store = tmp_path / "photos", tmp_path / "store"
+    root.mkdir()
+    (root / "a_small.jpg").write_bytes(embed_xmp(jpeg(7), pick="picked", rating=1))
+    (root / "b_big.jpg").write_bytes(jpeg(7, scale=1.5))
+    write_sidecar(root / "b_big.jpg.xmp", rating=5)
+    (root / "c_copy.jpg").write_bytes(jpeg(7, scale=1.2))
+    build_index([root], store, encoder=FakeEncoder())
+    _, out, _ = _dupes(store, "--resolve", "largest-resolution", "--json", capsys=capsys)
+    plans = [json.loads(line) for line in out.splitlines()]
+    assert [p["keeper"]["path"].rsplit("/", 1)[1] for p in plans] == ["a_small.jpg"]
+    assert [m["path"].rsplit("/", 1)[1] for m in plans[0]["move"]] == ["c_copy.jpg"], "the 5-star copy stays"
