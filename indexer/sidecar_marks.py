@@ -23,7 +23,7 @@ from .faults import fault_point
 from .imaging.xmp import XmpError, prepare_sidecar
 from .records import refresh_records
 from .scan import scan_files
-from .store.companions import XMP_EXTENSION, companions_in_folder, shared_with
+from .store.companions import XMP_EXTENSION, sole_companions
 from .store.lock import WriterLock
 from .store.quarantine_moves import mirrored_path, quarantine_dir
 from .store.store import open_store
@@ -66,13 +66,10 @@ class MarkReport:
 
 def sidecars_for(image: str) -> list[str]:
     """The sidecars a mark of `image` goes into: its own existing XMP sidecars (`IMG.CR2.xmp`, or
-    `IMG.xmp` when no other image shares it), else a new `IMG.CR2.xmp` (darktable's and digiKam's
+    `IMG.xmp` when no other file shares it), else a new `IMG.CR2.xmp` (darktable's and digiKam's
     name; unambiguous beside a RAW+JPEG pair)."""
-    folder, name = os.path.split(image)
-    listing = companions_in_folder(folder) or {}
-    own = [c for c in listing.get(name, []) if c.lower().endswith(XMP_EXTENSION)
-           and not shared_with(c, name, listing)]
-    return [os.path.join(folder, c) for c in own] or [image + XMP_EXTENSION]
+    own = [c for c in sole_companions(image) if c.lower().endswith(XMP_EXTENSION)]
+    return own or [image + XMP_EXTENSION]
 
 
 def mark_sidecars(store_dir, marks: list[SidecarMark], *, folder: Path | None = None, with_apply: Path | None = None,

@@ -194,9 +194,8 @@ def summarize(plans: list[GroupPlan]) -> str:
 def _stale_records(facts: dict) -> set[int]:
     """Ids whose sidecars or file changed since their records were read: the plan would decide
     on ratings and picks the photographer has since changed."""
-    on_disk = disk_records_keys(f["disk"] for f in facts.values())
-    return {i for i, f in facts.items()
-            if on_disk.get(f["disk"]) is not None and on_disk[f["disk"]] != f["records_key"]}
+    on_disk = disk_records_keys((f["disk"], f["size"], f["mtime_ns"]) for f in facts.values())
+    return {i for i, f in facts.items() if on_disk[f["disk"]] != f["records_key"]}
 
 
 def _member(fact: dict, row_id: int) -> dict:

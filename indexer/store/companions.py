@@ -15,10 +15,9 @@ import os
 import stat
 from collections.abc import Iterable
 
-from ..extensions import has_image_extension
-
-__all__ = ["COMPANION_EXTENSIONS", "XMP_EXTENSION", "companion_candidate", "companions_in_folder",
-           "companions_of", "FolderCompanions", "shared_with", "moving_companions"]
+__all__ = ["COMPANION_EXTENSIONS", "XMP_EXTENSION", "companion_candidate", "companions_of", "FolderCompanions",
+           "folder_owners", "sole_companions", "companion_plan", "moving_companions", "records_key",
+           "disk_records_keys", "RECORDS_VERSION"]
 
 XMP_EXTENSION = ".xmp"
 # Named after the whole file name (darktable, digiKam, RawTherapee, DxO, ON1).
@@ -63,50 +62,64 @@ class FolderCompanions:
         return sorted(found)
 
 
-def shared_with(companion: str, image_name: str, image_names: Iterable[str]) -> list[str]:
-    """The other images of the folder that `companion` (a companion of `image_name`) also belongs to."""
-    return [other for other in image_names if other != image_name and companion in companions_of(other, [companion])]
-
-
-def companions_in_folder(folder: str) -> dict[str, list[str]] | None:
-    """Image name -> its companions' names for one folder listing; None when it cannot be listed."""
+def folder_owners(folder: str) -> tuple[FolderCompanions, dict[str, list[str]]] | None:
+    """A folder's companion lookup and, for each companion, every other file it belongs to (an
+    image, or a video or document of that stem: an IMG_1.xmp beside IMG_1.JPG and IMG_1.PSD is
+    both's); None when the folder cannot be listed."""
     try:
         names = os.listdir(folder)
     except OSError:
         return None
-    candidates = FolderCompanions(names)
-    return {n: candidates.of(n) for n in names if has_image_extension(n)}
+    lookup = FolderCompanions(names)
+    owners: dict[str, list[str]] = {}
+    for name in names:
+        if not companion_candidate(name):
+            for companion in lookup.of(name):
+                owners.setdefault(companion, []).append(name)
+    return lookup, owners
+
+
+def sole_companions(image: str) -> list[str]:
+    """The companions (full paths) of the image file `image` that belong to no other file."""
+    folder, name = os.path.split(image)
+    found = folder_owners(folder)
+    if found is None:
+        return []
+    lookup, owners = found
+    return [os.path.join(folder, c) for c in lookup.of(name) if owners.get(c, [name]) == [name]]
+
+
+def companion_plan(paths: list[str]) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+    """For image files about to move, in the order they will move: each one's companions that go
+    with it, as (companion path, the other moving files it also belongs to). A companion of a
+    file that stays, stays; one shared by several moving files goes with the last of them, so
+    that it leaves only once all have left. Links and anything not a plain file stay."""
+    order = {path: n for n, path in enumerate(paths)}
+    by_folder: dict[str, list[str]] = {}
+    for path in paths:
+        by_folder.setdefault(os.path.dirname(path), []).append(path)
+    result: dict[str, list[tuple[str, tuple[str, ...]]]] = {path: [] for path in paths}
+    for folder, moving in by_folder.items():
+        found = folder_owners(folder)
+        if found is None:
+            continue
+        lookup, owners = found
+        for path in moving:
+            name = os.path.basename(path)
+            for companion in lookup.of(name):
+                others = [os.path.join(folder, o) for o in owners.get(companion, [name]) if o != name]
+                if any(o not in order for o in others) or any(order[o] > order[path] for o in others):
+                    continue  # another file of it stays, or leaves later and takes it
+                full = os.path.join(folder, companion)
+                if os.path.isfile(full) and not os.path.islink(full):
+                    result[path].append((full, tuple(others)))
+    return result
 
 
 def moving_companions(paths: Iterable[str]) -> dict[str, list[str]]:
     """For image files about to move together: each one's companions that move with it (full
-    paths). A companion shared with an image that is not moving stays; one shared by several
-    moving images goes with the first of them. Links and anything not a plain file stay."""
-    by_folder: dict[str, list[str]] = {}
-    for path in paths:
-        by_folder.setdefault(os.path.dirname(path), []).append(os.path.basename(path))
-    result: dict[str, list[str]] = {}
-    for folder, moving in by_folder.items():
-        listing = companions_in_folder(folder)
-        if listing is None:
-            continue
-        owners: dict[str, list[str]] = {}  # companion -> the images it belongs to, one pass over the folder
-        for image, companions in listing.items():
-            for companion in companions:
-                owners.setdefault(companion, []).append(image)
-        taken: set[str] = set()
-        leaving = set(moving)
-        for name in sorted(moving):
-            mine = []
-            for companion in listing.get(name, []):
-                if companion in taken or any(o not in leaving for o in owners[companion]):
-                    continue
-                full = os.path.join(folder, companion)
-                if os.path.isfile(full) and not os.path.islink(full):
-                    mine.append(full)
-                    taken.add(companion)
-            result[os.path.join(folder, name)] = mine
-    return result
+    paths), by companion_plan's rule."""
+    return {path: [c for c, _ in found] for path, found in companion_plan(list(paths)).items()}
 
 
 # Raised when what is read of an image's records changes, so that every row is read again.
@@ -120,33 +133,28 @@ def records_key(size: int, mtime_ns: int, companions: Iterable[tuple[str, int, i
     return hashlib.blake2b("\0".join(parts).encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
 
 
-def disk_records_keys(paths: Iterable[str]) -> dict[str, str | None]:
-    """The records_key of each image file as it is on disk now (None: gone), one listing per
-    folder: a plan checks its members' records are the ones it read (a rating given since the
-    last index run must not be planned over)."""
-    by_folder: dict[str, list[str]] = {}
-    for path in paths:
-        by_folder.setdefault(os.path.dirname(path), []).append(path)
-    keys: dict[str, str | None] = {}
+def disk_records_keys(files: Iterable[tuple[str, int, int]]) -> dict[str, str]:
+    """The records_key of each image file (path, its stored size and mtime) with its companions as
+    they are on disk now, one listing per folder: a plan checks its members' sidecars are the
+    ones their records were read from (a rating given since the last index run must not be
+    planned over). The image's own changes are the plan's other checks."""
+    by_folder: dict[str, list[tuple[str, int, int]]] = {}
+    for file in files:
+        by_folder.setdefault(os.path.dirname(file[0]), []).append(file)
+    keys: dict[str, str] = {}
     for folder, wanted in by_folder.items():
         try:
-            names = [n for n in os.listdir(folder) if companion_candidate(n)]
+            lookup = FolderCompanions(n for n in os.listdir(folder) if companion_candidate(n))
         except OSError:
-            names = []
-        lookup = FolderCompanions(names)
-        for path in wanted:
-            try:
-                st = os.stat(path)
-            except OSError:
-                keys[path] = None
-                continue
+            lookup = FolderCompanions(())
+        for path, size, mtime_ns in wanted:
             companions = []
             for name in lookup.of(os.path.basename(path)):
                 try:
-                    cst = os.lstat(os.path.join(folder, name))
+                    st = os.lstat(os.path.join(folder, name))
                 except OSError:
                     continue
-                if stat.S_ISREG(cst.st_mode):
-                    companions.append((name, cst.st_size, cst.st_mtime_ns))
-            keys[path] = records_key(st.st_size, st.st_mtime_ns, companions)
+                if stat.S_ISREG(st.st_mode):
+                    companions.append((name, st.st_size, st.st_mtime_ns))
+            keys[path] = records_key(size, mtime_ns, companions)
     return keys

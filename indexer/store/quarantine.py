@@ -30,6 +30,7 @@ from .quarantine_moves import (
     new_manifest_path,
     quarantine_dir,
     read_manifest,
+    readable_digest,
     remove_temporary_manifests,
     same_file,
     target,
@@ -108,24 +109,7 @@ def _apply_moves(store: Store, folder: Path, manifest: Path, moves: list[Move], 
         keeper = rows.get(unit[0].keeper) if unit[0].keeper is not None else None
         why = (changed(keeper) and f"its keeper {disk_path(keeper)} is gone or changed; nothing moved"
                if keeper else None)
-        done: list[Move] = []
-        try:
-            if why:
-                raise MoveError(why)
-            for move in unit:
-                if move.companion:
-                    fault_point("companion_move")
-                move_file(move.source, move.target, move.expected)
-                done.append(move)
-        except MoveError as e:
-            report.skipped.append((unit[len(done)].source, str(e)))
-            if _take_back(done):
-                failed += unit
-            else:  # what moved stays quarantined, with its row, for an undo
-                report.moved += done
-                failed += unit[len(done):]
-        else:
-            report.moved += unit
+        failed += _move_unit(unit, why, report)
     if failed:
         with store.transaction() as tx:
             tx.set_status([m.id for m in failed if not m.companion], "ok")
@@ -134,6 +118,41 @@ def _apply_moves(store: Store, folder: Path, manifest: Path, moves: list[Move], 
         report.manifest = write_manifest(manifest, report.moved, "applied")
     else:
         manifest.unlink()  # it lists nothing that moved
+
+
+def _move_unit(unit: list[Move], why: str | None, report: QuarantineReport) -> list[Move]:
+    """Move an image and then the files that belong to it; if one cannot go, those that went come
+    back (an image never leaves without its companions). Returns the moves that did not happen."""
+    done: list[Move] = []
+    current = unit[0]
+    try:
+        if why:
+            raise MoveError(why)
+        for current in unit:
+            if current.companion:
+                fault_point("companion_move")
+                if _stays(current, report):
+                    continue
+                if readable_digest(current.source) != current.content_hash:
+                    raise MoveError(f"{current.source} changed since the plan (a photo manager wrote it?): "
+                                    "nothing of its image moved")
+            move_file(current.source, current.target, current.expected)
+            done.append(current)
+    except MoveError as e:
+        report.skipped.append((current.source, str(e)))
+        if _take_back(done):
+            return unit
+    report.moved += done  # what moved stays quarantined (a take-back that failed too), for an undo
+    return [m for m in unit if m not in done]
+
+
+def _stays(move: Move, report: QuarantineReport) -> bool:
+    """A companion shared with files that did not move after all stays with them."""
+    moved = {m.source for m in report.moved}
+    stayed = [o for o in move.shared_with if o not in moved]
+    if stayed:
+        report.skipped.append((move.source, f"it also belongs to {stayed[0]}, which stays: it stays too"))
+    return bool(stayed)
 
 
 def _take_back(done: list[Move]) -> bool:

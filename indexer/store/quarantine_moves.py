@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
-from .companions import moving_companions
+from .companions import companion_plan
 from .safe_move import Expected, file_digest
 from .store import Store, disk_path, open_store
 
@@ -36,6 +36,7 @@ class Move:
     content_hash: str | None
     keeper: int | None = None  # the copy that stays; None for moves asked for by id alone
     companion: bool = False  # a file that belongs to image `id` (indexer.store.companions), moving with it
+    shared_with: tuple[str, ...] = ()  # a companion's other files, moved before it: it goes only if they went
 
     @property
     def expected(self) -> Expected:
@@ -160,18 +161,18 @@ def rows_any_status(store: Store, ids: list[int]) -> dict[int, dict]:
 def companion_moves(moves: list[Move], folder: Path, manifest: Path) -> list[Move]:
     """The moves of the files that belong to the moving images (see indexer.store.companions),
     each right after its image's: a companion shared with an image that stays, stays."""
-    along = moving_companions([m.source for m in moves])
+    along = companion_plan([m.source for m in moves])
     result = []
     for move in moves:
         result.append(move)
-        for path in along.get(move.source, []):
+        for path, others in along.get(move.source, []):
             try:
                 stat = os.stat(path, follow_symlinks=False)
                 digest = file_digest(path)
             except OSError:
                 continue  # gone since the listing: nothing to move
             result.append(Move(move.id, path, target(folder, manifest, path), stat.st_size, stat.st_mtime_ns,
-                               digest, move.keeper, companion=True))
+                               digest, move.keeper, companion=True, shared_with=others))
     return result
 
 
@@ -188,7 +189,8 @@ def read_manifest(path: Path) -> tuple[str, list[Move]]:
         raise ConfigError(f"no such quarantine manifest: {path}")
     try:
         data = json.loads(path.read_text())
-        return str(data["state"]), [Move(**m) for m in data["moves"]]
+        return str(data["state"]), [Move(**{**m, "shared_with": tuple(m.get("shared_with", ()))})
+                                    for m in data["moves"]]
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{path} is not a vitsearch quarantine manifest ({type(e).__name__}); "
                           "pass one from the store's .quarantine folder, or none for the latest") from None

@@ -101,7 +101,11 @@ def undo_moves(store: Store, folder: Path, manifest: Path, state: str, moves: li
     if ours and mine and state != "undoing":
         write_manifest(manifest, moves, "undoing")
     rows = rows_any_status(store, [m.id for m in ours])
-    for move in ours:
+    images = {m.id for m in ours if not m.companion}
+    for move in sorted(ours, key=lambda m: m.companion):  # images first: their companions follow them
+        if move.companion and move.id in images and not any(m.id == move.id for m in report.moved):
+            report.skipped.append((move.source, "its image stays quarantined, and it stays with it"))
+            continue
         why = _put_back(move)
         if why:
             report.skipped.append((move.source, why))
@@ -179,7 +183,9 @@ def _finish_interrupted_apply(store: Store, folder: Path, manifest: Path, moves:
     for move in sorted(ours, key=lambda m: m.companion):  # images first: their companions follow them
         keeper = rows.get(move.keeper) if move.keeper is not None else None
         if move.companion:
-            ready = any(m.id == move.id and not m.companion for m in done)
+            gone = {m.source for m in done if not m.companion}
+            ready = (any(m.id == move.id and not m.companion for m in done)
+                     and all(o in gone for o in move.shared_with))
         else:
             ready = rows.get(move.id, {}).get("status") == "quarantined" and not (
                 move.keeper is not None and (keeper_problem(keeper, move.keeper) or same_file(rows[move.id], keeper)))
@@ -189,6 +195,12 @@ def _finish_interrupted_apply(store: Store, folder: Path, manifest: Path, moves:
             done.append(move)  # it cannot go home (its place is taken): it stays quarantined
         else:
             home.append(move)
+    for image in [m for m in done if not m.companion]:  # an image whose companion stayed home comes home
+        if any(m.id == image.id and m.companion for m in home):
+            unit = [m for m in done if m.id == image.id]
+            if all(_put_back(m) is None for m in unit):
+                done = [m for m in done if m not in unit]
+                home += unit
     if home:
         with store.transaction() as tx:
             tx.set_status([m.id for m in home if not m.companion

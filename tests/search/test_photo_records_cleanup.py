@@ -223,3 +223,19 @@ def test_a_picked_keeper_never_takes_a_higher_rated_copy_along(tmp_path, capsys)
     plans = [json.loads(line) for line in out.splitlines()]
     assert [p["keeper"]["path"].rsplit("/", 1)[1] for p in plans] == ["a_small.jpg"]
     assert [m["path"].rsplit("/", 1)[1] for m in plans[0]["move"]] == ["c_copy.jpg"], "the 5-star copy stays"
+
+
+def test_an_image_that_cannot_come_back_keeps_its_companions_with_it(library, capsys):
+    """Undo with the image's old place taken by a new file: its sidecar stays in the quarantine
+    too, never beside a stranger whose rating it would become."""
+    root, store, _ = library
+    _dupes(store, "--resolve", "largest-resolution", "--apply", capsys=capsys)
+    (root / "pick_big.jpg").write_bytes(b"a new file the user put here")
+    code, _, err = _dupes(store, "--undo", capsys=capsys)
+    assert code == 1 and "old place is taken" in err
+    assert not (root / "pick_big.jpg.xmp").exists(), "the sidecar stays with its image"
+    assert (root / "IMG_0003.HEIC").exists() and (root / "IMG_0003.MOV").exists(), "the others came back"
+    (root / "pick_big.jpg").unlink()
+    code, _, err = _dupes(store, "--undo", capsys=capsys)
+    assert code == 0, err
+    assert (root / "pick_big.jpg").exists() and (root / "pick_big.jpg.xmp").exists() and _orphans(root) == []
