@@ -2,11 +2,13 @@
 (indexer.imaging.xmp), where Lightroom, darktable and digiKam show and filter them, undoable byte
 for byte. Nothing is ever written into an image file.
 
-Order, each step safe to be interrupted: every new sidecar is prepared beside its target (hidden,
-checked by reading it back) -> the manifest lists each sidecar with its hash before and after,
-and a copy of each original goes into the quarantine folder (all fsynced) -> the prepared files
-are renamed into place. An undo puts back every sidecar that still holds what was written (a
-sidecar edited since is the user's and stays) and removes the ones it created."""
+Order, each step safe to be interrupted: the manifest names every sidecar to be written (state
+'preparing') -> each new sidecar is prepared beside its target (hidden, checked by reading it
+back) and a copy of each original goes into the quarantine folder -> the manifest gives each
+sidecar's hash before and after ('writing'; all fsynced) -> the prepared files are renamed into
+place ('written'). An undo puts back every sidecar that still holds what was written (one edited
+since is the user's and stays: the manifest is then 'kept') and removes the ones it created;
+it trusts only manifests in this store's quarantine, naming sidecars of images it indexed."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .errors import ConfigError
@@ -26,12 +28,14 @@ from .scan import scan_files
 from .store.companions import XMP_EXTENSION, sole_companions
 from .store.lock import WriterLock
 from .store.quarantine_moves import mirrored_path, quarantine_dir
-from .store.store import open_store
+from .store.safe_move import fsync_folder, rename_no_replace
+from .store.store import encode_path, open_store
 
 __all__ = ["SidecarMark", "SidecarWrite", "MarkReport", "mark_sidecars", "undo_marks", "sidecars_for",
-           "MARKS_GLOB", "DUPLICATE_KEYWORD"]
+           "undoable_marks", "MARKS_GLOB", "DUPLICATE_KEYWORD"]
 
 MARKS_GLOB = "marks-*.json"
+UNDOABLE = ("preparing", "writing", "written")  # 'kept': what is left are sidecars the user edited since
 DUPLICATE_KEYWORD = "vitsearch|duplicate of|{keeper}"  # Lightroom's hierarchy separator: vitsearch > duplicate of
 WAIT_SECONDS = 10.0
 
@@ -53,8 +57,8 @@ class SidecarWrite:
     image: str
     created: bool
     before: str | None  # sha256 of the original (None: created)
-    after: str  # sha256 of what was written
-    backup: str | None  # the original's copy in the quarantine folder
+    after: str | None  # sha256 of what was written (None: not prepared yet)
+    backup: str | None  # the original's copy in the quarantine folder (as written; an undo finds it anew)
 
 
 @dataclass
@@ -84,24 +88,16 @@ def mark_sidecars(store_dir, marks: list[SidecarMark], *, folder: Path | None = 
         stamp = (with_apply.stem.removeprefix("manifest-") if with_apply
                  else f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}")
         manifest = folder / f"marks-{stamp}.json"
-        prepared = []
-        for mark in marks:
-            for sidecar in sidecars_for(mark.image):
-                try:
-                    temporary, written, created = prepare_sidecar(
-                        sidecar, rating=mark.rating, reject=mark.reject, add_keywords=mark.keywords)
-                except XmpError as e:
-                    report.skipped.append((sidecar, str(e)))
-                    continue
-                if temporary is None:
-                    continue  # it already says all of this
-                prepared.append((temporary, _entry(sidecar, mark.image, created, written, folder, manifest)))
-        if not prepared:
+        planned = [(mark, _planned(sidecar, mark.image, folder, manifest))
+                   for mark in marks for sidecar in sidecars_for(mark.image)]
+        if not planned:
             return report
         folder.mkdir(parents=True, exist_ok=True)
-        for _, entry in prepared:
-            if entry.backup:
-                _copy_synced(entry.sidecar, entry.backup)
+        _write_manifest(manifest, [e for _, e in planned], "preparing")  # names what may lie prepared
+        prepared = _prepare(planned, report)
+        if not prepared:
+            manifest.unlink()
+            return report
         _write_manifest(manifest, [e for _, e in prepared], "writing")
         for temporary, entry in prepared:
             fault_point("sidecar_install")
@@ -109,6 +105,7 @@ def mark_sidecars(store_dir, marks: list[SidecarMark], *, folder: Path | None = 
                 _install(temporary, entry)
                 report.written.append(entry)
             except OSError as e:
+                _remove_leftover(entry.sidecar)
                 report.skipped.append((entry.sidecar, f"could not write: {e.strerror or e}"))
         _write_manifest(manifest, report.written, "written")
         report.manifest = manifest
@@ -121,11 +118,16 @@ def undo_marks(store_dir, manifest: Path, *, wait: float = WAIT_SECONDS) -> Mark
     created); a sidecar changed since is left as it is and said."""
     store = open_store(store_dir, read_only=False)
     store.require()
-    entries = read_marks(manifest)
+    folder = quarantine_dir(store.dir)
+    manifest = Path(manifest)
+    if not manifest.parent.resolve() == folder.resolve():
+        raise ConfigError(f"{manifest} is not in this store's quarantine folder ({folder}): refused")
+    state, entries = read_marks(manifest)
     report = MarkReport(manifest)
     with WriterLock(store.dir / "writer.lock", wait=wait):
+        indexed = {r["path"] for r in store.records("path", "true")}
         for entry in entries:
-            why = _restore(entry)
+            why = _not_ours(entry, indexed) or _restore(entry, _backup(folder, manifest, entry), state)
             if why:
                 report.skipped.append((entry.sidecar, why))
             else:
@@ -133,17 +135,29 @@ def undo_marks(store_dir, manifest: Path, *, wait: float = WAIT_SECONDS) -> Mark
         _refresh(store, report.written)
         left = [e for e in entries if e not in report.written]
         if left:
-            _write_manifest(manifest, left, "written")
+            _write_manifest(manifest, left, "kept")  # sidecars the user edited since: theirs now
         else:
             manifest.rename(manifest.with_suffix(".undone"))
-            shutil.rmtree(manifest.with_suffix(""), ignore_errors=True)  # the originals' copies
+            shutil.rmtree(folder / manifest.stem, ignore_errors=True)  # the originals' copies
     return report
 
 
-def read_marks(manifest: Path) -> list[SidecarWrite]:
+def undoable_marks(folder: Path) -> list[Path]:
+    """This quarantine folder's marks manifests an undo can still act on."""
+    found = []
+    for manifest in sorted(Path(folder).glob(MARKS_GLOB)) if Path(folder).is_dir() else []:
+        try:
+            if json.loads(manifest.read_text()).get("state") in UNDOABLE:
+                found.append(manifest)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return found
+
+
+def read_marks(manifest: Path) -> tuple[str, list[SidecarWrite]]:
     try:
         data = json.loads(Path(manifest).read_text())
-        return [SidecarWrite(**e) for e in data["sidecars"]]
+        return str(data["state"]), [SidecarWrite(**e) for e in data["sidecars"]]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{manifest} is not a vitsearch marks manifest ({type(e).__name__})") from None
 
@@ -156,42 +170,76 @@ def _refresh(store, written: list[SidecarWrite]) -> None:
     refresh_records(store, scan_files(sorted({w.image for w in written})))
 
 
-def _entry(sidecar: str, image: str, created: bool, written: bytes, folder: Path, manifest: Path) -> SidecarWrite:
-    before = None if created else _digest(sidecar)
+def _planned(sidecar: str, image: str, folder: Path, manifest: Path) -> SidecarWrite:
+    created = not os.path.lexists(sidecar)
     backup = None if created else os.path.join(folder, manifest.stem, mirrored_path(sidecar))
-    return SidecarWrite(sidecar, image, created, before, hashlib.sha256(written).hexdigest(), backup)
+    return SidecarWrite(sidecar, image, created, None if created else _digest(sidecar), None, backup)
+
+
+def _prepare(planned: list[tuple[SidecarMark, SidecarWrite]], report: MarkReport) -> list[tuple[str, SidecarWrite]]:
+    """Each sidecar's new content, prepared beside it, and each original's copy (all fsynced)."""
+    prepared, folders = [], set()
+    for mark, entry in planned:
+        try:
+            temporary, written, _ = prepare_sidecar(entry.sidecar, rating=mark.rating, reject=mark.reject,
+                                                    add_keywords=mark.keywords)
+        except XmpError as e:
+            report.skipped.append((entry.sidecar, str(e)))
+            continue
+        if temporary is None:
+            continue  # it already says all of this
+        if entry.backup:
+            _copy_synced(entry.sidecar, entry.backup)
+            folders.add(os.path.dirname(entry.backup))
+        prepared.append((temporary, replace(entry, after=hashlib.sha256(written).hexdigest())))
+    for folder in sorted(folders, key=len, reverse=True):
+        fsync_folder(folder)  # the copies must outlive a power cut before any original is replaced
+    return prepared
 
 
 def _install(temporary: str, entry: SidecarWrite) -> None:
     if entry.created:
-        os.link(temporary, entry.sidecar)  # a file that appeared meanwhile is never replaced
-        os.unlink(temporary)
+        rename_no_replace(temporary, entry.sidecar)  # a file that appeared meanwhile is never replaced
     else:
         if _digest(entry.sidecar) != entry.before:
-            os.unlink(temporary)
             raise OSError(0, "the sidecar changed while the marks were prepared; left as it is")
         os.replace(temporary, entry.sidecar)
-    _fsync_folder(os.path.dirname(entry.sidecar))
+    fsync_folder(os.path.dirname(entry.sidecar))
 
 
-def _restore(entry: SidecarWrite) -> str | None:
+def _not_ours(entry: SidecarWrite, indexed: set[str]) -> str | None:
+    """Only an XMP sidecar beside an image this store indexed is ever touched by an undo."""
+    same_folder = os.path.dirname(entry.sidecar) == os.path.dirname(entry.image)
+    if not (entry.sidecar.lower().endswith(XMP_EXTENSION) and same_folder and encode_path(entry.image)[0] in indexed):
+        return "not a sidecar of an image this store indexed: refused (the manifest is not this store's)"
+    return None
+
+
+def _backup(folder: Path, manifest: Path, entry: SidecarWrite) -> str | None:
+    """Where the original's copy lies in this store's quarantine now (the store may have moved)."""
+    return None if entry.created else os.path.join(folder, manifest.stem, mirrored_path(entry.sidecar))
+
+
+def _restore(entry: SidecarWrite, backup: str | None, state: str) -> str | None:
     current = _digest(entry.sidecar)
     _remove_leftover(entry.sidecar)
-    if current == entry.before:
+    if entry.after is None or current == entry.before and not (entry.created and state == "written"):
         return None  # never written (an interrupted run), or already put back
+    if current is None and entry.created:
+        return "gone since vitsearch wrote it (moved or deleted): nothing to put back"
     if current != entry.after:
         return "changed since vitsearch wrote it (or removed): left as it is"
     if entry.created:
         os.unlink(entry.sidecar)
         return None
-    if entry.backup is None or _digest(entry.backup) != entry.before:
-        return f"its original's copy ({entry.backup}) is gone or changed: left as it is"
+    if backup is None or _digest(backup) != entry.before:
+        return f"its original's copy ({backup}) is gone or changed: left as it is"
     temporary = _leftover(entry.sidecar)
-    shutil.copyfile(entry.backup, temporary)
+    shutil.copyfile(backup, temporary)
     with open(temporary, "rb") as f:
         os.fsync(f.fileno())
     os.replace(temporary, entry.sidecar)
-    _fsync_folder(os.path.dirname(entry.sidecar))
+    fsync_folder(os.path.dirname(entry.sidecar))
     return None
 
 
@@ -221,6 +269,7 @@ def _write_manifest(path: Path, entries: list[SidecarWrite], state: str) -> None
         f.flush()
         os.fsync(f.fileno())
     os.replace(temporary, path)
+    fsync_folder(str(path.parent))
 
 
 def _digest(path: str) -> str | None:
@@ -229,11 +278,3 @@ def _digest(path: str) -> str | None:
             return hashlib.file_digest(f, "sha256").hexdigest()
     except OSError:
         return None
-
-
-def _fsync_folder(folder: str) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

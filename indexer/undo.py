@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
-from .sidecar_marks import MARKS_GLOB, WAIT_SECONDS, MarkReport, undo_marks
+from .sidecar_marks import WAIT_SECONDS, MarkReport, undo_marks, undoable_marks
 from .store.quarantine import QuarantineReport, undo_quarantine
 from .store.quarantine_moves import quarantine_dir
 from .store.quarantine_repair import latest_of_ours
@@ -30,7 +30,7 @@ def undo_cleanup(store_dir, manifest: str | Path | None = None, *, wait: float =
     folder = quarantine_dir(store.dir)
     if manifest is None:
         moved = latest_of_ours(store, folder)
-        marked = max(folder.glob(MARKS_GLOB), key=_stamp, default=None) if folder.is_dir() else None
+        marked = max(undoable_marks(folder), key=_stamp, default=None)
         if moved is None and marked is None:
             raise ConfigError(f"nothing to undo: no quarantine or marks manifest in {folder}")
         manifest = marked if moved is None or (marked is not None and _stamp(marked) > _stamp(moved)) else moved
@@ -39,7 +39,7 @@ def undo_cleanup(store_dir, manifest: str | Path | None = None, *, wait: float =
         return UndoReport(marks=undo_marks(store.dir, manifest, wait=wait))
     report = UndoReport(moves=undo_quarantine(store.dir, manifest, wait=wait))
     linked = manifest.with_name(f"marks-{_stamp(manifest)}.json")
-    if linked.is_file():
+    if linked in undoable_marks(folder):
         report.marks = undo_marks(store.dir, linked, wait=wait)
     return report
 

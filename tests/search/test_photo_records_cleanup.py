@@ -239,3 +239,37 @@ def test_an_image_that_cannot_come_back_keeps_its_companions_with_it(library, ca
     code, _, err = _dupes(store, "--undo", capsys=capsys)
     assert code == 0, err
     assert (root / "pick_big.jpg").exists() and (root / "pick_big.jpg.xmp").exists() and _orphans(root) == []
+
+
+def test_an_edited_sidecar_is_kept_and_the_next_undo_moves_on(library, capsys):
+    """A sidecar the user edits after marking is theirs: the undo leaves it, says so, and the
+    manifest no longer stands in the way of a later undo."""
+    root, store, _ = library
+    _dupes(store, "--resolve", "largest-resolution", "--mark", "xmp", capsys=capsys)
+    edited = root / "upscaled_export.jpg.xmp"
+    edited.write_bytes(edited.read_bytes().replace(b"vitsearch|duplicate of|best.jpg", b"mine now"))
+    code, _, err = _dupes(store, "--undo", capsys=capsys)
+    assert code == 1 and "changed since vitsearch wrote it" in err and b"mine now" in edited.read_bytes()
+    assert not (root / "IMG_0003.HEIC.xmp").exists(), "the other marks were undone"
+    code, _, err = _dupes(store, "--undo", capsys=capsys)
+    assert code == 2 and "nothing to undo" in err
+
+
+def test_a_forged_marks_manifest_touches_nothing(library, capsys):
+    """A marks manifest naming an image (or a file outside the library) as a sidecar it created
+    is refused entry by entry; one handed in from outside the store's quarantine is refused whole."""
+    root, store, _ = library
+    image = root / "best.jpg"
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    entry = {"sidecar": str(image), "image": str(image), "created": True, "before": None, "after": digest,
+             "backup": None}
+    quarantine = store / ".quarantine"
+    quarantine.mkdir(exist_ok=True)
+    forged = quarantine / "marks-20990101-000000-000000000.json"
+    forged.write_text(json.dumps({"kind": "marks", "state": "written", "sidecars": [entry]}))
+    code, _, err = _dupes(store, "--undo", capsys=capsys)
+    assert code == 1 and "refused" in err and image.exists()
+    elsewhere = root.parent / "marks-20990101-000000-000000001.json"
+    elsewhere.write_text(forged.read_text())
+    code, _, err = _dupes(store, "--undo", str(elsewhere), capsys=capsys)
+    assert code == 2 and "not in this store's quarantine" in err and image.exists()
