@@ -61,7 +61,7 @@ class PhotoRecords:
 def embedded_packet(data: bytes) -> bytes | None:
     """The first complete XMP packet in an image file's bytes (None when it holds none). Raises
     XmpError for one too large to read."""
-    start = data.find(_OPEN)
+    start = data.find(_OPEN, 0, _search_end(data))
     if start < 0:
         return None
     end = data.find(_CLOSE, start)
@@ -71,6 +71,23 @@ def embedded_packet(data: bytes) -> bytes | None:
     if end - start > MAX_PACKET_BYTES:
         raise XmpError(f"embedded XMP is {end - start:,} bytes, over {MAX_PACKET_BYTES:,}: not read")
     return data[start:end]
+
+
+def _search_end(data: bytes) -> int:
+    """Where a packet can start: in a JPEG only its header segments (APP1 holds XMP), so that a
+    file without XMP costs a walk over a few segments, not a scan of its compressed data."""
+    if data[:2] != b"\xff\xd8":
+        return len(data)
+    offset = 2
+    while offset + 4 <= len(data) and data[offset] == 0xFF:
+        marker = data[offset + 1]
+        if marker == 0xDA:  # start of scan: the header is over
+            return offset
+        if marker == 0xFF:  # fill byte
+            offset += 1
+            continue
+        offset += 2 + int.from_bytes(data[offset + 2:offset + 4], "big")
+    return len(data)  # not laid out as expected: search it all
 
 
 def read_sidecar(path: str) -> bytes:

@@ -3,6 +3,7 @@ gradio_client calls, and HTTP probes of the file routes."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -64,6 +65,13 @@ def served(tmp_path_factory):
     store = root / "store"
     result = run_cli("index", photos, "--store", store, "--weights", "random")
     assert result.returncode == 0, result.stderr
+    with serving(store) as (url, server, port):
+        yield {"url": url, "photos": photos, "store": store, "root": root, "server": server, "port": port}
+
+
+@contextlib.contextmanager
+def serving(store):
+    """`vitsearch serve` on a free port, up and answering: (url, process, port)."""
     port = free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
     command = [sys.executable, "-m", "vitsearch.ui.cli", "serve", "--store", str(store), "--port", str(port)]
@@ -80,9 +88,11 @@ def served(tmp_path_factory):
         if server.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"server did not start: {server.communicate()[1][-3000:]}")
         time.sleep(0.5)
-    yield {"url": url, "photos": photos, "store": store, "root": root, "server": server, "port": port}
-    server.terminate()
-    server.wait(timeout=30)
+    try:
+        yield url, server, port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,10 @@ sidecars instead of moving files, then undone."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-
-import httpx
 import pytest
 
-from tests.conftest import REPO, run_cli
-from tests.e2e.test_ui import ARTIFACTS, browser, caption_names, free_port, pick_group  # noqa: F401 (fixture)
+from tests.conftest import run_cli
+from tests.e2e.test_ui import ARTIFACTS, browser, caption_names, pick_group, serving  # noqa: F401 (fixture)
 from tests.photo_records import make_library
 
 
@@ -26,25 +20,8 @@ def served(tmp_path_factory):
     store = root / "store"
     result = run_cli("index", photos, "--store", store, "--weights", "random")
     assert result.returncode == 0, result.stderr
-    port = free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
-    command = [sys.executable, "-m", "vitsearch.ui.cli", "serve", "--store", str(store), "--port", str(port)]
-    server = subprocess.Popen(command,
-                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"server did not start: {server.communicate()[1][-3000:]}")
-        time.sleep(0.5)
-    yield {"url": url, "photos": photos, "store": store, "expected": expected}
-    server.terminate()
-    server.wait(timeout=30)
+    with serving(store) as (url, _, _):
+        yield {"url": url, "photos": photos, "store": store, "expected": expected}
 
 
 def files(folder) -> dict[str, bytes]:

@@ -251,3 +251,19 @@ def test_a_sidecar_rating_overrides_an_embedded_reject():
     assert (later.rating, later.pick) == (-1, "rejected")
     flagged = merge_records([layer_of({"Xmp.digiKam.PickLabel": "1"}), layer_of({"Xmp.xmp.Rating": "3"})])
     assert flagged.pick == "rejected"
+
+
+def test_a_jpeg_is_searched_for_xmp_in_its_header_segments_only():
+    """A JPEG's XMP lives in an APP1 segment before the image data: segments are walked by their
+    lengths (bytes inside one, even a start-of-scan pair, do not stop the walk), and the image
+    data after them is never scanned."""
+    from tests.photo_records import embed_xmp, jpeg
+    from vitsearch.indexer.imaging.xmp import embedded_packet, read_packet
+
+    tagged = embed_xmp(jpeg(3), rating=4)
+    comment = b"\xff\xda looks like a scan start \xff\xda"
+    with_comment = tagged[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + tagged[2:]
+    assert read_packet(embedded_packet(with_comment)).rating == 4
+    packet = embedded_packet(tagged)
+    after_scan = jpeg(3)[:-2] + packet + b"\xff\xd9"  # an XMP-looking run inside the compressed data
+    assert embedded_packet(after_scan) is None
