@@ -39,7 +39,7 @@ def backfill_signatures(store: Store, roots: list[str], draft_size: int | None, 
                         progress: Progress | None = None) -> int:
     """Sign the live rows under `roots` that have no signature; returns how many were signed.
     A file whose bytes no longer match its row is left for the next sync to re-index."""
-    rows = [r for r in store.records("id, path, content_hash", f"{LIVE} AND pixel_hash IS NULL")
+    rows = [r for r in store.records("id, path, content_hash", f"{LIVE} AND (pixel_hash IS NULL OR sharpness IS NULL)")
             if any(is_within(r["path"], root) for root in roots)]
     signed = 0
     with ThreadPoolExecutor(workers, thread_name_prefix="vitsearch-sign") as pool:
@@ -60,7 +60,8 @@ def _sign(row: dict, draft_size: int | None):
         data = read_image_bytes(row["path"])
         if hashlib.blake2b(data, digest_size=16).hexdigest() != row["content_hash"]:
             return None
-        signature = load_image(data, draft_size=draft_size, signature=True).signature
+        loaded = load_image(data, draft_size=draft_size, signature=True)
     except Exception:  # noqa: BLE001 - an unreadable file keeps its row; sync records what is wrong
         return None
-    return row["id"], signature.pixel_hash, signature.orientation_hash
+    signature = loaded.signature
+    return row["id"], signature.pixel_hash, signature.orientation_hash, signature, loaded.info.jpeg_quality

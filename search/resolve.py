@@ -44,6 +44,10 @@ RULES: dict[str, tuple[str, Callable[[dict], object]]] = {
     "picked": ("a picked file", lambda f: f["pick"] == "picked"),
     "not-rejected": ("a file not rejected", lambda f: f["pick"] != "rejected" and f["rating"] != -1),
     "most-keywords": ("the most keywords", lambda f: f["keyword_count"]),
+    # measured quality (indexer.imaging.quality); a file not yet measured ranks last
+    "sharpest": ("the sharpest picture", lambda f: f["sharpness"] if f["sharpness"] is not None else -1.0),
+    "highest-jpeg-quality": ("the least compressed file (a lossless format counts as 100)",
+                             lambda f: f["jpeg_quality"] if f["jpeg_quality"] is not None else 100),
 }
 PREFIX_RULES = ("prefer:", "avoid:")  # prefer:PATH keeps a copy under PATH; avoid:PATH one outside it
 
@@ -148,7 +152,8 @@ def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str]
     facts = store.records_by_id(
         f"path, path_bytes, format, size, mtime_ns, coalesce(width * height, 0) AS pixels, captured_at, "
         f"{MTIME} AS modified, (captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT AS richness, "
-        "rating, pick, keywords, coalesce(len(keywords), 0) AS keyword_count, records_key", ids)
+        "rating, pick, keywords, coalesce(len(keywords), 0) AS keyword_count, records_key, sharpness, "
+        "jpeg_quality", ids)
     for fact in facts.values():
         fact["disk"] = disk_path(fact)  # the name to look at on disk (a non-UTF-8 name's raw bytes)
     linked = {i for g in groups for i in g.linked}

@@ -14,6 +14,7 @@ from ..errors import ImageLoadError, first_line
 from .fast_decode import decode_fast
 from .formats import ALLOWED_FORMATS, IMAGE_EXTENSIONS, truncation
 from .jxl import jxl_size, looks_jxl
+from .quality import jpeg_quality
 from .raw import RawImage, inspect_raw, looks_raw, open_raw
 from .signatures import Signature, signature_of
 
@@ -54,6 +55,7 @@ class ImageInfo:
     captured_at: datetime | None = None
     camera: str | None = None
     warnings: tuple[str, ...] = field(default=())
+    jpeg_quality: int | None = None  # the quality its quantisation tables were scaled for (JPEG only)
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ def _open_checked(data: bytes) -> tuple[Image.Image, ImageHeader]:
     captured_at, camera, orientation = _read_exif(img, notes, data)
     if orientation >= 5:  # the stored pixels lie on their side
         width, height = height, width
-    info = ImageInfo(width, height, img.format or "UNKNOWN", captured_at, camera, tuple(notes))
+    info = ImageInfo(width, height, img.format or "UNKNOWN", captured_at, camera, tuple(notes), jpeg_quality(img))
     return img, ImageHeader(info, img.mode, orientation)
 
 

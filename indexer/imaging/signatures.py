@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .quality import Quality, quality_of
+
 __all__ = ["Signature", "TRANSFORMS", "pixel_hash", "orientation_hash", "signature_of", "transformed_hashes",
            "inverse_transform", "apply_transform", "hamming"]
 
@@ -51,6 +53,7 @@ _PIL_OPS = {
 class Signature:
     pixel_hash: str  # of the decoded pixels as the model saw them upright
     orientation_hash: int | None  # None for an image too flat to hash meaningfully
+    quality: Quality | None = None  # sharpness and clipping (indexer.imaging.quality)
 
 
 def pixel_hash(image: Image.Image, orientation: int = 1) -> str:
@@ -72,7 +75,7 @@ def orientation_hash(upright: Image.Image) -> int | None:
 
 
 def signature_of(decoded: Image.Image, orientation: int, upright: Image.Image) -> Signature:
-    return Signature(pixel_hash(decoded, orientation), orientation_hash(upright))
+    return Signature(pixel_hash(decoded, orientation), orientation_hash(upright), quality_of(upright))
 
 
 def apply_transform(image: Image.Image, name: str) -> Image.Image:

@@ -78,6 +78,11 @@ ALTER TABLE images ADD COLUMN IF NOT EXISTS keywords VARCHAR[];
 ALTER TABLE images ADD COLUMN IF NOT EXISTS companion_files VARCHAR[];
 ALTER TABLE images ADD COLUMN IF NOT EXISTS records_note VARCHAR;
 ALTER TABLE images ADD COLUMN IF NOT EXISTS records_key VARCHAR;
+-- measured quality (indexer.imaging.quality): filled with the signatures, backfilled with them
+ALTER TABLE images ADD COLUMN IF NOT EXISTS jpeg_quality INTEGER;
+ALTER TABLE images ADD COLUMN IF NOT EXISTS sharpness REAL;
+ALTER TABLE images ADD COLUMN IF NOT EXISTS clipped_shadows REAL;
+ALTER TABLE images ADD COLUMN IF NOT EXISTS clipped_highlights REAL;
 CREATE TABLE IF NOT EXISTS label_classes (class INTEGER PRIMARY KEY, name VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS vector_log (generation BIGINT NOT NULL, id BIGINT NOT NULL);
 -- the user's duplicate decisions: ('not_duplicate', a, b) with a < b, or ('keep', id, NULL)
@@ -336,11 +341,14 @@ class Store:
             con.execute("COMMIT")
 
 
+# Measured quality a signature carries (indexer.imaging.quality), besides the header's jpeg_quality.
+QUALITY_COLUMNS = ("sharpness", "clipped_shadows", "clipped_highlights")
+
 # The photographer's records of a row (indexer.records), written together.
 RECORD_COLUMNS = ("rating", "pick", "color_label", "keywords", "companion_files", "records_note", "records_key")
 
 # Columns that readers select, newest first: a store without them needs one index run.
-CURRENT_COLUMNS = ("rating", "keywords", "companion_files", "labels", "pixel_hash")
+CURRENT_COLUMNS = ("sharpness", "rating", "keywords", "companion_files", "labels", "pixel_hash")
 
 # The images columns a cluster job writes in its Parquet shards (indexed_at is set on merge).
 SHARD_COLUMNS = ("id", "path", "path_bytes", "root", "size", "mtime_ns", "content_hash", "width", "height",
@@ -377,6 +385,7 @@ class Transaction:
             "pixel_hash": signature.pixel_hash if signature else None,
             "orientation_hash": signature.orientation_hash if signature else None,
             "labels": None, "label_probs": None,  # a new embedding: labelled again after the batch
+            "jpeg_quality": info.jpeg_quality, **_quality_columns(signature),
         })
 
     def write_failure(self, row_id: int | None, path: str, root: str, size: int, mtime_ns: int,
@@ -385,6 +394,7 @@ class Transaction:
             "width": None, "height": None, "format": None, "captured_at": None, "camera": None,
             "status": "failed", "error": reason, "error_detail": detail[:1000], "warnings": None,
             "embedding": None, "pixel_hash": None, "orientation_hash": None, "labels": None, "label_probs": None,
+            "jpeg_quality": None, **_quality_columns(None),
         })
 
     def _upsert(self, row_id, path, root, size, mtime_ns, content_hash, fields: dict) -> int:
@@ -467,16 +477,24 @@ class Transaction:
         self.con.executemany("DELETE FROM quarantine_moves WHERE manifest = ? AND id = ? AND source = ?",
                              [[manifest, int(m.id), encode_path(m.source)[0]] for m in moves])
 
-    def set_signatures(self, ids, pixel_hashes, orientation_hashes) -> None:
-        """Fill in signatures of rows indexed before they existed (no embedding changes)."""
+    def set_signatures(self, ids, pixel_hashes, orientation_hashes, signatures=None, jpeg_qualities=None) -> None:
+        """Fill in signatures (and, given the Signatures, the quality they measured) of rows
+        indexed before they existed (no embedding changes)."""
         self.flush_inserts()
         staged = {"id": np.asarray(ids, np.int64), "pixel_hash": _column(list(pixel_hashes)),
                   "orientation_hash": _column(list(orientation_hashes))}
+        quality = ""
+        if signatures is not None:
+            measured = [_quality_columns(s) for s in signatures]
+            staged.update({c: _column([m[c] for m in measured]) for c in QUALITY_COLUMNS})
+            staged["jpeg_quality"] = _column(list(jpeg_qualities))
+            quality = ", " + ", ".join(f"{c} = s.{c}::{'INTEGER' if c == 'jpeg_quality' else 'REAL'}"
+                                       for c in (*QUALITY_COLUMNS, "jpeg_quality"))
         self.con.register("vitsearch_signatures", staged)
         try:
             self.con.execute(
-                "UPDATE images SET pixel_hash = s.pixel_hash, orientation_hash = s.orientation_hash::BIGINT "
-                "FROM vitsearch_signatures s WHERE images.id = s.id")
+                "UPDATE images SET pixel_hash = s.pixel_hash, orientation_hash = s.orientation_hash::BIGINT"
+                f"{quality} FROM vitsearch_signatures s WHERE images.id = s.id")
         finally:
             self.con.unregister("vitsearch_signatures")
 
@@ -550,7 +568,8 @@ class Transaction:
         new_id = self._new_id()
         name, raw = encode_path(path)
         copied = ("content_hash, width, height, format, captured_at, camera, status, error, error_detail, "
-                  "warnings, embedding, pixel_hash, orientation_hash, labels, label_probs")
+                  "warnings, embedding, pixel_hash, orientation_hash, labels, label_probs, jpeg_quality, "
+                  + ", ".join(QUALITY_COLUMNS))
         self.con.execute(
             f"INSERT INTO images (id, path, path_bytes, root, size, mtime_ns, indexed_at, {copied}) "
             f"SELECT ?, ?, ?, ?, ?, ?, current_localtimestamp(), {copied} FROM images WHERE id = ?",
@@ -565,6 +584,11 @@ class Transaction:
         if ids:
             self.con.execute("DELETE FROM images WHERE id IN (SELECT unnest(?::BIGINT[]))", [ids])
             self.vector_changes.update(ids)
+
+
+def _quality_columns(signature) -> dict:
+    quality = signature.quality if signature is not None else None
+    return {c: getattr(quality, c) if quality is not None else None for c in QUALITY_COLUMNS}
 
 
 def _rollback(con) -> None:
