@@ -5,7 +5,7 @@ bounded by k per image. Each member says how it relates to the group's keeper (s
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -13,6 +13,7 @@ from ..indexer.store.ann import search_parameters
 from ..indexer.store.decisions import read_decisions
 from ..indexer.store.store import disk_path
 from .index import ImageIndex
+from .quality_rank import QUALITY_COLUMNS, best_by_quality, suspected_upscale
 from .same_file import hard_link_sets, real_folder, split_aliases, within
 from .signature_edges import LAYOUT_BITS, signature_edges
 from .thresholds import NEAR_DEFAULT, SIMILAR_DEFAULT, thresholds
@@ -24,7 +25,8 @@ __all__ = ["DuplicateGroup", "Member", "find_duplicates", "nearest_neighbour_sco
 NEIGHBOURS = 16
 CHUNK = 4096
 DUPES_NPROBE_MAX = 16  # duplicates sit in the same or the next list: no need to probe deeper
-SUGGESTION = "suggested keeper: picked or best rated, then most pixels, then metadata, then the oldest file"
+SUGGESTION = ("suggested keeper: picked or best rated, then the best measured quality (not clipped, not re-saved "
+              "low, the most real detail), then metadata, then the oldest file")
 HARD_LINKS = "one file under {n} names (hard links): moving one frees nothing; never moved"
 _SIGNATURE_WEIGHT = 2.0  # same bytes/pixels/transform edges outrank any cosine when a veto splits a group
 
@@ -205,7 +207,7 @@ def _build_groups(index: ImageIndex, components, best, near: float, keepers: set
     ids = sorted({i for members, _ in components for i in members})
     facts = index.store.records_by_id(
         "path, path_bytes, content_hash, pixel_hash, orientation_hash, camera, captured_at, format, "
-        "coalesce(width * height, 0) AS pixels, size, mtime_ns, rating, pick, "
+        f"size, mtime_ns, rating, pick, {QUALITY_COLUMNS}, "
         "(captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT AS richness", ids)
     found, vectors = index.store.embeddings(np.asarray(ids, np.int64))
     row_of = {int(i): r for r, i in enumerate(found)}
@@ -220,13 +222,16 @@ def _build_groups(index: ImageIndex, components, best, near: float, keepers: set
         if len(members) < 2:
             continue
         decided = [m for m in members if m in keepers]
-        keeper = decided[0] if decided else max(members, key=lambda m: suggestion_key(facts[m], m))
+        keeper = decided[0] if decided else suggested_keeper(members, facts)
         partners = tuple(m for m in members if m in pairs.get(keeper, ()))
         if len(members) - len(partners) < 2:
             continue  # a RAW+JPEG pair is one photo, not two duplicates
         cosines = dict(zip(members, (vectors[[row_of[m] for m in members]] @ vectors[row_of[keeper]]).tolist(),
                            strict=True))
-        classified = classify_members(members, keeper, facts, cosines, near=near, level=level, partners=partners)
+        classified = [replace(m, suspected_upscale=suspected_upscale(facts[m.id], [facts[o] for o in members
+                                                                                  if o != m.id]))
+                      for m in classify_members(members, keeper, facts, cosines, near=near, level=level,
+                                                partners=partners)]
         why = "kept by your decision" if decided else SUGGESTION
         groups.append(DuplicateGroup(
             group_tier(classified, partners), tuple(members), tuple(facts[m]["path"] for m in members),
@@ -236,13 +241,22 @@ def _build_groups(index: ImageIndex, components, best, near: float, keepers: set
     return groups
 
 
+def suggested_keeper(members: list[int], facts: dict) -> int:
+    """The suggestion: the photographer's pick or best rating first, then the best measured
+    quality within its margin (search.quality_rank), then suggestion_key."""
+    standing = {m: suggestion_key(facts[m], m)[:2] for m in members}
+    top = max(standing.values())
+    candidates = best_by_quality({m: facts[m] for m in members if standing[m] == top})
+    return max(candidates, key=lambda m: suggestion_key(facts[m], m))
+
+
 def suggestion_key(fact: dict, row_id: int) -> tuple:
-    """The keeper we suggest: the photographer's pick or best rating (a reject last), then most
-    pixels, the richest metadata, the oldest file (copies come later), the shortest path, the
-    largest file."""
+    """The keeper we suggest: the photographer's pick or best rating (a reject last), then the best
+    measured quality (search.quality_rank), the richest metadata, the oldest file (copies come
+    later), the shortest path, the largest file."""
     rating = -1 if fact["pick"] == "rejected" else (fact["rating"] or 0)
-    return (fact["pick"] == "picked", rating, fact["pixels"], fact["richness"], -fact["mtime_ns"],
-            -len(fact["path"]), fact["size"], -row_id)
+    return (fact["pick"] == "picked", rating, fact["richness"], -fact["mtime_ns"], -len(fact["path"]), fact["size"],
+            -row_id)
 
 
 def _hard_link_group(same: list[int], facts: dict, unsigned: int) -> DuplicateGroup:

@@ -14,6 +14,7 @@ from ..indexer.store.companions import disk_records_keys, moving_companions
 from ..indexer.store.decisions import read_decisions
 from ..indexer.store.store import MTIME, Store, disk_path
 from .dupes import DuplicateGroup, find_duplicates
+from .quality_rank import best_by_quality, quality_reason
 
 if TYPE_CHECKING:
     from .index import ImageIndex
@@ -48,6 +49,9 @@ RULES: dict[str, tuple[str, Callable[[dict], object]]] = {
     "sharpest": ("the sharpest picture", lambda f: f["sharpness"] if f["sharpness"] is not None else -1.0),
     "highest-jpeg-quality": ("the least compressed file (a lossless format counts as 100)",
                              lambda f: f["jpeg_quality"] if f["jpeg_quality"] is not None else 100),
+    # measured quality with a margin (search.quality_rank.best_by_quality): ties fall to the next rule
+    "most-detail": ("the most detail (pixels weighted by the detail they hold)", None),
+    "best-quality": ("the best measured quality: not clipped, not re-saved low, the most real detail", None),
 }
 PREFIX_RULES = ("prefer:", "avoid:")  # prefer:PATH keeps a copy under PATH; avoid:PATH one outside it
 
@@ -153,7 +157,7 @@ def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str]
         f"path, path_bytes, format, size, mtime_ns, coalesce(width * height, 0) AS pixels, captured_at, "
         f"{MTIME} AS modified, (captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT AS richness, "
         "rating, pick, keywords, coalesce(len(keywords), 0) AS keyword_count, records_key, sharpness, "
-        "jpeg_quality", ids)
+        "jpeg_quality, detail, coalesce(clipped_shadows + clipped_highlights, 0) AS clipped", ids)
     for fact in facts.values():
         fact["disk"] = disk_path(fact)  # the name to look at on disk (a non-UTF-8 name's raw bytes)
     linked = {i for g in groups for i in g.linked}
@@ -183,7 +187,8 @@ def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str]
             continue
         moving.update(move)
         plan.groups.append(GroupPlan(
-            group.tier, _member(facts[keeper], keeper), [_member(facts[i], i) for i in move], rule, group.reason,
+            group.tier, _member(facts[keeper], keeper), [_member(facts[i], i) for i in move], rule,
+            _reason(rule, group, keeper, move, facts),
             sum(int(facts[i]["size"]) for i in move), guard))
     return _with_companions(plan, facts) if check_files else plan
 
@@ -201,6 +206,15 @@ def _stale_records(facts: dict) -> set[int]:
     on ratings and picks the photographer has since changed."""
     on_disk = disk_records_keys((f["disk"], f["size"], f["mtime_ns"]) for f in facts.values())
     return {i for i, f in facts.items() if on_disk[f["disk"]] != f["records_key"]}
+
+
+def _reason(rule: str, group: DuplicateGroup, keeper: int, move: list[int], facts: dict) -> str:
+    """The group's reason; when measured quality chose the keeper, the fact that decided, against
+    the largest copy that moves."""
+    if rule not in ("best-quality", "most-detail"):
+        return group.reason
+    largest = max(move, key=lambda i: facts[i]["pixels"])
+    return f"{quality_reason(facts[keeper], facts[largest])}; {group.reason}"
 
 
 def _member(fact: dict, row_id: int) -> dict:
@@ -315,9 +329,12 @@ def _described(fact: dict) -> str:
 def _by_rules(group: DuplicateGroup, candidates: list[int], facts: dict, rules: list[str],
               folders: dict[str, str]) -> tuple[int, str]:
     for rule in rules:
-        scores = {i: _score(rule, facts[i], folders) for i in candidates}
-        best = max(scores.values())
-        candidates = [i for i in candidates if scores[i] == best]
+        if rule in ("best-quality", "most-detail"):
+            candidates = best_by_quality({i: facts[i] for i in candidates}, detail_only=rule == "most-detail")
+        else:
+            scores = {i: _score(rule, facts[i], folders) for i in candidates}
+            best = max(scores.values())
+            candidates = [i for i in candidates if scores[i] == best]
         if len(candidates) == 1:
             return candidates[0], rule
     if group.keeper in candidates:

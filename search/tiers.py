@@ -28,6 +28,7 @@ class Member:
     transform: str | None  # the rotation/mirror T with T(this image) ~ the keeper, or None
     reason: str
     keeper: bool = False
+    suspected_upscale: bool = False  # more pixels than another member, clearly less detail in them
 
 
 def classify_members(ids: list[int], keeper: int, facts: dict[int, dict], cosines: dict[int, float], *,

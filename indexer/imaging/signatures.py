@@ -75,7 +75,7 @@ def orientation_hash(upright: Image.Image) -> int | None:
 
 
 def signature_of(decoded: Image.Image, orientation: int, upright: Image.Image) -> Signature:
-    return Signature(pixel_hash(decoded, orientation), orientation_hash(upright), quality_of(upright))
+    return Signature(pixel_hash(decoded, orientation), orientation_hash(upright), quality_of(upright, decoded))
 
 
 def apply_transform(image: Image.Image, name: str) -> Image.Image:

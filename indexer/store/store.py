@@ -83,6 +83,7 @@ ALTER TABLE images ADD COLUMN IF NOT EXISTS jpeg_quality INTEGER;
 ALTER TABLE images ADD COLUMN IF NOT EXISTS sharpness REAL;
 ALTER TABLE images ADD COLUMN IF NOT EXISTS clipped_shadows REAL;
 ALTER TABLE images ADD COLUMN IF NOT EXISTS clipped_highlights REAL;
+ALTER TABLE images ADD COLUMN IF NOT EXISTS detail REAL;
 CREATE TABLE IF NOT EXISTS label_classes (class INTEGER PRIMARY KEY, name VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS vector_log (generation BIGINT NOT NULL, id BIGINT NOT NULL);
 -- the user's duplicate decisions: ('not_duplicate', a, b) with a < b, or ('keep', id, NULL)
@@ -342,13 +343,13 @@ class Store:
 
 
 # Measured quality a signature carries (indexer.imaging.quality), besides the header's jpeg_quality.
-QUALITY_COLUMNS = ("sharpness", "clipped_shadows", "clipped_highlights")
+QUALITY_COLUMNS = ("sharpness", "clipped_shadows", "clipped_highlights", "detail")
 
 # The photographer's records of a row (indexer.records), written together.
 RECORD_COLUMNS = ("rating", "pick", "color_label", "keywords", "companion_files", "records_note", "records_key")
 
 # Columns that readers select, newest first: a store without them needs one index run.
-CURRENT_COLUMNS = ("sharpness", "rating", "keywords", "companion_files", "labels", "pixel_hash")
+CURRENT_COLUMNS = ("detail", "sharpness", "rating", "keywords", "companion_files", "labels", "pixel_hash")
 
 # The images columns a cluster job writes in its Parquet shards (indexed_at is set on merge).
 SHARD_COLUMNS = ("id", "path", "path_bytes", "root", "size", "mtime_ns", "content_hash", "width", "height",
