@@ -1,16 +1,17 @@
 """How copies of one picture rank by measured quality (indexer.imaging.quality): the one order
 that the `best-quality` rule, the suggested keeper and the `suspected_upscale` flag share.
 
-best-quality compares, in order: less clipping (by more than CLIP_MARGIN), a JPEG quality class
-(a re-save below 80 ranks lower: 60-79, 40-59, below 40), then effective pixels (stated pixels
-weighted by the detail they hold), so that the original wins over a 2x or 1.5x upscale, a blur, a
-crop, a half-size copy, an over-exposed copy and a low-quality re-save (docs/quality.md)."""
+best-quality keeps, in turn: the least clipped (within CLIP_MARGIN), the best JPEG quality class
+(a re-save below 80 ranks lower: 60-79, 40-59, below 40), then the most effective pixels (stated
+pixels weighted by the detail they hold, within DETAIL_MARGIN), so that the original wins over a
+2x or 1.5x upscale, a blur, a crop, a half-size copy, an over-exposed copy and a low-quality
+re-save (docs/quality.md)."""
 
 from __future__ import annotations
 
 from ..indexer.imaging.quality import effective_pixels
 
-__all__ = ["QUALITY_COLUMNS", "quality_key", "best_by_quality", "suspected_upscale", "quality_reason"]
+__all__ = ["QUALITY_COLUMNS", "best_by_quality", "suspected_upscale", "quality_reason"]
 
 # The facts each ranked row needs, as SQL over the images table.
 QUALITY_COLUMNS = ("coalesce(width * height, 0) AS pixels, jpeg_quality, detail, "
@@ -21,18 +22,14 @@ UPSCALE_PIXELS = 1.2  # an upscale has at least this many times the pixels of a 
 UPSCALE_DETAIL = 0.8  # ... and at most this share of its detail
 
 
-def quality_key(fact: dict) -> tuple:
-    """Higher is better (see the module's note); facts from QUALITY_COLUMNS."""
-    return (-round(fact["clipped"] / CLIP_MARGIN), _jpeg_class(fact["jpeg_quality"]),
-            effective_pixels(fact["pixels"], fact["detail"]))
-
-
 def best_by_quality(facts: dict[int, dict], *, detail_only: bool = False) -> list[int]:
     """The ids whose quality is the best, within DETAIL_MARGIN of the most effective pixels (the
     next rule, or the suggestion's next criterion, chooses among them)."""
     if not detail_only:
-        top = max(quality_key(f)[:2] for f in facts.values())
-        facts = {i: f for i, f in facts.items() if quality_key(f)[:2] == top}
+        least = min(f["clipped"] for f in facts.values())
+        facts = {i: f for i, f in facts.items() if f["clipped"] <= least + CLIP_MARGIN}
+        top = max(_jpeg_class(f["jpeg_quality"]) for f in facts.values())
+        facts = {i: f for i, f in facts.items() if _jpeg_class(f["jpeg_quality"]) == top}
     most = max(effective_pixels(f["pixels"], f["detail"]) for f in facts.values())
     return [i for i, f in facts.items() if effective_pixels(f["pixels"], f["detail"]) * DETAIL_MARGIN >= most]
 
@@ -47,7 +44,7 @@ def suspected_upscale(fact: dict, others: list[dict]) -> bool:
 
 def quality_reason(kept: dict, other: dict) -> str:
     """Why best-quality kept `kept` over `other`, in words: the fact that decided."""
-    if -round(kept["clipped"] / CLIP_MARGIN) != -round(other["clipped"] / CLIP_MARGIN):
+    if other["clipped"] > kept["clipped"] + CLIP_MARGIN:
         return f"kept: {100 * other['clipped']:.0f}% of the other copy is clipped to black or white"
     if _jpeg_class(kept["jpeg_quality"]) != _jpeg_class(other["jpeg_quality"]):
         return f"kept: the other copy is a JPEG re-saved at quality {other['jpeg_quality']}"

@@ -1,0 +1,93 @@
+"""Keep the best copy, not the biggest: on groups of an original and its worse copies (2x
+upscales by bicubic and Lanczos, a re-save at quality 30-50, a Gaussian blur of sigma 1.5-3, an
+over-exposed copy, a 90% crop, a half-size copy), `best-quality` keeps the original where
+`largest-resolution` keeps an upscale. The groups are given (the encoder's grouping is not the
+point); the pixels are decoded in full, as the model decodes any image under twice its input
+size (docs/quality.md says what a reduced decode hides)."""
+
+from __future__ import annotations
+
+import random
+
+from PIL import Image, ImageEnhance, ImageFilter
+
+from tests.conftest import FakeEncoder, sample_photo
+from vitsearch.indexer import build_index
+from vitsearch.indexer.store.store import Store
+from vitsearch.search.dupes import DuplicateGroup
+from vitsearch.search.resolve import plan_resolution
+from vitsearch.ui.samples import make_scene
+
+PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "camera.png", "rocket.jpg",
+          "ihc.png", "motorcycle_right.png")
+
+
+class FullDecode(FakeEncoder):
+    draft_size = None  # decode every pixel, as the real model does below twice its input size
+
+
+def _copies(original: Image.Image, rng: random.Random) -> dict[str, tuple[Image.Image, int]]:
+    """name -> (image, JPEG quality) of the original and a few worse copies of it."""
+    w, h = original.size
+    worse = {
+        "up2-bicubic": (original.resize((2 * w, 2 * h), Image.Resampling.BICUBIC), 80),
+        "up2-lanczos": (original.resize((2 * w, 2 * h), Image.Resampling.LANCZOS), 90),
+        "resaved": (original, rng.randint(30, 50)),
+        "blurred": (original.filter(ImageFilter.GaussianBlur(rng.uniform(1.5, 3.0))), 92),
+        "overexposed": (ImageEnhance.Brightness(original).enhance(rng.uniform(1.8, 2.5)), 92),
+        "cropped": (original.crop((w // 20, h // 20, w - w // 20, h - h // 20)), 92),
+        "half": (original.resize((w // 2, h // 2), Image.Resampling.LANCZOS), 92),
+    }
+    chosen = rng.sample(sorted(worse), rng.randint(2, 4))
+    if not any(k.startswith("up2") for k in chosen):
+        chosen.append(rng.choice(["up2-bicubic", "up2-lanczos"]))  # so that largest-resolution is wrong
+    return {"original": (original, 92), **{k: worse[k] for k in chosen}}
+
+
+def _library(folder, groups: int, rng: random.Random) -> dict[str, str]:
+    """Write the groups; returns file name -> its group's name."""
+    folder.mkdir(parents=True)
+    names = {}
+    for n in range(groups):
+        if n % 4 == 0:  # a quarter real photos (cropped to vary), the rest generated landscapes
+            photo = sample_photo(PHOTOS[(n // 4) % len(PHOTOS)])
+            x, y = rng.randint(0, photo.width // 8), rng.randint(0, photo.height // 8)
+            original = photo.crop((x, y, x + photo.width * 3 // 4, y + photo.height * 3 // 4))
+        else:
+            original = make_scene(1000 + n, (rng.choice([320, 360, 400]), rng.choice([240, 270, 300])))
+        for kind, (image, quality) in _copies(original, rng).items():
+            name = f"g{n:03d}-{kind}.jpg"
+            image.save(folder / name, "JPEG", quality=quality)
+            names[name] = f"g{n:03d}"
+    return names
+
+
+def _kept(store, names: dict[str, str], rules: list[str]) -> dict[str, str]:
+    """group -> the kind of copy the rules keep."""
+    rows = Store(store).records("id, path", "true")
+    ids = {r["path"].rsplit("/", 1)[1]: r["id"] for r in rows}
+    by_group: dict[str, list[int]] = {}
+    for name, group in names.items():
+        by_group.setdefault(group, []).append(ids[name])
+    groups = [DuplicateGroup("near", tuple(sorted(i)), (), (), min(i), False) for i in by_group.values()]
+    plan = plan_resolution(Store(store), groups, rules)
+    return {p.keeper["path"].rsplit("/", 1)[1].split("-", 1)[0]: p.keeper["path"].rsplit("-", 1)[-1][:-4]
+            if "-" in p.keeper["path"] else "" for p in plan}
+
+
+def _rates(tmp_path, groups: int) -> tuple[float, float, dict]:
+    rng = random.Random(31)
+    names = _library(tmp_path / "photos", groups, rng)
+    build_index([tmp_path / "photos"], tmp_path / "store", encoder=FullDecode())
+    quality = _kept(tmp_path / "store", names, ["best-quality", "oldest-file"])
+    largest = _kept(tmp_path / "store", names, ["largest-resolution", "oldest-file"])
+    wrong = {g: k for g, k in quality.items() if not k.endswith("original")}
+    return (sum(k.endswith("original") for k in quality.values()) / groups,
+            sum(k.startswith("up2") or k.endswith(("bicubic", "lanczos")) for k in largest.values()) / groups, wrong)
+
+
+def test_on_two_hundred_groups_best_quality_keeps_the_original(tmp_path):
+    kept_original, kept_upscale, wrong = _rates(tmp_path, 200)
+    print({"groups": 200, "best_quality_keeps_original": kept_original, "largest_keeps_upscale": kept_upscale,
+           "wrong": wrong})
+    assert kept_upscale == 1.0 and kept_original >= 0.95, wrong
