@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..indexer.errors import ConfigError
+from ..indexer.imaging.quality import effective_pixels
 from ..indexer.store.companions import disk_records_keys, moving_companions
 from ..indexer.store.decisions import read_decisions
 from ..indexer.store.store import MTIME, Store, disk_path
@@ -86,6 +87,7 @@ class ResolutionPlan:
     groups: list[GroupPlan]
     skipped: list[tuple[str, str]]  # (the group's keeper, why nothing of it moves)
     unsigned: int = 0  # images without signatures when the groups were found (plan_cleanup)
+    close: int = 0  # groups left out: their copies differ by less than min_difference
 
     def __iter__(self):
         return iter(self.groups)
@@ -118,7 +120,8 @@ def parse_rules(text: str) -> list[str]:
 
 def plan_cleanup(index: ImageIndex, rules: str | list[str], *, tiers: Iterable[str] | None = RESOLVE_TIERS,
                  near: float | None = None, similar: float | None = None, against: str | os.PathLike | None = None,
-                 protect: Iterable[str] = (), override_ratings: bool = False) -> ResolutionPlan:
+                 protect: Iterable[str] = (), override_ratings: bool = False,
+                 min_difference: float | None = None) -> ResolutionPlan:
     """The cleanup of the library's duplicate groups of `tiers` by `rules` (a rule list or its
     text), honouring the keepers the user recorded and, unless `override_ratings`, the ratings
     and picks: the one plan `vitsearch dupes --resolve` and the page's cleanup show and apply.
@@ -127,7 +130,8 @@ def plan_cleanup(index: ImageIndex, rules: str | list[str], *, tiers: Iterable[s
         rules = parse_rules(rules)
     groups = find_duplicates(index, near=near, similar=similar, tiers=tuple(tiers or RESOLVE_TIERS), against=against)
     plan = plan_resolution(index.store, groups, rules, protect=list(protect),
-                           keepers=read_decisions(index.store).keepers, override_ratings=override_ratings)
+                           keepers=read_decisions(index.store).keepers, override_ratings=override_ratings,
+                           min_difference=min_difference)
     plan.unsigned = groups[0].unsigned if groups else 0
     return plan
 
@@ -141,15 +145,18 @@ def plan_group(index: ImageIndex, group: DuplicateGroup) -> ResolutionPlan:
 
 def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str], *,
                     protect: list[str] = (), keepers: set[int] = frozenset(),
-                    check_files: bool = True, override_ratings: bool = False) -> ResolutionPlan:
+                    check_files: bool = True, override_ratings: bool = False,
+                    min_difference: float | None = None) -> ResolutionPlan:
     """The keeper and the files to move of every group that has something to move. Never moved:
     any group's keeper, a file the user said to keep, a protected file, a burst frame, the
     keeper's RAW/JPEG partner, a file other paths link to, a link, a file already gone, and
     (unless `override_ratings`) a file rated above its keeper or picked: the group's best-rated
     member (a picked one first) is its keeper, the rules choosing among equals. A group whose
     keeper is gone or changed on disk moves nothing. A file in two groups moves once. Each moving
-    file takes the files that belong to it along. Folders (protect, prefer:, avoid:) are
-    compared as real paths and must exist."""
+    file takes the files that belong to it along. With `min_difference` (a ratio, e.g. 1.2), a
+    copy moves only if it differs from its keeper by that much in bytes, pixels or effective
+    pixels (measured detail): a group of copies too alike to choose between is left out. Folders
+    (protect, prefer:, avoid:) are compared as real paths and must exist."""
     protect = [real_folder(p, "protect") for p in protect]
     folders = {r: real_folder(r.split(":", 1)[1], r) for r in rules if r.startswith(PREFIX_RULES)}
     ids = sorted({i for g in groups for i in g.ids})
@@ -181,6 +188,11 @@ def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str]
                 and (not check_files or _movable(facts[i]["disk"]))]
         if group.tier in ("burst", "hardlink") or not move:
             continue
+        if min_difference is not None:
+            move = [i for i in move if _differs(facts[keeper], facts[i], min_difference)]
+            if not move:
+                plan.close += 1
+                continue
         if check_files and not _unchanged(facts[keeper]):
             plan.skipped.append((facts[keeper]["path"], "the keeper is gone or changed since it was indexed "
                                  "(run `vitsearch index` first); nothing of its group moves"))
@@ -206,6 +218,13 @@ def _stale_records(facts: dict) -> set[int]:
     on ratings and picks the photographer has since changed."""
     on_disk = disk_records_keys((f["disk"], f["size"], f["mtime_ns"]) for f in facts.values())
     return {i for i, f in facts.items() if on_disk[f["disk"]] != f["records_key"]}
+
+
+def _differs(keeper: dict, other: dict, ratio: float) -> bool:
+    """Whether two copies differ by `ratio` in bytes, pixels or effective pixels."""
+    pairs = ((keeper["size"], other["size"]), (keeper["pixels"], other["pixels"]),
+             (effective_pixels(keeper["pixels"], keeper["detail"]), effective_pixels(other["pixels"], other["detail"])))
+    return any(max(a, b) >= ratio * min(a, b) for a, b in pairs if min(a, b) > 0)
 
 
 def _reason(rule: str, group: DuplicateGroup, keeper: int, move: list[int], facts: dict) -> str:

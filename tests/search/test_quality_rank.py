@@ -7,8 +7,10 @@ size (docs/quality.md says what a reduced decode hides)."""
 
 from __future__ import annotations
 
+import json
 import random
 
+import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
 from tests.conftest import FakeEncoder, sample_photo
@@ -91,3 +93,29 @@ def test_on_two_hundred_groups_best_quality_keeps_the_original(tmp_path):
     print({"groups": 200, "best_quality_keeps_original": kept_original, "largest_keeps_upscale": kept_upscale,
            "wrong": wrong})
     assert kept_upscale == 1.0 and kept_original >= 0.95, wrong
+
+
+def test_copies_too_alike_are_left_out_by_min_difference(tmp_path, capsys):
+    """--min-difference 1.5: a re-save at nearly the same size is left out (and counted), a copy
+    twice as large in pixels is still resolved."""
+    from vitsearch.ui.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    photo = sample_photo("chelsea.png")
+    photo.save(photos / "alike.jpg", quality=92)
+    photo.save(photos / "alike-copy.jpg", quality=90)
+    other = sample_photo("coffee.png")
+    other.save(photos / "coffee.jpg", quality=92)
+    other.resize((other.width // 2, other.height // 2), Image.Resampling.LANCZOS).save(photos / "coffee-small.jpg")
+    store = str(tmp_path / "store")
+    build_index([photos], store, encoder=FakeEncoder())
+    assert main(["dupes", "--store", store, "--resolve", "best-quality", "--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["dupes", "--store", store, "--resolve", "best-quality", "--min-difference", "1.5", "--json"]) == 0
+    out = capsys.readouterr()
+    moved = [m["path"].rsplit("/", 1)[1] for line in out.out.splitlines() for m in json.loads(line)["move"]]
+    assert moved == ["coffee-small.jpg"] and "left out: 1 group" in out.err
+    with pytest.raises(SystemExit) as refused:
+        main(["dupes", "--store", store, "--resolve", "best-quality", "--min-difference", "0.5"])
+    assert refused.value.code == 2

@@ -46,6 +46,9 @@ def _cleanup_flags(dupes) -> None:
     dupes.add_argument("--override-ratings", action="store_true",
                        help="let the rules alone choose keepers: by default the best-rated member of a group (a "
                             "picked one first) is kept and nothing rated above its keeper, or picked, moves")
+    dupes.add_argument("--min-difference", type=_ratio, metavar="RATIO",
+                       help="resolve a copy only if it differs from its keeper by RATIO (e.g. 1.2) in bytes, pixels "
+                            "or measured detail; groups of copies too alike to choose between are left out")
     dupes.add_argument("--mark", choices=["xmp"],
                        help="instead of moving: write a reject (xmp:Rating -1) and a keyword naming the keeper into "
                             "each other file's XMP sidecar (created if absent; images are never written)")
@@ -102,7 +105,8 @@ def run(args) -> int:
         print(f"{len(groups)} groups (* = keeper)", file=sys.stderr)
         return 0
     plans = plan_cleanup(index, rules, tiers=args.tier, near=args.near, similar=args.similar, against=args.against,
-                         protect=args.protect or (), override_ratings=args.override_ratings)
+                         protect=args.protect or (), override_ratings=args.override_ratings,
+                         min_difference=args.min_difference)
     _note_unsigned(plans.unsigned)
     for plan in plans:
         print(json.dumps(plan.to_record()) if args.json else _plan_lines(plan))
@@ -111,6 +115,9 @@ def run(args) -> int:
     for plan in plans:
         if plan.guard:
             print(f"note: {shown(plan.guard)}", file=sys.stderr)
+    if plans.close:
+        print(f"left out: {plans.close} group{'s' if plans.close != 1 else ''} whose copies differ by less than "
+              f"--min-difference {args.min_difference:g} (bytes, pixels and detail)", file=sys.stderr)
     if not args.apply:
         _say_unfinished(args)
     if args.mark:
@@ -122,6 +129,18 @@ def run(args) -> int:
     return 0
 
 
+def _ratio(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value >= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a ratio of at least 1 (e.g. 1.2: 20% apart)")
+    return value
+
+
 def _check_cleanup_flags(args) -> None:
     from ...indexer.errors import ConfigError
 
@@ -131,6 +150,8 @@ def _check_cleanup_flags(args) -> None:
         raise ConfigError("--mark xmp marks the files of a --resolve plan: add --resolve RULES")
     if args.mark and args.apply:
         raise ConfigError("--mark xmp marks instead of moving: use --mark or --apply, not both")
+    if args.min_difference is not None and not args.resolve:
+        raise ConfigError("--min-difference guards a --resolve plan: add --resolve RULES")
     if args.merge_metadata and not (args.mark or args.apply):
         raise ConfigError("--merge-metadata goes with --mark xmp or --apply")
 
