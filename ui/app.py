@@ -24,6 +24,7 @@ from ..search.region import parse_box
 from .duplicates_tab import duplicates_tab
 from .filters import FORMATS, build_where
 from .map_tab import map_tab
+from .quality import quality_facts
 from .records import stars
 from .refused import refused
 from .thumbnails import PREVIEW_SIDE, ThumbnailCache
@@ -132,7 +133,8 @@ class SearchActions:
 
     def show_selected(self, hits, query, heat, evt: gr.SelectData):
         hit = hits[evt.index]
-        return (*self.preview_of(hit, query, heat), _metadata(hit), hit.id)
+        measured = self.index.describe([hit.id]).get(hit.id, {})  # {} once the file left the index
+        return (*self.preview_of(hit, query, heat), _metadata(hit, measured), hit.id)
 
     def preview_of(self, hit, query, heat):
         """The selected result's preview: the plain thumbnail, or with `heat` the heat map of
@@ -359,8 +361,9 @@ def _uploaded_bytes(upload: str, upload_dir: str) -> bytes:
     return data
 
 
-def _metadata(hit) -> dict:
-    """Plain values for gr.JSON, which shows them as text (never as HTML)."""
+def _metadata(hit, measured: dict) -> dict:
+    """Plain values for gr.JSON, which shows them as text (never as HTML); `measured` is the
+    hit's describe() row, for its quality facts."""
     return {
         "path": hit.path, "score": round(hit.score, 4), "width": hit.width, "height": hit.height,
         "format": hit.format, "size": hit.size, "modified": str(hit.mtime) if hit.mtime else None,
@@ -369,6 +372,7 @@ def _metadata(hit) -> dict:
         "copies": list(hit.copies), "labels": list(hit.labels),
         "rating": stars(hit.rating) or None, "pick": hit.pick, "colour label": hit.color_label,
         "keywords": list(hit.keywords), "companion files": list(hit.companion_files),
+        **quality_facts(measured, hit.format),
     }
 
 

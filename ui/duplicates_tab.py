@@ -1,4 +1,4 @@
-"""The Duplicates tab: groups with each member's tier, reason and the photographer's records,
+"""The Duplicates tab: groups with each member's tier, reason, measured quality and the photographer's records,
 one-group review with decisions, a rule-based cleanup (the rating guard on unless overridden) with
 a preview, apply or mark instead, undo, and threshold calibration. Moves go through
 indexer.store.quarantine (manifest first, the store following), marks through
@@ -19,13 +19,21 @@ from ..indexer.undo import undo_cleanup
 from ..search import ImageIndex
 from ..search.calibrate import fit_near_threshold, sample_pairs
 from ..search.dupes import TIERS, find_duplicates, thresholds
-from ..search.resolve import RESOLVE_TIERS, parse_rules, plan_cleanup, plan_group, plan_marks, summarize
+from ..search.resolve import RESOLVE_TIERS, RULES, parse_rules, plan_cleanup, plan_group, plan_marks, summarize
+from .quality import QUALITY_HEADERS, quality_cells
 from .records import standing, stars
 from .refused import refused
 
 __all__ = ["duplicates_tab", "DuplicateActions", "DEFAULT_RULES"]
 
 DEFAULT_RULES = "largest-resolution,largest-file,oldest-capture,has-exif,shortest-path"
+# The group's table, each column with its type: numbers stay numbers, so that sorting by a column
+# (its header's menu; Gradio sorts in the browser) orders them as numbers. The measured facts come
+# before the long reason, so that they show without scrolling sideways.
+MEMBER_COLUMNS = (("path", "str"), ("rating", "str"), ("pick", "str"), ("keywords", "str"), ("tier", "str"),
+                  ("transform", "str"), ("score", "number"), ("width", "number"), ("height", "number"),
+                  ("bytes", "number"), *zip(QUALITY_HEADERS, ("number", "number", "number", "str"), strict=True),
+                  ("reason", "str"), ("date", "str"), ("keeper", "str"))
 DECISION_WAIT_SECONDS = 5.0  # a write while an index run holds the store: wait, then say busy
 
 
@@ -76,7 +84,8 @@ class DuplicateActions:
             items.append((thumb, _member_caption(group, member, row, said)))
             table.append([member.path, stars(said.get("rating")), said.get("pick") or "",
                           ", ".join(said.get("keywords") or ()), member.tier, member.transform or "",
-                          f"{member.score:.3f}", member.reason, row["width"], row["height"], row["size"], row["date"],
+                          round(member.score, 3), row["width"], row["height"], row["size"],
+                          *quality_cells(row, member.suspected_upscale), member.reason, row["date"],
                           "keep" if member.keeper else ""])
         return items, table, group
 
@@ -185,9 +194,8 @@ def _review_section(near_default: float, similar_default: float) -> SimpleNamesp
     group_pick = gr.Dropdown(choices=[], label="Group", elem_id="group-pick")
     compare = gr.Gallery(label="Side by side", columns=4, height="auto", format="jpeg", elem_id="dupes-gallery")
     # What the photographer recorded beside the path: the columns after it scroll out of sight.
-    table = gr.Dataframe(headers=["path", "rating", "pick", "keywords", "tier", "transform", "score", "reason",
-                                  "width", "height", "bytes", "date", "keeper"], interactive=False, wrap=True,
-                         elem_id="dupes-table")
+    table = gr.Dataframe(headers=[name for name, _ in MEMBER_COLUMNS], datatype=[kind for _, kind in MEMBER_COLUMNS],
+                         interactive=False, wrap=True, elem_id="dupes-table")
     with gr.Row():
         keep_button = gr.Button("Keep the selected image")
         not_dupes_button = gr.Button("Not duplicates")
@@ -205,7 +213,7 @@ def _cleanup_section() -> SimpleNamespace:
     with gr.Accordion("Clean up many groups by rules", open=True):
         with gr.Row():
             rules = gr.Textbox(value=DEFAULT_RULES, label="Keeper rules, in order (ties fall to the next)",
-                               elem_id="cleanup-rules")
+                               info=_rules_help(), elem_id="cleanup-rules")
             protect = gr.Textbox(label="Protected folders (one per line; never moved, kept first)", lines=2,
                                  elem_id="cleanup-protect")
         with gr.Row():
@@ -257,6 +265,11 @@ def _wire_cleanup(actions: DuplicateActions, filters: list, cleanup: SimpleNames
     cleanup.mark_button.click(lambda *c: actions.mark(*c[:-1], merge=c[-1]), [*inputs, cleanup.merge],
                               [outcome, cleanup.plan_table], api_name="mark")
     cleanup.undo_button.click(actions.undo, None, outcome)
+
+
+def _rules_help() -> str:
+    """Every rule search.resolve knows, for the rules box: the measured-quality ones among them."""
+    return "Rules: " + ", ".join([*RULES, "prefer:FOLDER", "avoid:FOLDER"]) + "."
 
 
 def _member_caption(group, member, row, said: dict) -> str:

@@ -1,9 +1,11 @@
 """The web page and the photographer's records, live: a real `vitsearch serve` over the
 photo-records library (tests/photo_records.py), driven in Debian's chromium by Playwright: stars
 in a result's metadata and a group's table, the records filters, and a cleanup that marks XMP
-sidecars instead of moving files, then undone."""
+sidecars instead of moving files, then undone; the measured quality beside them, sortable."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -41,6 +43,7 @@ def test_a_result_shows_its_rating_and_the_records_filter_it(served, browser):  
                            "document.querySelector('#metadata').innerText.includes('★★★★★')")
     shown = page.inner_text("#metadata")
     assert "holiday" in shown and "beach" in shown and "best.jpg.xmp" in shown, shown
+    assert re.search(r"JPEG quality\W+92\b", shown) and "higher is sharper" in shown, shown  # Pillow's 92
 
     page.get_by_text("Filters").click()
     page.locator("#keyword textarea, #keyword input").fill("holiday")
@@ -50,6 +53,44 @@ def test_a_result_shows_its_rating_and_the_records_filter_it(served, browser):  
     status = page.inner_text("#search-status")
     assert "list_contains(keywords, 'holiday')" in status, status
     assert set(caption_names(page, "results-gallery")) == {"best.jpg", "pick.jpg"}
+    page.close()
+
+
+def table_rows(page, table_id: str) -> list[dict]:
+    """A Gradio table's rows as shown (sorted or not), each as {header: cell text}."""
+    headers = page.locator(f"#{table_id} th[role=columnheader]").evaluate_all("hs => hs.map(h => h.title)")
+    rows = page.locator(f"#{table_id} [role=row].virtual-row").evaluate_all(
+        "rs => rs.map(r => Array.from(r.querySelectorAll('[role=gridcell]')).map(c => c.innerText.trim()))")
+    return [dict(zip(headers, row, strict=True)) for row in rows]
+
+
+def sort_table(page, table_id: str, header: str, direction: str) -> None:
+    """Sort by a column as a user does: the header's menu (⋮), then 'Sort ascending' or 'Sort descending'."""
+    column = page.locator(f"#{table_id} th[role=columnheader][title='{header}']")
+    column.hover()  # the menu button shows on a hovered or selected header
+    column.locator(".cell-menu-button").click()
+    page.get_by_role("menuitem", name=f"Sort {direction}").click()
+
+
+def test_duplicates_table_shows_measured_quality_and_sorts_by_it(served, browser):  # noqa: F811
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(served["url"])
+    page.get_by_role("tab", name="Duplicates").click()
+    pick_group(page, "upscaled_export.jpg")
+    page.wait_for_function("document.querySelector('#dupes-table').innerText.includes('upscaled_export.jpg')")
+    rows = {row["path"].rsplit("/", 1)[-1]: row for row in table_rows(page, "dupes-table")}
+    # best.jpg was written by Pillow at quality 92, its 2x upscale at 80 (tests/photo_records.py)
+    assert rows["best.jpg"]["JPEG quality"] == "92" and rows["upscaled_export.jpg"]["JPEG quality"] == "80", rows
+    assert rows["upscaled_export.jpg"]["suspected upscale"] == "yes" and rows["best.jpg"]["suspected upscale"] == ""
+    assert all(float(row["sharpness"]) > 0 and float(row["clipped %"]) >= 0 for row in rows.values()), rows
+    assert "best-quality" in page.inner_text("#cleanup-rules"), "the rules box lists the measured-quality rules"
+
+    for direction, first in (("ascending", "upscaled_export.jpg"), ("descending", "best.jpg")):
+        sort_table(page, "dupes-table", "JPEG quality", direction)
+        page.wait_for_function(f"document.querySelector('#dupes-table [role=row].virtual-row')"
+                               f".innerText.includes({first!r})")
+        assert [row["JPEG quality"] for row in table_rows(page, "dupes-table")] == (
+            ["80", "92"] if direction == "ascending" else ["92", "80"])
     page.close()
 
 
