@@ -177,11 +177,11 @@ class ImageIndex:
         """Metadata of these images by id: path, width, height, size, mtime_ns, date (capture
         time, else modification time, as text), camera, and the photographer's records: rating,
         pick, color_label, keywords and companion_files (None and [] where nothing is recorded),
-        and the measured jpeg_quality, sharpness and exposure (clipped fraction)."""
+        and the measured jpeg_quality, sharpness, detail and exposure (clipped fraction)."""
         rows = self.store.records_by_id(
             f"path, width, height, size, mtime_ns, coalesce(captured_at, {MTIME}) AS date, camera, rating, pick, "
             "color_label, coalesce(keywords, []::VARCHAR[]) AS keywords, "
-            "coalesce(companion_files, []::VARCHAR[]) AS companion_files, jpeg_quality, sharpness, "
+            "coalesce(companion_files, []::VARCHAR[]) AS companion_files, jpeg_quality, sharpness, detail, "
             "clipped_shadows + clipped_highlights AS exposure", ids)
         for row in rows.values():
             row["date"] = str(row["date"])[:19] if row["date"] else None
