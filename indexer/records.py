@@ -24,11 +24,11 @@ from .imaging.xmp import (
 )
 from .report import Progress
 from .scan import ScannedFile
-from .store.companions import RECORDS_VERSION, XMP_EXTENSION
+from .store.companions import XMP_EXTENSION
 from .store.companions import records_key as companion_records_key
-from .store.store import RECORD_COLUMNS, Store, encode_path
+from .store.store import Store, encode_path
 
-__all__ = ["records_key", "read_records", "refresh_records", "RECORDS_VERSION"]
+__all__ = ["records_key", "read_records", "refresh_records"]
 
 CHUNK = 256  # rows per transaction of a refresh
 
@@ -97,7 +97,3 @@ def _sidecars(image_name: str, companions: list[str]) -> list[str]:
     shared by a RAW+JPEG pair), then `IMG.CR2.xmp` (darktable, digiKam), which wins."""
     xmp = [n for n in companions if n.lower().endswith(XMP_EXTENSION)]
     return sorted(xmp, key=lambda n: (n.lower() == image_name.lower() + XMP_EXTENSION, n))
-
-
-assert set(RECORD_COLUMNS) == {"rating", "pick", "color_label", "keywords", "companion_files", "records_note",
-                               "records_key"}

@@ -12,7 +12,6 @@ it trusts only manifests in this store's quarantine, naming sidecars of images i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -27,8 +26,8 @@ from .records import refresh_records
 from .scan import scan_files
 from .store.companions import XMP_EXTENSION, sole_companions
 from .store.lock import WriterLock
-from .store.quarantine_moves import mirrored_path, quarantine_dir
-from .store.safe_move import fsync_folder, rename_no_replace
+from .store.quarantine_moves import manifests_in_state, mirrored_path, quarantine_dir, write_json_synced
+from .store.safe_move import copy_synced, file_digest, fsync_folder, rename_no_replace
 from .store.store import encode_path, open_store
 
 __all__ = ["SidecarMark", "SidecarWrite", "MarkReport", "mark_sidecars", "undo_marks", "sidecars_for",
@@ -56,8 +55,8 @@ class SidecarWrite:
     sidecar: str
     image: str
     created: bool
-    before: str | None  # sha256 of the original (None: created)
-    after: str | None  # sha256 of what was written (None: not prepared yet)
+    before: str | None  # the original's hash, as content_hash (None: created)
+    after: str | None  # the hash of what was written (None: not prepared yet)
     backup: str | None  # the original's copy in the quarantine folder (as written; an undo finds it anew)
 
 
@@ -68,12 +67,13 @@ class MarkReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
 
 
-def sidecars_for(image: str) -> list[str]:
-    """The sidecars a mark of `image` goes into: its own existing XMP sidecars (`IMG.CR2.xmp`, or
-    `IMG.xmp` when no other file shares it), else a new `IMG.CR2.xmp` (darktable's and digiKam's
-    name; unambiguous beside a RAW+JPEG pair)."""
-    own = [c for c in sole_companions(image) if c.lower().endswith(XMP_EXTENSION)]
-    return own or [image + XMP_EXTENSION]
+def sidecars_for(images: list[str]) -> dict[str, list[str]]:
+    """The sidecars a mark of each image goes into: its own existing XMP sidecars (`IMG.CR2.xmp`,
+    or `IMG.xmp` when no other file shares it), else a new `IMG.CR2.xmp` (darktable's and
+    digiKam's name; unambiguous beside a RAW+JPEG pair). One folder listing per folder."""
+    own = sole_companions(images)
+    return {image: [c for c in own[image] if c.lower().endswith(XMP_EXTENSION)] or [image + XMP_EXTENSION]
+            for image in images}
 
 
 def mark_sidecars(store_dir, marks: list[SidecarMark], *, folder: Path | None = None, with_apply: Path | None = None,
@@ -88,8 +88,9 @@ def mark_sidecars(store_dir, marks: list[SidecarMark], *, folder: Path | None = 
         stamp = (with_apply.stem.removeprefix("manifest-") if with_apply
                  else f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}")
         manifest = folder / f"marks-{stamp}.json"
+        targets = sidecars_for([mark.image for mark in marks])
         planned = [(mark, _planned(sidecar, mark.image, folder, manifest))
-                   for mark in marks for sidecar in sidecars_for(mark.image)]
+                   for mark in marks for sidecar in targets[mark.image]]
         if not planned:
             return report
         folder.mkdir(parents=True, exist_ok=True)
@@ -144,14 +145,7 @@ def undo_marks(store_dir, manifest: Path, *, wait: float = WAIT_SECONDS) -> Mark
 
 def undoable_marks(folder: Path) -> list[Path]:
     """This quarantine folder's marks manifests an undo can still act on."""
-    found = []
-    for manifest in sorted(Path(folder).glob(MARKS_GLOB)) if Path(folder).is_dir() else []:
-        try:
-            if json.loads(manifest.read_text()).get("state") in UNDOABLE:
-                found.append(manifest)
-        except (OSError, ValueError, AttributeError):
-            continue
-    return found
+    return manifests_in_state(folder, MARKS_GLOB, UNDOABLE)
 
 
 def read_marks(manifest: Path) -> tuple[str, list[SidecarWrite]]:
@@ -181,7 +175,7 @@ def _prepare(planned: list[tuple[SidecarMark, SidecarWrite]], report: MarkReport
     prepared, folders = [], set()
     for mark, entry in planned:
         try:
-            temporary, written, _ = prepare_sidecar(entry.sidecar, rating=mark.rating, reject=mark.reject,
+            temporary, _, _ = prepare_sidecar(entry.sidecar, rating=mark.rating, reject=mark.reject,
                                                     add_keywords=mark.keywords)
         except XmpError as e:
             report.skipped.append((entry.sidecar, str(e)))
@@ -189,9 +183,10 @@ def _prepare(planned: list[tuple[SidecarMark, SidecarWrite]], report: MarkReport
         if temporary is None:
             continue  # it already says all of this
         if entry.backup:
-            _copy_synced(entry.sidecar, entry.backup)
+            os.makedirs(os.path.dirname(entry.backup), exist_ok=True)
+            copy_synced(entry.sidecar, entry.backup)
             folders.add(os.path.dirname(entry.backup))
-        prepared.append((temporary, replace(entry, after=hashlib.sha256(written).hexdigest())))
+        prepared.append((temporary, replace(entry, after=file_digest(temporary))))
     for folder in sorted(folders, key=len, reverse=True):
         fsync_folder(folder)  # the copies must outlive a power cut before any original is replaced
     return prepared
@@ -235,9 +230,7 @@ def _restore(entry: SidecarWrite, backup: str | None, state: str) -> str | None:
     if backup is None or _digest(backup) != entry.before:
         return f"its original's copy ({backup}) is gone or changed: left as it is"
     temporary = _leftover(entry.sidecar)
-    shutil.copyfile(backup, temporary)
-    with open(temporary, "rb") as f:
-        os.fsync(f.fileno())
+    copy_synced(backup, temporary)
     os.replace(temporary, entry.sidecar)
     fsync_folder(os.path.dirname(entry.sidecar))
     return None
@@ -254,27 +247,13 @@ def _remove_leftover(sidecar: str) -> None:
         os.unlink(with_temp)
 
 
-def _copy_synced(source: str, target: str) -> None:
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    shutil.copyfile(source, target)
-    with open(target, "rb") as f:
-        os.fsync(f.fileno())
-
-
 def _write_manifest(path: Path, entries: list[SidecarWrite], state: str) -> None:
-    temporary = path.with_suffix(".tmp")
-    with open(temporary, "w") as f:
-        json.dump({"kind": "marks", "state": state, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-                   "sidecars": [asdict(e) for e in entries]}, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
-    fsync_folder(str(path.parent))
+    write_json_synced(path, {"kind": "marks", "state": state, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                             "sidecars": [asdict(e) for e in entries]})
 
 
 def _digest(path: str) -> str | None:
     try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+        return file_digest(path)
     except OSError:
         return None

@@ -79,14 +79,18 @@ def folder_owners(folder: str) -> tuple[FolderCompanions, dict[str, list[str]]] 
     return lookup, owners
 
 
-def sole_companions(image: str) -> list[str]:
-    """The companions (full paths) of the image file `image` that belong to no other file."""
-    folder, name = os.path.split(image)
-    found = folder_owners(folder)
-    if found is None:
-        return []
-    lookup, owners = found
-    return [os.path.join(folder, c) for c in lookup.of(name) if owners.get(c, [name]) == [name]]
+def sole_companions(images: Iterable[str]) -> dict[str, list[str]]:
+    """Each image file's companions (full paths) that belong to no other file, one listing per folder."""
+    by_folder: dict[str, list[str]] = {}
+    for image in images:
+        by_folder.setdefault(os.path.dirname(image), []).append(image)
+    result: dict[str, list[str]] = {}
+    for folder, wanted in by_folder.items():
+        lookup, owners = folder_owners(folder) or (FolderCompanions(()), {})
+        for image in wanted:
+            name = os.path.basename(image)
+            result[image] = [os.path.join(folder, c) for c in lookup.of(name) if owners.get(c, [name]) == [name]]
+    return result
 
 
 def companion_plan(paths: list[str]) -> dict[str, list[tuple[str, tuple[str, ...]]]]:

@@ -13,13 +13,14 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .companions import companion_plan
-from .safe_move import Expected, file_digest
+from .safe_move import Expected, file_digest, fsync_folder
 from .store import Store, disk_path, open_store
 
 __all__ = ["Move", "QuarantineReport", "quarantine_dir", "unfinished_manifests", "latest_manifest", "read_manifest",
            "write_manifest", "new_manifest_path", "remove_temporary_manifests", "target", "mirrored_path",
            "rows_any_status", "unmovable", "keeper_problem", "same_file", "changed", "readable_digest",
-           "MANIFEST_GLOB", "UNFINISHED", "ROW_COLUMNS", "companion_moves", "units"]
+           "MANIFEST_GLOB", "UNFINISHED", "ROW_COLUMNS", "companion_moves", "units", "manifests_in_state",
+           "write_json_synced"]
 
 MANIFEST_GLOB = "manifest-*.json"
 UNFINISHED = ("applying", "undoing")
@@ -74,10 +75,16 @@ def quarantine_dir(store_dir) -> Path:
 
 def unfinished_manifests(folder: Path) -> list[Path]:
     """Manifests of an apply or undo that did not finish (read only)."""
+    return manifests_in_state(folder, MANIFEST_GLOB, UNFINISHED)
+
+
+def manifests_in_state(folder: Path, pattern: str, states: tuple[str, ...]) -> list[Path]:
+    """The manifests of `folder` matching `pattern` whose state is one of `states`, in name order
+    (unreadable ones are skipped)."""
     found = []
-    for manifest in sorted(Path(folder).glob(MANIFEST_GLOB)) if Path(folder).is_dir() else []:
+    for manifest in sorted(Path(folder).glob(pattern)) if Path(folder).is_dir() else []:
         try:
-            if json.loads(manifest.read_text()).get("state") in UNFINISHED:
+            if json.loads(manifest.read_text()).get("state") in states:
                 found.append(manifest)
         except (OSError, ValueError, AttributeError):
             continue
@@ -202,13 +209,20 @@ def new_manifest_path(folder: Path) -> Path:
 
 def write_manifest(path: Path, moves: list[Move], state: str) -> Path:
     """Write (atomically, fsynced) the list of moves before they happen."""
+    return write_json_synced(path, {"state": state, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                    "moves": [asdict(m) for m in moves]})
+
+
+def write_json_synced(path: Path, data: dict) -> Path:
+    """Write a manifest atomically: a temporary beside it, fsynced, renamed over it, the folder
+    fsynced."""
     temporary = path.with_suffix(".tmp")
     with open(temporary, "w") as f:
-        json.dump({"state": state, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-                   "moves": [asdict(m) for m in moves]}, f, indent=1)
+        json.dump(data, f, indent=1)
         f.flush()
         os.fsync(f.fileno())
     os.replace(temporary, path)
+    fsync_folder(str(path.parent))
     return path
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..faults import fault_point
 
-__all__ = ["MoveError", "Expected", "move_file", "rename_no_replace", "file_digest", "is_intact",
+__all__ = ["MoveError", "Expected", "move_file", "rename_no_replace", "file_digest", "copy_synced", "is_intact",
            "is_partial_copy_of", "partial_path", "remove_partial", "fsync_folder"]
 
 CHUNK = 1 << 20
@@ -138,7 +138,7 @@ def _copy_then_unlink(source: str, target: str, expected: Expected) -> None:
     partial = partial_path(target)
     try:
         before = os.stat(source)
-        digest = _copy_synced(source, partial)
+        digest = copy_synced(source, partial)
         if expected.digest is not None and digest != expected.digest:
             os.unlink(partial)
             raise MoveError("file changed since it was indexed: run `vitsearch index` first")
@@ -168,7 +168,7 @@ def _copy_then_unlink(source: str, target: str, expected: Expected) -> None:
         raise MoveError(f"could not copy across file systems: {e.strerror or e}") from None
 
 
-def _copy_synced(source: str, destination: str) -> str:
+def copy_synced(source: str, destination: str) -> str:
     """Copy bytes, fsync them, and return the hash of what was read."""
     digest = hashlib.blake2b(digest_size=16)
     with open(source, "rb") as src, open(destination, "wb") as dst:

@@ -115,12 +115,7 @@ def gallery_captions(page, gallery_id: str) -> list[str]:
 
 def test_search_in_a_real_browser(served, browser):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(served["url"])
-    page.wait_for_selector("#query-image")
-    page.set_input_files("#query-image input[type=file]", str(served["photos"] / "chelsea.jpg"))
-    page.wait_for_function(
-        "document.querySelectorAll('#results-gallery .caption-label').length > 0", timeout=120_000)
+    page = searched_page(served, browser, "chelsea.jpg")
     captions = gallery_captions(page, "results-gallery")
     assert caption_names(page, "results-gallery")[0] == "chelsea.jpg" and float(captions[0].split(" · ")[0]) >= 0.99
     assert page.locator("#results-gallery img").count() == len(captions) > 1

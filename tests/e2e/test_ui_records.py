@@ -10,7 +10,7 @@ import re
 import pytest
 
 from tests.conftest import run_cli
-from tests.e2e.test_ui import ARTIFACTS, browser, caption_names, pick_group, serving  # noqa: F401 (fixture)
+from tests.e2e.test_ui import ARTIFACTS, browser, caption_names, pick_group, searched_page, serving  # noqa: F401 (fixture)
 from tests.photo_records import make_library
 
 
@@ -31,12 +31,7 @@ def files(folder) -> dict[str, bytes]:
 
 
 def test_a_result_shows_its_rating_and_the_records_filter_it(served, browser):  # noqa: F811
-    page = browser.new_page(viewport={"width": 1400, "height": 1200})
-    page.goto(served["url"])
-    page.wait_for_selector("#query-image")
-    page.set_input_files("#query-image input[type=file]", str(served["photos"] / "best.jpg"))
-    page.wait_for_function(
-        "document.querySelectorAll('#results-gallery .caption-label').length > 0", timeout=120_000)
+    page = searched_page(served, browser, "best.jpg", height=1200)
     assert caption_names(page, "results-gallery")[0] == "best.jpg"
     page.locator("#results-gallery button.thumbnail-item").first.click()
     page.wait_for_function("document.querySelector('#metadata') && "
