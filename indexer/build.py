@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 
 from .backfill import backfill_signatures, expire_stale_signatures
+from .extensions import has_video_extension
 from .faults import fault_point
 from .ingest import IndexRun, default_workers
 from .model.encoder import Encoder, check_model_options, encoder_identity, load_encoder
@@ -22,6 +23,7 @@ from .scan import UnreadableFolder, normalize_roots, scan_folders
 from .store.lock import WriterLock
 from .store.store import open_store
 from .store.vectors import DeferredSaves, open_for_writing, sync_and_save
+from .video_ingest import index_videos
 
 __all__ = ["build_index", "load_store_encoder", "save_deferred", "IndexReport", "FileFailure"]
 
@@ -156,9 +158,12 @@ def build_index(
         batch_size = batch_size or encoder.default_batch_size
         run = IndexRun(store, encoder, rows, plan.missing, report, batch_size, prefetch=prefetch)
         run.read_all(plan.to_read, workers or default_workers(encoder), progress)
+        index_videos(run, plan.videos, progress)
+        report.embedded += report.embedded_videos
         run.remove_missing()
         record_unreadable(store, plan, unreadable, report)
-        report.records_read = refresh_records(store, scanned, progress, report.record_notes)
+        images = [f for f in scanned if not has_video_extension(f.path)]  # videos carry no records yet
+        report.records_read = refresh_records(store, images, progress, report.record_notes)
         _record_precision(store, encoder, report)
         report.signed = backfill_signatures(store, roots, encoder.draft_size,
                                             workers=workers or default_workers(encoder), progress=progress)

@@ -25,7 +25,7 @@ from .report import FileFailure, IndexReport, Progress
 from .scan import ScannedFile
 from .store.store import RowState, Store
 
-__all__ = ["IndexRun", "default_workers", "prepare_image"]
+__all__ = ["IndexRun", "ReadFile", "default_workers", "prepare_image"]
 
 COMMIT_EVERY_SECONDS = 5.0  # longest that decided work waits for its commit
 EMBEDDED_COMMIT_SECONDS = 1.0  # embedded rows commit at most this often: fast GPUs batch them
@@ -34,8 +34,8 @@ MAX_PENDING_OPS = 512
 
 
 @dataclass
-class _Read:
-    """What a reader thread made of one file."""
+class ReadFile:
+    """What a reader made of one file."""
 
     file: ScannedFile
     row: RowState | None
@@ -66,9 +66,9 @@ class IndexRun:
         self.max_in_flight = 1 if _on_cuda(encoder) else 0
         # content hash -> id of a committed row whose embedding is that content's
         self.hashes = {r.content_hash: r.id for r in rows.values() if r.status == "ok" and r.content_hash}
-        self.batch: list[_Read] = []
-        self.in_flight: deque[tuple[list[_Read], Callable[[], np.ndarray]]] = deque()
-        self.embedded: list[tuple[_Read, np.ndarray | None]] = []
+        self.batch: list[ReadFile] = []
+        self.in_flight: deque[tuple[list[ReadFile], Callable[[], np.ndarray]]] = deque()
+        self.embedded: list[tuple[ReadFile, np.ndarray | None]] = []
         self.ops: list[Callable] = []
         self.records: list[dict] = []  # rows' records, written with the commit that writes the rows
         self.last_commit = time.monotonic()
@@ -95,9 +95,9 @@ class IndexRun:
         if progress:
             progress("index", total, total)
 
-    def _read(self, work: tuple[ScannedFile, RowState | None], decode: bool = False) -> _Read:
+    def _read(self, work: tuple[ScannedFile, RowState | None], decode: bool = False) -> ReadFile:
         file, row = work
-        item = _Read(file, row)
+        item = ReadFile(file, row)
         try:
             early = self.prefetch.take(file.path) if self.prefetch is not None else None
             data = early[0] if early else read_image_bytes(file.path)
@@ -122,7 +122,20 @@ class IndexRun:
             return (*self.device_inputs.prepare(data), None)
         return prepare_image(data, self.encoder.preprocess, self.encoder.draft_size)
 
-    def _decide(self, item: _Read) -> None:
+    def _decide(self, item: ReadFile) -> None:
+        if self.follow(item):
+            return
+        if item.tensor is None:  # its twin was rewritten since the read: decode after all
+            self._decide(self._read((f, row), decode=True))
+        else:
+            self.batch.append(item)
+            self.to_embed += 1
+            if self.to_embed == compiled.COMPILE_MIN_IMAGES:
+                self._prepare_graph(self.to_embed)
+
+    def follow(self, item: ReadFile) -> bool:
+        """Record what needs no model (a failure, unchanged content, a copy, a rename) and say
+        whether that was all; else the item's content must be embedded."""
         row, f = item.row, item.file
         if item.error is not None:
             self._fail(item, item.error.reason, item.error.detail)
@@ -132,13 +145,9 @@ class IndexRun:
             self.report.unchanged += 1
         elif item.content_hash in self.hashes:
             self._reuse(item, self.hashes[item.content_hash])
-        elif item.tensor is None:  # its twin was rewritten since the read: decode after all
-            self._decide(self._read((f, row), decode=True))
         else:
-            self.batch.append(item)
-            self.to_embed += 1
-            if self.to_embed == compiled.COMPILE_MIN_IMAGES:
-                self._prepare_graph(self.to_embed)
+            return False
+        return True
 
     def _prepare_graph(self, images: int) -> None:
         """Tell the encoder how many images this run embeds, for its compiled graph (see
@@ -149,7 +158,7 @@ class IndexRun:
         for the model, and the build serves this run's later batches."""
         self.encoder.prepare_graph(images, self.batch_size)
 
-    def _reuse(self, item: _Read, source_id: int) -> None:
+    def _reuse(self, item: ReadFile, source_id: int) -> None:
         row, f = item.row, item.file
         self._forget(row)
         if source_id in self.missing:  # renamed or moved: the row follows the file
@@ -163,22 +172,22 @@ class IndexRun:
             self._op(item, lambda tx: tx.copy(source_id, row.id if row else None, f.path, f.root, f.size, f.mtime_ns))
             self._count_write(row, f.path)
 
-    def _op(self, item: _Read, write: Callable) -> None:
+    def _op(self, item: ReadFile, write: Callable) -> None:
         """A pending row write (returning the row's id) whose row then gets the item's records."""
         def run(tx):
             self._keep_records(item, write(tx))
         self.ops.append(run)
 
-    def _keep_records(self, item: _Read, row_id: int) -> None:
+    def _keep_records(self, item: ReadFile, row_id: int) -> None:
         if item.records is not None:
             self.records.append({"id": row_id, **item.records})
             if item.records["records_note"]:
                 self.report.record_notes.append((item.file.path, item.records["records_note"]))
 
-    def _fail(self, item: _Read, reason: str, detail: str) -> None:
+    def _fail(self, item: ReadFile, reason: str, detail: str) -> None:
         self.ops.append(self._failure_op(item, reason, detail))
 
-    def _failure_op(self, item: _Read, reason: str, detail: str) -> Callable:
+    def _failure_op(self, item: ReadFile, reason: str, detail: str) -> Callable:
         """Count a failed file and return the write that records it."""
         row, f = item.row, item.file
         self._forget(row)
@@ -225,7 +234,7 @@ class IndexRun:
         while len(self.in_flight) > self.max_in_flight:
             self._collect()
 
-    def _model_inputs(self, batch: list[_Read]) -> tuple[list[_Read], list]:
+    def _model_inputs(self, batch: list[ReadFile]) -> tuple[list[ReadFile], list]:
         """The batch's tensors, decoded on the device where it decodes; failures are recorded."""
         import torch
 

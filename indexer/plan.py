@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .extensions import has_video_extension
 from .scan import ScannedFile, UnreadableFolder, is_within
 from .store.store import NOT_UTF8_MARK, RowState, encode_path
 
@@ -17,7 +18,8 @@ TRANSIENT_ERRORS = frozenset({"vanished", "unreadable", "internal"})
 @dataclass
 class SyncPlan:
     unchanged: int = 0
-    to_read: list[tuple[ScannedFile, RowState | None]] = field(default_factory=list)
+    to_read: list[tuple[ScannedFile, RowState | None]] = field(default_factory=list)  # images
+    videos: list[tuple[ScannedFile, RowState | None]] = field(default_factory=list)  # videos to read
     missing: dict[int, RowState] = field(default_factory=dict)  # stored rows no longer on disk
     # stored rows under a folder the scan could not list, to be marked failed `unreadable`
     unlisted: list[tuple[RowState, UnreadableFolder]] = field(default_factory=list)
@@ -35,6 +37,8 @@ def plan_sync(scanned: list[ScannedFile], rows: dict[str, RowState], roots: list
         row = rows.get(key)
         if row is not None and _same_stat(row, f) and _settled(row) and f.readable:
             plan.unchanged += 1
+        elif has_video_extension(f.path):
+            plan.videos.append((f, row))
         else:
             plan.to_read.append((f, row))
     # A folder that cannot be listed (permissions, a failing disk) most often still holds its

@@ -40,14 +40,14 @@ def recorded_model_if_idle(store: Store, plan: SyncPlan | None, weights: str | N
     """The stand-in when this run needs no model: the store's own weights, no file to read
     in its `plan` (none new, none changed), and no stored row waiting for labels or signatures.
     Else None, and the run loads the model as always."""
-    if not store.exists() or plan is None or plan.to_read:
+    if not store.exists() or plan is None or plan.to_read or plan.videos:
         return None
     try:
         manifest = store.manifest()
         if not manifest.get("weights_fingerprint") or weights not in (None, weights_from_manifest(manifest)):
             return None
         with store.connect() as con:
-            waiting = con.execute("SELECT count(*) FILTER (WHERE labels IS NULL OR pixel_hash IS NULL) "
+            waiting = con.execute("SELECT count(*) FILTER (WHERE labels IS NULL OR (pixel_hash IS NULL AND kind = 'image')) "
                                   f"FROM images WHERE {LIVE}").fetchone()[0]
         return None if waiting else RecordedModel(manifest)
     except Exception:  # noqa: BLE001 - a store this cannot read (older columns, damage): the full path says

@@ -10,10 +10,10 @@ if TYPE_CHECKING:
     from .model.precision import PrecisionCheck
 
 # progress(phase, done, total): a run reports each phase of its work as it goes. Phases, in order:
-# "index" (files read, embedded and committed), "records" (XMP of images whose sidecars changed),
+# "index" (files read, embedded and committed), "videos" (videos hashed, sampled and embedded), "records" (XMP of images whose sidecars changed),
 # "signatures" (older rows signed), "labels".
 Progress = Callable[[str, int, int], None]
-PHASES = ("index", "records", "signatures", "labels")
+PHASES = ("index", "videos", "records", "signatures", "labels")
 
 __all__ = ["IndexReport", "FileFailure", "Progress", "PHASES"]
 
@@ -35,7 +35,10 @@ class IndexReport:
     failed: int = 0
     seconds: float = 0.0
     images_per_s: float = 0.0
-    embedded: int = 0
+    embedded: int = 0  # images and videos given a fresh embedding
+    embedded_videos: int = 0  # videos sampled into frames and embedded
+    frames: int = 0  # the frames those videos were embedded from
+    video_seconds: float = 0.0  # wall time spent on videos (hashing, decoding, embedding)
     signed: int = 0  # older rows given their duplicate signatures (a decode, no model pass)
     records_read: int = 0  # images whose XMP records were read again without the model (a sidecar changed)
     record_notes: list[tuple[str, str]] = field(default_factory=list)  # (path, why some XMP was not read)

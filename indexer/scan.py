@@ -9,9 +9,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .extensions import has_image_extension
+from .extensions import has_image_extension, has_video_extension
 from .locations import is_within
-from .store.companions import FolderCompanions, companion_candidate
+from .store.companions import FolderCompanions, companion_candidate, live_photo_videos
 
 __all__ = ["ScannedFile", "UnreadableFolder", "scan_folders", "scan_files", "normalize_roots", "is_within"]
 
@@ -57,7 +57,8 @@ def scan_folders(
     include_hidden: bool = False,
     unreadable: list[UnreadableFolder] | None = None,
 ) -> Iterator[ScannedFile]:
-    """Yield image files under `roots` (by extension), sorted per folder for stable order.
+    """Yield image and video files under `roots` (by extension), sorted per folder for stable order.
+    A Live Photo's video is its still's companion, not a file of its own.
 
     Symlinks are followed only when their target lies inside one of the roots, and each real
     directory is entered once, so loops terminate and nothing outside the roots is reached.
@@ -94,6 +95,7 @@ def _walk(root, real_roots, patterns, include_hidden, seen_dirs, unreadable) -> 
         reported = False
         subfolders = []
         companions_here = _FolderStats(entries)
+        live_videos = None
         for entry in entries:
             if not include_hidden and entry.name.startswith("."):
                 continue
@@ -110,6 +112,13 @@ def _walk(root, real_roots, patterns, include_hidden, seen_dirs, unreadable) -> 
                     companions = companions_here.of(entry.name)
                     yield ScannedFile(entry.path, root, st.st_size, st.st_mtime_ns, _readable(entry.path, st, euid),
                                       companions)
+                elif has_video_extension(entry.name) and entry.is_file():
+                    if live_videos is None:
+                        live_videos = live_photo_videos(e.name for e in entries)
+                    if entry.name not in live_videos:
+                        st = entry.stat()
+                        yield ScannedFile(entry.path, root, st.st_size, st.st_mtime_ns,
+                                          _readable(entry.path, st, euid))
             except PermissionError as e:  # listed but not reachable: a folder without search permission
                 if not reported:
                     unreadable.append(UnreadableFolder(folder, f"cannot reach its files: {e.strerror or e}"))

@@ -8,7 +8,8 @@ ImageNet classes, best first, e.g. list_contains(labels, 'tabby, tabby cat')), l
 companion_files (the sidecars and edit files that belong to the image), records_note (why some of
 its XMP was not read), and the measured quality (docs/quality.md): jpeg_quality, sharpness,
 clipped_shadows, clipped_highlights, exposure (their sum), detail and effective_resolution (the
-pixels backed by detail, at most the stated ones). Anything else (a
+pixels backed by detail, at most the stated ones), and kind ('image' or 'video') with a video's
+duration (seconds), fps, codec and bitrate (bits per second). Anything else (a
 second statement, a write, a comment that hides the rest of the query, file access) is refused.
 
 A filter is an expression over one row, checked on DuckDB's own parse tree: subqueries (and with
@@ -36,7 +37,7 @@ FILTER_COLUMNS = ("id", "path", "root", "folder", "name", "size", "mtime", "widt
                   "format", "captured_at", "camera", "content_hash", "indexed_at", "labels", "label_probs", "label",
                   "rating", "pick", "color_label", "keywords", "companion_files", "records_note",
                   "jpeg_quality", "sharpness", "clipped_shadows", "clipped_highlights", "exposure", "detail",
-                  "effective_resolution")
+                  "effective_resolution", "kind", "duration", "fps", "codec", "bitrate")
 MAX_WHERE_LENGTH = 4000
 # Legitimate filters over a 1M-row store took 0.005-0.43 s and ran within 24 MB here (2 cores):
 # these leave ample headroom and stop a runaway query long before it holds the machine.
@@ -86,7 +87,8 @@ SELECT id, path, root,
        coalesce(companion_files, []::VARCHAR[]) AS companion_files, records_note,
        jpeg_quality, sharpness, clipped_shadows, clipped_highlights, clipped_shadows + clipped_highlights AS exposure,
        detail, round(width * height * least(1.0, pow(detail / {DETAIL_SHARP}, {DETAIL_EXPONENT})))
-         AS effective_resolution
+         AS effective_resolution,
+       kind, duration, fps, codec, bitrate
 FROM main.images WHERE {LIVE}
 """
 

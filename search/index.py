@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..indexer.errors import ConfigError, ImageLoadError, StoreMismatchError
+from ..indexer.extensions import has_video_extension
 from ..indexer.imaging.formats import readable_formats
 from ..indexer.imaging.images import load_image, read_image_bytes, to_rgb
 from ..indexer.locations import is_within
@@ -28,6 +29,7 @@ from .filters import matching_ids
 from .labels import label_matches, resolve_label
 from .pairs import find_pairs
 from .region import Box, region_of
+from .video_frames import FrameTable, best_frames, load_frames, sample_video
 
 __all__ = ["ImageIndex", "Hit", "to_records", "to_dataframe", "combine_queries", "NEGATIVE_WEIGHT"]
 
@@ -52,7 +54,8 @@ ENCODE_BATCH = 16
 PATH_CHOICES = 50
 # What a Hit carries of its row, by name.
 _HIT_COLUMNS = (f"path, width, height, format, size, {MTIME} AS mtime, captured_at, camera, "
-                "mtime_ns, path_bytes, root, embedding, labels, rating, pick, color_label, keywords, companion_files")
+                "mtime_ns, path_bytes, root, embedding, labels, rating, pick, color_label, keywords, companion_files, "
+                "kind, duration")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,9 @@ class Hit:
     color_label: str | None = None
     keywords: tuple[str, ...] = ()
     companion_files: tuple[str, ...] = ()  # sidecars and edit files that belong to it
+    kind: str = "image"  # or "video": then `score` is its best frame's and `time` that frame's
+    time: float | None = None  # seconds into the video of the frame that matched best
+    duration: float | None = None  # a video's length in seconds
 
     def to_record(self) -> dict:
         return asdict(self)
@@ -108,6 +114,8 @@ class ImageIndex:
         # a server's handlers would only oversubscribe them.
         self._model_lock = threading.RLock()
         self._pairs: tuple[int, dict[int, tuple[int, ...]]] | None = None  # (generation, pairs)
+        self._frames: tuple[int, FrameTable | None] | None = None  # (generation, frames of live videos)
+        self._frames_lock = threading.Lock()
 
     @classmethod
     def open(cls, store_dir: str | os.PathLike | None = None, *, device: str = "auto",
@@ -136,7 +144,9 @@ class ImageIndex:
         """Counts and facts of the store; index facts from the vectors already in memory."""
         counts = self.store.counts()
         return {
-            "images": counts["images"],
+            "images": counts["images"],  # photos
+            "videos": counts["videos"],
+            "frames": counts["frames"],  # the videos' sampled frames (see docs/videos.md)
             "vectors": self.vectors.count,
             "failed": counts["failed"],
             "failures": counts["failures"],
@@ -196,6 +206,14 @@ class ImageIndex:
     def roots(self) -> list[str]:
         """The folders this store was built from."""
         return self.store.roots()
+
+    def frames(self) -> FrameTable | None:
+        """The frames of live videos as of the loaded generation (None: no videos)."""
+        generation = int(self.manifest.get("generation", 0))
+        with self._frames_lock:
+            if self._frames is None or self._frames[0] != generation:
+                self._frames = (generation, load_frames(self.store))
+            return self._frames[1]
 
     def pairs(self) -> dict[int, tuple[int, ...]]:
         """id -> ids of the other files of its shot (RAW+JPEG pairs), as of the loaded generation."""
@@ -380,8 +398,25 @@ class ImageIndex:
         vectors = self.embed_many(queries)
         allowed = self._allowed(where, label)
         candidates = self._candidates(vectors, depth, allowed)
-        results = [self._hits(ids, vector, depth, min_score) for ids, vector in zip(candidates, vectors, strict=False)]
+        frames = self.frames() if depth > 0 and (allowed is None or len(allowed)) else None
+        results = []
+        for query, ids, vector in zip(queries, candidates, vectors, strict=False):
+            # An image query meets videos frame by frame; a video query compares whole videos.
+            best = best_frames(frames, vector, allowed) if frames is not None and not self._is_video(query) else None
+            if best:
+                top = sorted(best, key=lambda i: -best[i][0])[:depth]
+                ids = np.union1d(ids, np.asarray(top, np.int64))
+            results.append(self._hits(ids, vector, depth, min_score, best))
         return [self.collapse(hits)[:k] for hits in results] if collapse else results
+
+    def _is_video(self, query) -> bool:
+        """Whether a query is a video: a video file, or the id of an indexed one."""
+        if isinstance(query, (str, Path)):
+            return has_video_extension(str(query))
+        if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
+            rows = self.store.records_by_id("kind", [int(query)])
+            return bool(rows) and rows[int(query)]["kind"] == "video"
+        return False
 
     def embed(self, query) -> np.ndarray:
         return self.embed_many([query])[0]
@@ -395,6 +430,8 @@ class ImageIndex:
             vector = self._known_vector(query)
             if vector is not None:
                 result[position] = vector
+            elif isinstance(query, (str, Path)) and has_video_extension(str(query)):
+                result[position] = self._video_vector(str(query))
             else:
                 to_encode.append((position, self._to_image(query)))
         for start in range(0, len(to_encode), ENCODE_BATCH):
@@ -407,6 +444,13 @@ class ImageIndex:
             for (position, _), vector in zip(chunk, vectors, strict=False):
                 result[position] = vector
         return result
+
+    def _video_vector(self, path: str) -> np.ndarray:
+        try:
+            with self._model_lock:
+                return sample_video(path, self.encoder)
+        except ImageLoadError as e:
+            raise ConfigError(f"query video unusable: {e}") from e
 
     def _known_vector(self, query) -> np.ndarray | None:
         if isinstance(query, np.ndarray) and query.ndim == 1:
@@ -469,8 +513,10 @@ class ImageIndex:
         _, ids = self.vectors.index.search(vectors, min(fetch, len(self)), params=params)
         return [row[row >= 0] for row in ids]
 
-    def _hits(self, ids: np.ndarray, vector: np.ndarray, k: int, min_score: float | None) -> list[Hit]:
-        """Rows for candidate ids, scored exactly against their stored embeddings, best first."""
+    def _hits(self, ids: np.ndarray, vector: np.ndarray, k: int, min_score: float | None,
+              frames: dict[int, tuple[float, float]] | None = None) -> list[Hit]:
+        """Rows for candidate ids, scored exactly against their stored embeddings, best first;
+        a video in `frames` scores as its best frame, at that frame's time."""
         if not len(ids):
             return []
         rows = self.store.records_by_id(_HIT_COLUMNS, ids)
@@ -478,20 +524,23 @@ class ImageIndex:
         for r in rows.values():
             if not is_within(r["path"], r["root"]):
                 continue  # never a path outside the indexed roots
-            score = float(np.dot(np.asarray(r["embedding"], np.float32), vector))
+            score, time = float(np.dot(np.asarray(r["embedding"], np.float32), vector)), None
+            if frames and r["id"] in frames:
+                score, time = frames[r["id"]]
             if min_score is not None and score < min_score:
                 continue
-            scored.append(self._hit(r, score))
+            scored.append(self._hit(r, score, time))
         scored.sort(key=lambda h: (-h.score, h.id))
         return self._merge_pairs(scored)[:k]
 
     @staticmethod
-    def _hit(r: dict, score: float) -> Hit:
+    def _hit(r: dict, score: float, time: float | None = None) -> Hit:
         stale = not _unchanged(disk_path(r), r["size"], r["mtime_ns"])
         return Hit(r["id"], r["path"], score, r["width"], r["height"], r["format"], r["size"], r["mtime"],
                    r["captured_at"], r["camera"], stale, labels=tuple(r["labels"] or ()), rating=r["rating"],
                    pick=r["pick"], color_label=r["color_label"], keywords=tuple(r["keywords"] or ()),
-                   companion_files=tuple(r["companion_files"] or ()))
+                   companion_files=tuple(r["companion_files"] or ()), kind=r["kind"] or "image", time=time,
+                   duration=r["duration"])
 
     def _merge_pairs(self, hits: list[Hit]) -> list[Hit]:
         """One hit per shot: a RAW+JPEG pair shows as its better-scoring file, naming the other."""

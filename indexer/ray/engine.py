@@ -25,7 +25,7 @@ from ..backfill import backfill_signatures, expire_stale_signatures
 from ..build import load_store_encoder, record_unreadable
 from ..errors import ConfigError
 from ..faults import fault_point
-from ..ingest import IndexRun, _Read, _same_content, default_workers
+from ..ingest import IndexRun, ReadFile, _same_content, default_workers
 from ..model.encoder import Encoder, encoder_identity
 from ..model.labels import label_rows
 from ..model.precision import record_precision
@@ -160,16 +160,16 @@ class _DriverRun(IndexRun):
         self.pending: list[tuple[ScannedFile, RowState | None]] = []
         self.sizes = stored_sizes(args[2])
 
-    def _read(self, work, decode: bool = False) -> _Read:
+    def _read(self, work, decode: bool = False) -> ReadFile:
         file, row = work
         if file.size not in self.sizes:
-            return _Read(file, row)  # nothing stored could share its bytes: the cluster reads it
+            return ReadFile(file, row)  # nothing stored could share its bytes: the cluster reads it
         return super()._read(work)
 
     def _prepare(self, data: bytes):
         return None, None, None  # no decoding on the driver
 
-    def _decide(self, item: _Read) -> None:
+    def _decide(self, item: ReadFile) -> None:
         hashed = item.content_hash is not None
         reusable = hashed and (_same_content(item.row, item.content_hash) or item.content_hash in self.hashes)
         if item.error is None and not reusable:

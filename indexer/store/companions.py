@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 __all__ = ["COMPANION_EXTENSIONS", "XMP_EXTENSION", "companion_candidate", "companions_of", "FolderCompanions",
            "folder_owners", "sole_companions", "companion_plan", "moving_companions", "records_key",
-           "disk_records_keys", "RECORDS_VERSION"]
+           "disk_records_keys", "RECORDS_VERSION", "live_photo_videos"]
 
 XMP_EXTENSION = ".xmp"
 # Named after the whole file name (darktable, digiKam, RawTherapee, DxO, ON1).
@@ -33,6 +33,15 @@ COMPANION_EXTENSIONS = _FULL_NAME | _STEM | {_LIVE_PHOTO}
 def companion_candidate(name: str) -> bool:
     """Whether a file of this name may belong to an image (the scan stats only these)."""
     return os.path.splitext(name)[1].lower() in COMPANION_EXTENSIONS
+
+
+def live_photo_videos(names: Iterable[str]) -> set[str]:
+    """The names among a folder's files that are the Live Photo video of a still beside them: a
+    companion of that still, never indexed as a video of its own."""
+    names = list(names)
+    stills = {os.path.splitext(n.lower())[0] for n in names if os.path.splitext(n.lower())[1] in _LIVE_STILLS}
+    return {n for n in names if os.path.splitext(n.lower())[1] == _LIVE_PHOTO
+            and os.path.splitext(n.lower())[0] in stills}
 
 
 def companions_of(image_name: str, names: Iterable[str]) -> list[str]:

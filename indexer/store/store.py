@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import ConfigError, StoreError, StoreMismatchError, StoreMissingError, first_line
 from ..faults import fault_point
 from ..locations import default_store_dir
+from ..extensions import has_video_extension
 from .connections import connection
 
 __all__ = [
@@ -84,6 +85,14 @@ ALTER TABLE images ADD COLUMN IF NOT EXISTS sharpness REAL;
 ALTER TABLE images ADD COLUMN IF NOT EXISTS clipped_shadows REAL;
 ALTER TABLE images ADD COLUMN IF NOT EXISTS clipped_highlights REAL;
 ALTER TABLE images ADD COLUMN IF NOT EXISTS detail REAL;
+-- videos (indexer.imaging.video): a row per video whose embedding is its frames' normalised mean;
+-- the frames themselves, with their times, in the frames table. kind follows the file's extension.
+ALTER TABLE images ADD COLUMN IF NOT EXISTS kind VARCHAR DEFAULT 'image';
+ALTER TABLE images ADD COLUMN IF NOT EXISTS duration REAL;
+ALTER TABLE images ADD COLUMN IF NOT EXISTS fps REAL;
+ALTER TABLE images ADD COLUMN IF NOT EXISTS codec VARCHAR;
+ALTER TABLE images ADD COLUMN IF NOT EXISTS bitrate BIGINT;
+CREATE TABLE IF NOT EXISTS frames (video_id BIGINT NOT NULL, t REAL NOT NULL, embedding FLOAT[{dim}] NOT NULL);
 CREATE TABLE IF NOT EXISTS label_classes (class INTEGER PRIMARY KEY, name VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS vector_log (generation BIGINT NOT NULL, id BIGINT NOT NULL);
 -- the user's duplicate decisions: ('not_duplicate', a, b) with a < b, or ('keep', id, NULL)
@@ -252,19 +261,22 @@ class Store:
                 yield found, np.stack(result["embedding"]).astype(np.float32)
 
     def counts(self) -> dict:
-        """Live images, failed files, failures by reason, images moved aside by a cleanup, and
-        live images that carry labels."""
+        """Live images (photos), videos and their frames, failed files, failures by reason, files
+        moved aside by a cleanup, and live rows that carry labels."""
         with self.connect() as con:
-            (images, failed, quarantined, labelled), = con.execute(
-                f"SELECT count(*) FILTER ({LIVE}), count(*) FILTER (status = 'failed'), "
+            (images, videos, failed, quarantined, labelled), = con.execute(
+                f"SELECT count(*) FILTER ({LIVE} AND kind = 'image'), count(*) FILTER ({LIVE} AND kind = 'video'), "
+                "count(*) FILTER (status = 'failed'), "
                 f"count(*) FILTER (status = 'quarantined'), count(*) FILTER ({LIVE} AND labels IS NOT NULL) "
                 "FROM images"
             ).fetchall()
+            frames = con.execute(f"SELECT count(*) FROM frames WHERE video_id IN (SELECT id FROM images WHERE {LIVE})"
+                                 ).fetchone()[0] if videos else 0
             reasons = con.execute(
                 "SELECT error, count(*) FROM images WHERE status = 'failed' GROUP BY error ORDER BY 2 DESC, 1"
             ).fetchall()
-        return {"images": images, "failed": failed, "failures": dict(reasons), "quarantined": quarantined,
-                "labelled": labelled}
+        return {"images": images, "videos": videos, "frames": frames, "failed": failed, "failures": dict(reasons),
+                "quarantined": quarantined, "labelled": labelled}
 
     def roots(self) -> list[str]:
         with self.connect() as con:
@@ -348,8 +360,11 @@ QUALITY_COLUMNS = ("sharpness", "clipped_shadows", "clipped_highlights", "detail
 # The photographer's records of a row (indexer.records), written together.
 RECORD_COLUMNS = ("rating", "pick", "color_label", "keywords", "companion_files", "records_note", "records_key")
 
+# What a video row holds besides an image's (indexer.imaging.video.VideoInfo), copied with it.
+VIDEO_COLUMNS = ("duration", "fps", "codec", "bitrate")
+
 # Columns that readers select, newest first: a store without them needs one index run.
-CURRENT_COLUMNS = ("detail", "sharpness", "rating", "keywords", "companion_files", "labels", "pixel_hash")
+CURRENT_COLUMNS = ("kind", "detail", "sharpness", "rating", "keywords", "companion_files", "labels", "pixel_hash")
 
 # The images columns a cluster job writes in its Parquet shards (indexed_at is set on merge).
 SHARD_COLUMNS = ("id", "path", "path_bytes", "root", "size", "mtime_ns", "content_hash", "width", "height",
@@ -386,7 +401,7 @@ class Transaction:
             "pixel_hash": signature.pixel_hash if signature else None,
             "orientation_hash": signature.orientation_hash if signature else None,
             "labels": None, "label_probs": None,  # a new embedding: labelled again after the batch
-            "jpeg_quality": info.jpeg_quality, **_quality_columns(signature),
+            "jpeg_quality": info.jpeg_quality, **_quality_columns(signature), **dict.fromkeys(VIDEO_COLUMNS),
         })
 
     def write_failure(self, row_id: int | None, path: str, root: str, size: int, mtime_ns: int,
@@ -395,18 +410,40 @@ class Transaction:
             "width": None, "height": None, "format": None, "captured_at": None, "camera": None,
             "status": "failed", "error": reason, "error_detail": detail[:1000], "warnings": None,
             "embedding": None, "pixel_hash": None, "orientation_hash": None, "labels": None, "label_probs": None,
-            "jpeg_quality": None, **_quality_columns(None),
+            "jpeg_quality": None, **_quality_columns(None), **dict.fromkeys(VIDEO_COLUMNS),
         })
+
+    def write_video(self, row_id: int | None, path: str, root: str, size: int, mtime_ns: int,
+                    content_hash: str, info, vector: np.ndarray, times, frame_vectors: np.ndarray) -> int:
+        """Insert or replace a video's row (its embedding the frames' normalised mean) and its frames."""
+        row_id = self._upsert(row_id, path, root, size, mtime_ns, content_hash, {
+            "width": info.width, "height": info.height, "format": info.format,
+            "captured_at": info.captured_at, "camera": None, "status": "ok",
+            "error": None, "error_detail": None, "warnings": "; ".join(info.warnings) or None,
+            "embedding": vector.astype(np.float32), "pixel_hash": None, "orientation_hash": None,
+            "labels": None, "label_probs": None, "jpeg_quality": None, **_quality_columns(None),
+            "duration": info.duration, "fps": info.fps, "codec": info.codec, "bitrate": info.bitrate,
+        })
+        self.flush_inserts()
+        self.con.register("vitsearch_frames", {
+            "video_id": np.full(len(times), row_id, np.int64), "t": np.asarray(times, np.float32),
+            "embedding": _column(list(np.asarray(frame_vectors, np.float32)))})
+        try:
+            self.con.execute("INSERT INTO frames SELECT video_id, t, embedding FROM vitsearch_frames")
+        finally:
+            self.con.unregister("vitsearch_frames")
+        return row_id
 
     def _upsert(self, row_id, path, root, size, mtime_ns, content_hash, fields: dict) -> int:
         name, raw = encode_path(path)
-        values = {"path": name, "path_bytes": raw, "root": root, "size": size,
-                  "mtime_ns": mtime_ns, "content_hash": content_hash, **fields}
+        values = {"path": name, "path_bytes": raw, "root": root, "size": size, "mtime_ns": mtime_ns,
+                  "content_hash": content_hash, "kind": "video" if has_video_extension(path) else "image", **fields}
         if row_id is None:
             row_id = self._new_id()
             self._new_rows.append({"id": row_id, **values})
         else:
             self.flush_inserts()
+            self._delete_frames([row_id])
             assignments = ", ".join(f"{column} = ?" for column in values)
             self.con.execute(
                 f"UPDATE images SET indexed_at = current_localtimestamp(), {assignments} WHERE id = ?",
@@ -569,13 +606,14 @@ class Transaction:
         new_id = self._new_id()
         name, raw = encode_path(path)
         copied = ("content_hash, width, height, format, captured_at, camera, status, error, error_detail, "
-                  "warnings, embedding, pixel_hash, orientation_hash, labels, label_probs, jpeg_quality, "
-                  + ", ".join(QUALITY_COLUMNS))
+                  "warnings, embedding, pixel_hash, orientation_hash, labels, label_probs, jpeg_quality, kind, "
+                  + ", ".join(QUALITY_COLUMNS + VIDEO_COLUMNS))
         self.con.execute(
             f"INSERT INTO images (id, path, path_bytes, root, size, mtime_ns, indexed_at, {copied}) "
             f"SELECT ?, ?, ?, ?, ?, ?, current_localtimestamp(), {copied} FROM images WHERE id = ?",
             (new_id, name, raw, root, size, mtime_ns, source_id),
         )
+        self.con.execute("INSERT INTO frames SELECT ?, t, embedding FROM frames WHERE video_id = ?", (new_id, source_id))
         self.vector_changes.add(new_id)
         return new_id
 
@@ -584,7 +622,11 @@ class Transaction:
         ids = [int(i) for i in ids]
         if ids:
             self.con.execute("DELETE FROM images WHERE id IN (SELECT unnest(?::BIGINT[]))", [ids])
+            self._delete_frames(ids)
             self.vector_changes.update(ids)
+
+    def _delete_frames(self, ids: list[int]) -> None:
+        self.con.execute("DELETE FROM frames WHERE video_id IN (SELECT unnest(?::BIGINT[]))", [ids])
 
 
 def _quality_columns(signature) -> dict:

@@ -75,6 +75,8 @@ def run(args) -> int:
 
 
 def _print_hits(args, queries: list[str], results) -> None:
+    from ...search.video_frames import format_time
+
     for query, hits in zip(queries, results, strict=False):
         if not args.json and not args.paths_only and len(queries) > 1:
             print(f"# {shown(query)}")
@@ -87,4 +89,5 @@ def _print_hits(args, queries: list[str], results) -> None:
             else:
                 pair = "".join(f"  (+ {shown(c)})" for c in hit.companions)
                 copies = f"  (+{len(hit.copies)} copies)" if hit.copies else ""
-                print(f"{hit.score:.4f}\t{shown(hit.path)}{pair}{copies}{'  [stale]' if hit.stale else ''}")
+                at = f" @ {format_time(hit.time)}" if hit.time is not None else ""
+                print(f"{hit.score:.4f}\t{shown(hit.path)}{at}{pair}{copies}{'  [stale]' if hit.stale else ''}")
