@@ -39,7 +39,8 @@ def backfill_signatures(store: Store, roots: list[str], draft_size: int | None, 
                         progress: Progress | None = None) -> int:
     """Sign the live rows under `roots` that have no signature; returns how many were signed.
     A file whose bytes no longer match its row is left for the next sync to re-index."""
-    rows = [r for r in store.records("id, path, content_hash", f"{LIVE} AND kind = 'image' AND (pixel_hash IS NULL OR sharpness IS NULL)")
+    unsigned = f"{LIVE} AND kind = 'image' AND (pixel_hash IS NULL OR sharpness IS NULL)"
+    rows = [r for r in store.records("id, path, content_hash", unsigned)
             if any(is_within(r["path"], root) for root in roots)]
     signed = 0
     with ThreadPoolExecutor(workers, thread_name_prefix="vitsearch-sign") as pool:

@@ -126,7 +126,7 @@ class IndexRun:
         if self.follow(item):
             return
         if item.tensor is None:  # its twin was rewritten since the read: decode after all
-            self._decide(self._read((f, row), decode=True))
+            self._decide(self._read((item.file, item.row), decode=True))
         else:
             self.batch.append(item)
             self.to_embed += 1

@@ -47,7 +47,8 @@ def recorded_model_if_idle(store: Store, plan: SyncPlan | None, weights: str | N
         if not manifest.get("weights_fingerprint") or weights not in (None, weights_from_manifest(manifest)):
             return None
         with store.connect() as con:
-            waiting = con.execute("SELECT count(*) FILTER (WHERE labels IS NULL OR (pixel_hash IS NULL AND kind = 'image')) "
+            waiting = con.execute("SELECT count(*) FILTER (WHERE labels IS NULL "
+                                  "OR (pixel_hash IS NULL AND kind = 'image')) "
                                   f"FROM images WHERE {LIVE}").fetchone()[0]
         return None if waiting else RecordedModel(manifest)
     except Exception:  # noqa: BLE001 - a store this cannot read (older columns, damage): the full path says

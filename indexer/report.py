@@ -10,7 +10,8 @@ if TYPE_CHECKING:
     from .model.precision import PrecisionCheck
 
 # progress(phase, done, total): a run reports each phase of its work as it goes. Phases, in order:
-# "index" (files read, embedded and committed), "videos" (videos hashed, sampled and embedded), "records" (XMP of images whose sidecars changed),
+# "index" (files read, embedded and committed), "videos" (videos hashed, sampled and embedded),
+# "records" (XMP of images whose sidecars changed),
 # "signatures" (older rows signed), "labels".
 Progress = Callable[[str, int, int], None]
 PHASES = ("index", "videos", "records", "signatures", "labels")

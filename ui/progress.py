@@ -7,7 +7,7 @@ import sys
 __all__ = ["ProgressBar"]
 
 # How a phase is named on the bar; the first, "index", takes the description the command gives.
-PHASE_NAMES = {"signatures": "signatures", "labels": "labels"}
+PHASE_NAMES = {"videos": "videos", "records": "records", "signatures": "signatures", "labels": "labels"}
 
 
 class ProgressBar:

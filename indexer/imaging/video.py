@@ -171,7 +171,8 @@ def _keyframe_times(container, stream, deadline) -> list[float]:
     return times
 
 
-def _choose_times(duration: float | None, keys: list[float], spacing: float, max_frames: int) -> list[tuple[float, bool]]:
+def _choose_times(duration: float | None, keys: list[float], spacing: float,
+                  max_frames: int) -> list[tuple[float, bool]]:
     """(time, is a keyframe) to sample: an even spread of at most max_frames over the duration,
     each served by the nearest keyframe within half a step, else decoded at its time."""
     if not duration or duration <= 0:

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, StoreError, StoreMismatchError, StoreMissingError, first_line
+from ..extensions import has_video_extension
 from ..faults import fault_point
 from ..locations import default_store_dir
-from ..extensions import has_video_extension
 from .connections import connection
 
 __all__ = [
@@ -613,7 +613,8 @@ class Transaction:
             f"SELECT ?, ?, ?, ?, ?, ?, current_localtimestamp(), {copied} FROM images WHERE id = ?",
             (new_id, name, raw, root, size, mtime_ns, source_id),
         )
-        self.con.execute("INSERT INTO frames SELECT ?, t, embedding FROM frames WHERE video_id = ?", (new_id, source_id))
+        self.con.execute("INSERT INTO frames SELECT ?, t, embedding FROM frames WHERE video_id = ?",
+                         (new_id, source_id))
         self.vector_changes.add(new_id)
         return new_id
 
