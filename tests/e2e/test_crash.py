@@ -30,7 +30,7 @@ def assert_invariants(store) -> None:
     vectors = open_vector_index(db, db.manifest())
     assert np.array_equal(vectors.ids(), db.live_ids())
     info = store_info(store)
-    assert info["images"] == info["vectors"]
+    assert info["images"] + info["videos"] == info["vectors"]
 
 
 def assert_same(result: dict, clean: dict) -> None:
