@@ -91,7 +91,8 @@ def test_renames_and_copies_are_followed_without_decoding(library, tmp_path, fak
     assert moved["id"] == before["id"] and row_of(store, library / "trip.mp4") is None
     assert frames_of(store, library / "clips" / "moved.mp4")[0] == frames_before[0]
     assert frames_of(store, library / "walk copy.mkv")[0] == frames_of(store, library / "clips" / "walk.mkv")[0]
-    assert row_of(store, library / "walk copy.mkv")["duration"] == row_of(store, library / "clips" / "walk.mkv")["duration"]
+    copied, original = row_of(store, library / "walk copy.mkv"), row_of(store, library / "clips" / "walk.mkv")
+    assert (copied["duration"], copied["codec"]) == (original["duration"], original["codec"])
     # unchanged: nothing read again; a changed video is decoded once; a deleted one leaves with its frames
     assert build_index([library], store, encoder=fake_encoder).unchanged == 7 and decoded == []
     write_clip(library / "clips" / "walk.mkv", scene_shots([40, 41]))
