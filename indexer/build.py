@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterable
 
 from .backfill import backfill_signatures, expire_stale_signatures
-from .extensions import has_video_extension
 from .faults import fault_point
 from .ingest import IndexRun, default_workers
 from .model.encoder import Encoder, check_model_options, encoder_identity, load_encoder
@@ -162,8 +161,7 @@ def build_index(
         report.embedded += report.embedded_videos
         run.remove_missing()
         record_unreadable(store, plan, unreadable, report)
-        images = [f for f in scanned if not has_video_extension(f.path)]  # videos carry no records yet
-        report.records_read = refresh_records(store, images, progress, report.record_notes)
+        report.records_read = refresh_records(store, scanned, progress, report.record_notes)
         _record_precision(store, encoder, report)
         report.signed = backfill_signatures(store, roots, encoder.draft_size,
                                             workers=workers or default_workers(encoder), progress=progress)

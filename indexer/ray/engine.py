@@ -36,6 +36,7 @@ from ..scan import ScannedFile, UnreadableFolder, normalize_roots, scan_folders
 from ..store.lock import WriterLock
 from ..store.store import SHARD_COLUMNS, RowState, Store, encode_path, open_store
 from ..store.vectors import open_for_writing, sync_and_save
+from ..video_ingest import index_videos
 
 __all__ = ["build_index_ray", "RayOptions", "SHARD_SIZE", "SHARD_DIR"]
 
@@ -83,6 +84,8 @@ def build_index_ray(roots: Iterable[str], store_dir=None, *, weights: str | None
         report.unchanged = plan.unchanged
         run = _DriverRun(store, encoder, rows, plan.missing, report, batch_size or encoder.default_batch_size)
         run.read_all(plan.to_read, default_workers(encoder), None)
+        index_videos(run, plan.videos, progress)  # on the driver: FFmpeg decodes a video with its own threads
+        report.embedded += report.embedded_videos
         run.remove_missing()
         record_unreadable(store, plan, unreadable, report)  # as a local run does
         tasks = _fix_ids(store, run.pending, shard_size)

@@ -172,7 +172,9 @@ def test_the_scan_stats_only_files_that_belong_to_an_image(tmp_path, monkeypatch
     statted = []
     real = scan_module._plain_file_stat
     monkeypatch.setattr(scan_module, "_plain_file_stat", lambda entry: statted.append(entry.name) or real(entry))
-    (file,) = scan_folders([tmp_path])
+    found = list(scan_folders([tmp_path]))
+    (file,) = [f for f in found if f.path.endswith(".jpg")]
+    assert len(found) == 1001, "each .mov with no still is a video of its own"
     assert [n for n, _, _ in file.companions] == ["IMG_1.jpg.xmp"]
     assert statted == ["IMG_1.jpg.xmp"]
 
