@@ -6,14 +6,17 @@ from datetime import datetime
 
 from ..indexer.errors import ConfigError
 
-__all__ = ["build_where", "FORMATS"]
+__all__ = ["build_where", "FORMATS", "KINDS"]
 
 FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF", "JXL", "RAW")
+# (what the page says, the `kind` column's value; "": either)
+KINDS = (("photos and videos", ""), ("photos", "image"), ("videos", "video"))
 
 
 def build_where(folder: str = "", date_from: str = "", date_to: str = "", min_width=None,
-                min_height=None, formats=()) -> str | None:
-    """Folder prefix, capture-or-modified date range, minimum size and formats, ANDed."""
+                min_height=None, formats=(), kind: str | None = None) -> str | None:
+    """Folder prefix, capture-or-modified date range, minimum size, formats and kind ("image" or
+    "video"; None or "": both), ANDed."""
     clauses = []
     if folder and folder.strip():
         clauses.append(f"starts_with(path, {_literal(folder.strip())})")
@@ -30,6 +33,10 @@ def build_where(folder: str = "", date_from: str = "", date_to: str = "", min_wi
     chosen = [f for f in (formats or []) if f in FORMATS]
     if chosen:
         clauses.append(f"format IN ({', '.join(_literal(f) for f in chosen)})")
+    if kind:
+        if kind not in {value for _, value in KINDS}:
+            raise ConfigError(f"kind is 'image' or 'video', not {kind!r}")
+        clauses.append(f"kind = {_literal(kind)}")
     return " AND ".join(clauses) or None
 
 
