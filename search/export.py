@@ -12,7 +12,7 @@ __all__ = ["export_parquet", "EXPORT_COLUMNS"]
 EXPORT_COLUMNS = (
     f"id, path, embedding, width, height, size, {MTIME} AS mtime, format, captured_at, camera, "
     "content_hash, root, indexed_at, labels, label_probs, rating, pick, color_label, keywords, companion_files, "
-    "jpeg_quality, sharpness, clipped_shadows, clipped_highlights, detail"
+    "jpeg_quality, sharpness, clipped_shadows, clipped_highlights, detail, kind, duration, fps, codec, bitrate"
 )
 
 

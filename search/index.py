@@ -187,12 +187,13 @@ class ImageIndex:
         """Metadata of these images by id: path, width, height, size, mtime_ns, date (capture
         time, else modification time, as text), camera, and the photographer's records: rating,
         pick, color_label, keywords and companion_files (None and [] where nothing is recorded),
-        and the measured jpeg_quality, sharpness, detail and exposure (clipped fraction)."""
+        the measured jpeg_quality, sharpness, detail and exposure (clipped fraction), and kind
+        ('image' or 'video') with a video's duration, fps, codec and bitrate (None for photos)."""
         rows = self.store.records_by_id(
             f"path, width, height, size, mtime_ns, coalesce(captured_at, {MTIME}) AS date, camera, rating, pick, "
             "color_label, coalesce(keywords, []::VARCHAR[]) AS keywords, "
             "coalesce(companion_files, []::VARCHAR[]) AS companion_files, jpeg_quality, sharpness, detail, "
-            "clipped_shadows + clipped_highlights AS exposure", ids)
+            "clipped_shadows + clipped_highlights AS exposure, kind, duration, fps, codec, bitrate", ids)
         for row in rows.values():
             row["date"] = str(row["date"])[:19] if row["date"] else None
         return rows
@@ -373,9 +374,13 @@ class ImageIndex:
         return image, image.size
 
     def _indexed_path(self, row_id: int) -> str:
-        rows = self.store.records("path, path_bytes", f"{LIVE} AND id = ?", [row_id])
+        """The file of an indexed photo, for what reads its pixels (explain, a region)."""
+        rows = self.store.records("path, path_bytes, kind", f"{LIVE} AND id = ?", [row_id])
         if not rows:
             raise ConfigError(f"no indexed image has id {row_id}")
+        if rows[0]["kind"] == "video":
+            raise ConfigError(f"id {row_id} is a video: explain and region search take photos "
+                              "(search with the video itself, or with a still exported from it)")
         return disk_path(rows[0])
 
     def region(self, query, box: Box):

@@ -92,3 +92,30 @@ def test_the_command_line_names_the_moment(library, tmp_path):
     as_json = run_cli("search", still, "--store", store, "-k", "3", "--json")
     hit = json.loads(as_json.stdout.splitlines()[0])
     assert hit["kind"] == "video" and abs(hit["time"] - 7.0) <= 1.5 and hit["duration"] == pytest.approx(12, abs=0.2)
+
+
+def test_explain_and_a_region_refuse_a_video_by_name(library, index):
+    from vitsearch.indexer.errors import ConfigError
+
+    folder, _ = library
+    video = index.store.records("id", "path = ?", [str(folder / "clip01.mp4")])[0]["id"]
+    with pytest.raises(ConfigError, match="is a video"):
+        index.explain(str(folder / "photo.jpg"), video)
+    with pytest.raises(ConfigError, match="is a video"):
+        index.search(video, box=(0, 0, 10, 10))
+
+
+def test_describe_and_export_carry_the_video_facts(library, index, tmp_path):
+    import pyarrow.parquet as pq
+
+    from vitsearch.search.export import export_parquet
+
+    folder, store = library
+    video = index.store.records("id", "path = ?", [str(folder / "clip01.mp4")])[0]["id"]
+    described = index.describe([video])[video]
+    assert described["kind"] == "video" and described["codec"] == "h264" and described["duration"] > 11
+    export_parquet(tmp_path / "out.parquet", store)
+    table = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert sorted({r["kind"] for r in table}) == ["image", "video"]
+    assert all((r["duration"] is None) == (r["kind"] == "image") for r in table)
+
