@@ -2,7 +2,8 @@
 
 `build_app(index)` builds the Blocks from an injected ImageIndex; handlers are thin functions
 over search/ (and indexer/ for decisions) and return generated thumbnails only, never paths to
-originals. Text that comes from file names is shown as plain text, never as Markdown or HTML.
+originals (a video shows as its matching frame, never as its file). Text that comes from file
+names is shown as plain text, never as Markdown or HTML.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from ..search.explain import heat_map
 from ..search.filters import all_of, records_where
 from ..search.labels import label_counts
 from ..search.region import parse_box
+from ..search.video_stills import still_at
 from .duplicates_tab import duplicates_tab
-from .filters import FORMATS, build_where
+from .filters import FORMATS, KINDS, build_where
 from .map_tab import map_tab
 from .quality import quality_facts
 from .records import stars
 from .refused import refused
 from .thumbnails import PREVIEW_SIDE, ThumbnailCache
+from .video_hits import at_time, frame_note, is_video, video_facts
 
 __all__ = ["build_app", "SearchActions", "plain_markdown", "UPLOAD_MAX_PIXELS"]
 
@@ -82,14 +85,16 @@ class SearchActions:
         self.index, self.thumbs, self.upload_dir = index, thumbs, ""
 
     def gallery_of(self, hits):
-        return [(self.thumbs.get(h.path, h.size, h.mtime), _caption(h)) for h in hits]
+        return [(self.thumbs.get(h.path, h.size, h.mtime, at=h.time), _caption(h)) for h in hits]
 
     def run_search(self, upload, picked, k, min_score, folder, date_from, date_to, min_w, min_h, formats,
-                   collapse=True, min_rating=0, only_picked=False, keyword=None, region="", region_source=None):
+                   collapse=True, min_rating=0, only_picked=False, keyword=None, kind=None, region="",
+                   region_source=None):
         """One search; `min_rating` (0: any), `only_picked` and `keyword` filter by the
-        photographer's records; `region` (X0,Y0,X1,Y1) with `region_source` ("query" or a hit's
-        id) searches with that part of the image only. (`keyword=None`: Gradio's API then lets a
-        client leave it out, as callers written before it do.)"""
+        photographer's records, `kind` ("image", "video"; None or "": both) by what a file is;
+        `region` (X0,Y0,X1,Y1) with `region_source` ("query" or a hit's id) searches with that
+        part of the image only. (`keyword=None`, `kind=None`: Gradio's API then lets a client
+        leave them out, as callers written before them do.)"""
         if upload is None and not picked and region_source is None:
             raise refused("Upload, paste or drop an image, or pick one from the index.")
         try:
@@ -99,7 +104,7 @@ class SearchActions:
                 query = _uploaded_bytes(upload, self.upload_dir) if upload is not None else picked
             box = parse_box(region) if region_source is not None and region else None
             self.index.refresh()
-            where = all_of(build_where(folder, date_from, date_to, min_w, min_h, formats),
+            where = all_of(build_where(folder, date_from, date_to, min_w, min_h, formats, kind),
                            records_where(int(min_rating or 0) or None, bool(only_picked), keyword or None))
             hits = self.index.search(query, k=int(k), where=where, min_score=min_score or None, box=box,
                                      collapse=bool(collapse))
@@ -137,19 +142,23 @@ class SearchActions:
         return (*self.preview_of(hit, query, heat), _metadata(hit, measured), hit.id)
 
     def preview_of(self, hit, query, heat):
-        """The selected result's preview: the plain thumbnail, or with `heat` the heat map of
-        how each of its regions matches the query."""
+        """The selected result's preview: the plain thumbnail (a video's matching frame, large),
+        or with `heat` the heat map of how each of its regions matches the query."""
         if heat and query and query[0] is not None:
             source, box = query
             try:
-                explained = self.index.explain(self.index.region(source, box) if box else source, hit.id)
-                image, _ = self.index.image_and_size(hit.id)
+                # a video is explained by its matching frame, which the preview shows
+                target = still_at(hit.path, hit.time, PREVIEW_SIDE) if is_video(hit) else hit.id
+                explained = self.index.explain(self.index.region(source, box) if box else source, target)
+                image = target if is_video(hit) else self.index.image_and_size(hit.id)[0]
             except VitsearchError as e:
                 raise refused(_without_upload_dir(str(e), self.upload_dir)) from None
             image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
             return heat_map(image, explained), plain_markdown(
-                f"Heat map: yellow regions of {Path(hit.path).name} match the query best (score {explained.score:.3f})")
-        return self.thumbs.get(hit.path, hit.size, hit.mtime, side=PREVIEW_SIDE), ""
+                f"Heat map: yellow regions of {Path(hit.path).name}{at_time(hit)} match the query best "
+                f"(score {explained.score:.3f})")
+        note = plain_markdown(frame_note(hit)) if is_video(hit) else ""
+        return self.thumbs.get(hit.path, hit.size, hit.mtime, side=PREVIEW_SIDE, at=hit.time), note
 
     def toggle_heat(self, hits, selected, query, heat):
         hit = next((h for h in hits if h.id == selected), None)
@@ -173,6 +182,9 @@ class SearchActions:
             hit = next((h for h in hits if h.id == selected), None)
             if hit is None or not hit.width:
                 return unchanged
+            if is_video(hit):  # search's region() cuts from a photo's file; a video's frame is not one
+                return first, gr.update(), gr.update(), plain_markdown(
+                    "A region can be searched on a photo, not yet on a video's frame."), gr.update()
             shown = _image_size(self.thumbs.get(hit.path, hit.size, hit.mtime, side=PREVIEW_SIDE))
             x, y = x * hit.width / shown[0], y * hit.height / shown[1]
             source = str(hit.id)
@@ -249,7 +261,7 @@ def _query_column(actions: SearchActions) -> SimpleNamespace:
 
 def _filters_accordion() -> list:
     """The filter fields, in run_search's order: folder, dates, sizes, formats, then the
-    photographer's records (minimum rating, picked only, keyword)."""
+    photographer's records (minimum rating, picked only, keyword), then photos or videos."""
     with gr.Accordion("Filters", open=False):
         folder = gr.Textbox(label="Folder (path prefix)")
         with gr.Row():
@@ -264,7 +276,8 @@ def _filters_accordion() -> list:
                                    elem_id="min-rating")
             only_picked = gr.Checkbox(False, label="Picked only", elem_id="picked-only")
             keyword = gr.Textbox(label="Keyword (as written in the photo manager)", elem_id="keyword")
-    return [folder, date_from, date_to, min_w, min_h, formats, min_rating, only_picked, keyword]
+        kind = gr.Radio(list(KINDS), value="", label="Show", elem_id="kind-pick")
+    return [folder, date_from, date_to, min_w, min_h, formats, min_rating, only_picked, keyword, kind]
 
 
 def _results_column() -> SimpleNamespace:
@@ -327,7 +340,7 @@ def _wire_search(actions: SearchActions, q: SimpleNamespace, r: SimpleNamespace)
 def _caption(hit) -> str:
     pair = "".join(f" + {Path(c).suffix}" for c in hit.companions)
     copies = f" (+{len(hit.copies)} {'copy' if len(hit.copies) == 1 else 'copies'})" if hit.copies else ""
-    return f"{hit.score:.3f} · {Path(hit.path).name}{pair}{copies}"
+    return f"{hit.score:.3f} · {Path(hit.path).name}{at_time(hit)}{pair}{copies}"
 
 
 def _label_name(choice) -> str:
@@ -363,16 +376,17 @@ def _uploaded_bytes(upload: str, upload_dir: str) -> bytes:
 
 def _metadata(hit, measured: dict) -> dict:
     """Plain values for gr.JSON, which shows them as text (never as HTML); `measured` is the
-    hit's describe() row, for its quality facts."""
+    hit's describe() row, for a photo's quality facts (a video's are its length and moment)."""
     return {
-        "path": hit.path, "score": round(hit.score, 4), "width": hit.width, "height": hit.height,
+        "path": hit.path, "kind": hit.kind, **video_facts(hit, measured), "score": round(hit.score, 4),
+        "width": hit.width, "height": hit.height,
         "format": hit.format, "size": hit.size, "modified": str(hit.mtime) if hit.mtime else None,
         "captured": str(hit.captured_at) if hit.captured_at else None, "camera": hit.camera,
         "stale": hit.stale, "id": hit.id, "same shot": list(hit.companions),
         "copies": list(hit.copies), "labels": list(hit.labels),
         "rating": stars(hit.rating) or None, "pick": hit.pick, "colour label": hit.color_label,
         "keywords": list(hit.keywords), "companion files": list(hit.companion_files),
-        **quality_facts(measured, hit.format),
+        **({} if is_video(hit) else quality_facts(measured, hit.format)),
     }
 
 
