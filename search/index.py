@@ -198,6 +198,13 @@ class ImageIndex:
             row["date"] = str(row["date"])[:19] if row["date"] else None
         return rows
 
+    def labels_of(self, ids) -> dict[int, list[dict]]:
+        """Each labelled row's top-5 classes, best first: [{"label", "probability"}]."""
+        rows = self.store.records_by_id("labels, label_probs", ids)
+        return {i: [{"label": name, "probability": float(p)} for name, p in zip(r["labels"], r["label_probs"],
+                                                                                  strict=False)]
+                for i, r in rows.items() if r["labels"]}
+
     def describe_paths(self, paths) -> dict[str, dict]:
         """Size and mtime_ns of these indexed paths, keyed by path."""
         wanted = [encode_path(p)[0] for p in paths]

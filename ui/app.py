@@ -57,7 +57,8 @@ def plain_markdown(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>&~\"'=:$])", r"\\\1", text)
 
 
-def build_app(index: ImageIndex) -> gr.Blocks:
+def build_app(index: ImageIndex, writable: bool = True) -> gr.Blocks:
+    """The page over `index`; not `writable`: its cleanups and decisions are refused (serve --read-only)."""
     thumbs = ThumbnailCache()
     store_dir = index.store.dir  # where the page writes (decisions, the quarantine); it reads through index
     actions = SearchActions(index, thumbs)
@@ -69,7 +70,7 @@ def build_app(index: ImageIndex) -> gr.Blocks:
                         "Re-index with real weights (`--weights FILE`) for meaningful results.",
                         elem_id="random-weights-banner")
         label_pick = _search_tab(actions)
-        duplicates_tab(index, thumbs, store_dir)
+        duplicates_tab(index, thumbs, store_dir, writable)
         map_tab(index, thumbs, actions.gallery_of)
         describe_index, index_outputs = _index_tab(index)
         app.load(describe_index, None, index_outputs)

@@ -37,9 +37,10 @@ MEMBER_COLUMNS = (("path", "str"), ("rating", "str"), ("pick", "str"), ("keyword
 DECISION_WAIT_SECONDS = 5.0  # a write while an index run holds the store: wait, then say busy
 
 
-def duplicates_tab(index: ImageIndex, thumbs, store_dir) -> None:
-    """The tab, over `index` for reading and `store_dir` for what it writes (decisions, moves)."""
-    actions = DuplicateActions(index, thumbs, store_dir)
+def duplicates_tab(index: ImageIndex, thumbs, store_dir, writable: bool = True) -> None:
+    """The tab, over `index` for reading and `store_dir` for what it writes (decisions, moves),
+    unless not `writable` (serve --read-only)."""
+    actions = DuplicateActions(index, thumbs, store_dir, writable)
     with gr.Tab("Duplicates"):
         review = _review_section(*thresholds(index.store))
         cleanup = _cleanup_section()
@@ -56,8 +57,13 @@ class DuplicateActions:
     """The tab's handlers: reads through `index`, writes to `store_dir` through the writer side
     (decisions, search.resolve's plan_cleanup and indexer.store.quarantine's verbs)."""
 
-    def __init__(self, index: ImageIndex, thumbs, store_dir) -> None:
-        self.index, self.thumbs, self.store_dir = index, thumbs, store_dir
+    def __init__(self, index: ImageIndex, thumbs, store_dir, writable: bool = True) -> None:
+        self.index, self.thumbs, self.store_dir, self.writable = index, thumbs, store_dir, writable
+
+    def _may_write(self) -> None:
+        if not self.writable:
+            raise refused("This server is read-only (vitsearch serve --read-only): cleanups and decisions "
+                          "are turned off.")
 
     def find_groups(self, tiers, near, similar, against):
         self.index.refresh()
@@ -90,12 +96,14 @@ class DuplicateActions:
         return items, table, group
 
     def keep_selected(self, group, evt_index):
+        self._may_write()
         if group is None or evt_index is None:
             raise refused("Pick a group and click the image to keep.")
         _call(record_keeper, self.store_dir, group.ids[evt_index], wait=DECISION_WAIT_SECONDS)
         return f"Recorded: keep {Path(group.paths[evt_index]).name}"
 
     def not_duplicates(self, group):
+        self._may_write()
         if group is None:
             raise refused("Pick a group first.")
         _call(record_not_duplicates, self.store_dir, list(group.ids), wait=DECISION_WAIT_SECONDS)
@@ -106,6 +114,8 @@ class DuplicateActions:
             raise refused("Pick a group first.")
         plans = _call(plan_group, self.index, group)
         keeper = group.paths[group.ids.index(group.keeper)]
+        if not dry_run:
+            self._may_write()
         if dry_run:
             lines = "\n".join(f"- {m['path']}" for p in plans for m in p.move)
             count = sum(len(p.move) for p in plans)
@@ -124,6 +134,7 @@ class DuplicateActions:
     def apply(self, *choices, merge=False):
         """Move the plan's files into the quarantine; with `merge`, the keepers' sidecars also get
         their group's keywords and best rating (undone with the move)."""
+        self._may_write()
         settled = _call(settle_quarantine, self.store_dir, wait=DECISION_WAIT_SECONDS)
         plans = self._plans(*choices)
         notes = "".join(f"\n{note}" for note in settled)
@@ -134,6 +145,7 @@ class DuplicateActions:
     def mark(self, *choices, merge=False):
         """Instead of moving: a reject and a keyword naming the keeper in each other file's XMP
         sidecar (created if absent), with `merge` the keepers' too; no image is written."""
+        self._may_write()
         plans = self._plans(*choices)
         marks = plan_marks(plans, reject=True, merge=bool(merge))
         if not marks:
@@ -143,6 +155,7 @@ class DuplicateActions:
 
     def undo(self):
         """Undo the latest cleanup, whichever kind: files moved, sidecars marked, or both."""
+        self._may_write()
         report = _call(undo_cleanup, self.store_dir, wait=DECISION_WAIT_SECONDS)
         self.index.refresh()
         return _undone_text(report)
@@ -152,6 +165,7 @@ class DuplicateActions:
         return [[p.score, p.path_a, p.path_b, ""] for p in sample_pairs(self.index)]
 
     def save_thresholds(self, table):
+        self._may_write()
         rows = table.values.tolist() if hasattr(table, "values") else list(table or [])
         labels = [(float(r[0]), str(r[3]).strip().lower().startswith("y")) for r in rows
                   if str(r[3]).strip().lower()[:1] in ("y", "n")]

@@ -6,6 +6,7 @@ could post tens of MB to `queue/join`, which is parsed in memory and echoed into
 
 from __future__ import annotations
 
+import json
 import logging
 
 __all__ = ["BodyLimit", "bound_log_lines", "MAX_BODY_BYTES", "MAX_UPLOAD_BODY_BYTES", "MAX_LOG_LINE"]
@@ -13,6 +14,8 @@ __all__ = ["BodyLimit", "bound_log_lines", "MAX_BODY_BYTES", "MAX_UPLOAD_BODY_BY
 MAX_BODY_BYTES = 1 << 20  # JSON calls carry settings and file references, never pixels
 MAX_UPLOAD_BODY_BYTES = 26 << 20  # the 25 MB upload limit plus multipart framing
 MAX_LOG_LINE = 2000
+API_ROUTES = "/api/"  # the JSON API (ui.api) answers a refusal in JSON
+UPLOAD_ROUTES = frozenset({"/api/v1/search"})  # besides Gradio's /upload: the API's image upload
 
 
 class BodyLimit:
@@ -25,10 +28,12 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.max_upload if scope["path"].rstrip("/").endswith("/upload") else self.max_body
+        path = scope["path"].rstrip("/")
+        limit = self.max_upload if path.endswith("/upload") or path in UPLOAD_ROUTES else self.max_body
+        as_json = path.startswith(API_ROUTES)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            return await _refuse(send, limit)
+            return await _refuse(send, limit, as_json)
         seen = 0
         responded = False
 
@@ -50,17 +55,19 @@ class BodyLimit:
             await self.app(scope, counted_receive, tracked_send)
         except _TooLarge:
             if not responded:
-                await _refuse(send, limit)
+                await _refuse(send, limit, as_json)
 
 
 class _TooLarge(Exception):
     pass
 
 
-async def _refuse(send, limit: int) -> None:
-    body = f"request body larger than {limit // (1 << 20)} MB".encode()
+async def _refuse(send, limit: int, as_json: bool = False) -> None:
+    message = f"request body larger than {limit // (1 << 20)} MB"
+    body = json.dumps({"code": "too_large", "message": message}).encode() if as_json else message.encode()
+    kind = b"application/json" if as_json else b"text/plain"
     await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -29,14 +29,21 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(store=None, *, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
-          insecure_no_auth: bool = False, block: bool = True):
-    """Start the app; returns the running Blocks when block=False (tests)."""
+          insecure_no_auth: bool = False, block: bool = True, api_token_file: str | None = None,
+          read_only: bool = False, cors_origins: tuple[str, ...] = ()):
+    """Start the page and the JSON API (/api/v1) on one port; returns the running Blocks when
+    block=False (tests). The API takes the page's login, or a bearer token (`api_token_file`, else
+    VITSEARCH_API_TOKEN); `read_only` refuses cleanups and decisions on both."""
     if not is_loopback(host) and not auth and not insecure_no_auth:
         raise ConfigError(
             f"--host {host} exposes your images beyond this machine: add --auth USER:PASS "
             "(or --insecure-no-auth if you really mean it)"
         )
     credentials = _parse_auth(auth) if auth else None
+    from .api import API_PREFIX, ApiAccess, build_api, read_token
+
+    access = ApiAccess(token=read_token(api_token_file), login=credentials, writes=not read_only,
+                       cors_origins=tuple(cors_origins))
     private_temp = tempfile.mkdtemp(prefix="vitsearch-ui-")
     atexit.register(shutil.rmtree, private_temp, ignore_errors=True)
     if block and threading.current_thread() is threading.main_thread():
@@ -48,6 +55,7 @@ def serve(store=None, *, host: str = "127.0.0.1", port: int = 7860, auth: str | 
     _restrict_pillow()
 
     from starlette.middleware import Middleware
+    from starlette.routing import Mount
 
     from ..search import ImageIndex
     from .app import build_app
@@ -55,7 +63,8 @@ def serve(store=None, *, host: str = "127.0.0.1", port: int = 7860, auth: str | 
 
     index = ImageIndex.open(store)
     roots = index.roots()
-    app = build_app(index)
+    app = build_app(index, writable=not read_only)
+    api = build_api(index, access)
     app.queue(default_concurrency_limit=4)
     bound_log_lines()
     try:
@@ -64,12 +73,16 @@ def serve(store=None, *, host: str = "127.0.0.1", port: int = 7860, auth: str | 
             max_file_size=MAX_UPLOAD, allowed_paths=[],
             blocked_paths=[str(index.store.dir), *roots],
             enable_monitoring=False, show_error=True, ssr_mode=False, mcp_server=False, pwa=False,
-            prevent_thread_lock=True, quiet=True, app_kwargs={"middleware": [Middleware(BodyLimit)]},
+            prevent_thread_lock=True, quiet=True,
+            app_kwargs={"middleware": [Middleware(BodyLimit)], "routes": [Mount(API_PREFIX, app=api)]},
         )
     except OSError as e:
         raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror or 'port in use'}): "
                           "choose another with --port, or stop what is using it") from None
-    print(f"vitsearch is serving {index.store.dir} at http://{_url_host(host)}:{app.server_port}/", file=sys.stderr)
+    url = f"http://{_url_host(host)}:{app.server_port}"
+    print(f"vitsearch is serving {index.store.dir} at {url}/ (JSON API: {url}{API_PREFIX}/, "
+          f"{'read-only' if read_only else 'cleanups allowed'}"
+          f"{', bearer token required' if access.token else ''})", file=sys.stderr)
     if block:
         app.block_thread()
     return app
