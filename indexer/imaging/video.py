@@ -7,23 +7,26 @@ gap between keyframes is wider than the spacing wanted (x264 places one every 10
 footage), frames are decoded forward from the keyframe before, within a budget. Near-black and
 flat frames (intros, fades, a lens cap) are left out: they would match every other video's.
 
-Bounds, so that one hostile file never stalls or floods a run: a declared size over MAX_PIXELS is
-refused before decoding, at most MAX_FRAMES frames are kept, frames are scaled down by FFmpeg to
-the size the model needs, and a video that takes longer than TIME_LIMIT_S stops there (FFmpeg's
-own reads are interrupted too).
+Bounds, so that one hostile file never stalls or floods a run: only the containers of the video
+extensions are opened (an image or a playlist under a video's name is refused, and FFmpeg reads no
+other file), a file cut short is told by its container's sizes before any decode, a frame over
+MAX_PIXELS is refused, declared or met in the stream (FFmpeg's decoders check it before they
+allocate), at most MAX_FRAMES frames are kept, frames are scaled down by FFmpeg to the size the
+model needs, and a video that takes longer than TIME_LIMIT_S stops there (FFmpeg's own reads are
+interrupted too; every loop looks at the clock).
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 
-from ..errors import ImageLoadError, first_line
+from ..errors import ImageLoadError
+from .video_open import DECODER_OPTIONS, MAX_PIXELS, ffmpeg_message, open_video
 
 __all__ = ["VideoInfo", "VideoSample", "read_video", "video_vector", "MAX_FRAMES", "FRAME_SPACING_S", "TIME_LIMIT_S",
            "MAX_PIXELS"]
@@ -31,9 +34,9 @@ __all__ = ["VideoInfo", "VideoSample", "read_video", "video_vector", "MAX_FRAMES
 MAX_FRAMES = 64  # per video: a feature film is sampled as sparsely as a long clip
 FRAME_SPACING_S = 2.0  # the densest sample: one frame per 2 s of footage
 TIME_LIMIT_S = 120.0  # one video's decode; a 1080p phone clip takes well under a second
-MAX_PIXELS = 8192 * 4352  # 8K DCI: larger declared frames are refused before any decode
 # frames decoded to fill the gaps between sparse keyframes, per frame kept
 GAP_DECODE_BUDGET = 24
+MAX_DECODE_ERRORS = 16  # damaged parts met before a video's sampling gives up
 # A frame is left out when its luma has less spread than this (flat: black, white, a fade's
 # middle) or is this dark on average: it says nothing about the footage.
 FLAT_LUMA_STD = 6.0
@@ -73,21 +76,17 @@ def read_video(path: str, *, min_side: int | None = None, max_frames: int = MAX_
     video. `min_side`: frames are scaled down while their short side stays >= it (None: full size)."""
     import av
 
-    try:
-        if os.path.getsize(path) == 0:
-            raise ImageLoadError("empty", "the file is empty (0 bytes)")
-    except OSError as e:
-        raise ImageLoadError("vanished" if isinstance(e, FileNotFoundError) else "unreadable",
-                             e.strerror or str(e)) from e
     deadline = time.monotonic() + time_limit
-    try:
-        container = av.open(path, timeout=(min(time_limit, 30.0), min(time_limit, 30.0)))
-    except av.error.FFmpegError as e:
-        raise ImageLoadError("unidentified", f"not a video FFmpeg can read: {first_line(e)}") from e
+    container = open_video(path, time_limit)
     try:
         return _sample(container, min_side, max_frames, spacing, deadline)
+    except av.error.ExitError as e:  # the interrupt callback: a read outlasted the time limit
+        raise ImageLoadError("timeout", f"reading the video took over {time_limit:.0f} s") from e
+    except av.error.ArgumentError as e:  # EINVAL from a decoder: the frame size over max_pixels
+        raise ImageLoadError("too_large", f"its frames are larger than {MAX_PIXELS // 1_000_000} MP: "
+                                          "the decoder refused them") from e
     except av.error.FFmpegError as e:
-        raise ImageLoadError("corrupt", f"the video cannot be decoded: {first_line(e)}") from e
+        raise ImageLoadError("corrupt", f"the video cannot be decoded: {ffmpeg_message(e)}") from e
     except MemoryError as e:
         raise ImageLoadError("too_large", "decoding ran out of memory") from e
     finally:
@@ -96,8 +95,9 @@ def read_video(path: str, *, min_side: int | None = None, max_frames: int = MAX_
 
 def _sample(container, min_side, max_frames, spacing, deadline) -> VideoSample:
     if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["no"]
-        raise ImageLoadError("unsupported", f"no video stream ({', '.join(kinds)} streams only)")
+        kinds = sorted({s.type for s in container.streams})
+        held = f"{', '.join(kinds)} streams only" if kinds else "the container holds no stream at all"
+        raise ImageLoadError("unsupported", f"no video stream ({held})")
     stream = container.streams.video[0]
     context = stream.codec_context
     width, height = int(context.width or 0), int(context.height or 0)
@@ -106,6 +106,7 @@ def _sample(container, min_side, max_frames, spacing, deadline) -> VideoSample:
     if width * height > MAX_PIXELS:
         raise ImageLoadError("too_large", f"{width}x{height} frames are more than {MAX_PIXELS // 1_000_000} MP")
     stream.thread_type = "AUTO"
+    context.options = dict(DECODER_OPTIONS)
     duration = _duration(container, stream)
     notes: list[str] = []
     keys = _keyframe_times(container, stream, deadline)
@@ -113,10 +114,14 @@ def _sample(container, min_side, max_frames, spacing, deadline) -> VideoSample:
     decoder = _FrameDecoder(container, stream, min_side, deadline, keys)
     frames = decoder.take(picks, budget=GAP_DECODE_BUDGET * max(len(picks), 1))
     if decoder.timed_out:
-        notes.append(f"sampled for {decoder.limit:.0f} s only (time limit)")
+        notes.append(f"sampled for {decoder.limit:.3g} s only (the time limit): {len(frames)} frames")
+    if decoder.errors:
+        notes.append(f"{decoder.errors} damaged part(s) skipped: {decoder.first_error}")
     if not frames:
         if decoder.timed_out:
             raise ImageLoadError("timeout", "no frame decoded within the time limit")
+        if decoder.errors:
+            raise ImageLoadError("corrupt", f"no frame could be decoded: {decoder.first_error}")
         raise ImageLoadError("truncated", "no frame of the video stream could be decoded")
     kept = [(t, image) for t, image, flat in frames if not flat]
     left_out = len(frames) - len(kept)
@@ -162,12 +167,17 @@ def _keyframe_times(container, stream, deadline) -> list[float]:
             return sorted(float((e.timestamp + delay) * base) for e in entries if e.is_keyframe)
     except Exception:  # noqa: BLE001 - an odd index is only a missed shortcut
         pass
-    times = []
-    for count, packet in enumerate(container.demux(stream)):
-        if packet.is_keyframe and packet.pts is not None:
-            times.append(float(packet.pts * base))
-        if count % 256 == 0 and time.monotonic() > deadline:
-            break
+    import av
+
+    times: list[float] = []
+    try:
+        for count, packet in enumerate(container.demux(stream)):
+            if packet.is_keyframe and packet.pts is not None:
+                times.append(float(packet.pts * base))
+            if count % 256 == 0 and time.monotonic() > deadline:
+                break
+    except (av.error.InvalidDataError, av.error.ExitError):
+        pass  # the keyframes found so far; the sampling meets the damage or the clock again
     return times
 
 
@@ -197,7 +207,8 @@ class _FrameDecoder:
     """Decodes the chosen frames: a keyframe by a seek and one decode; any other frame by decoding
     forward, from where the last one left off when no keyframe lies between, else from the keyframe
     before it. Once the budget of forward-decoded frames is spent, a gap is served by its nearest
-    keyframe."""
+    keyframe. A damaged part costs the frame sought there, not the video; the clock is read at
+    every packet."""
 
     def __init__(self, container, stream, min_side, deadline, keys: list[float]):
         self.container, self.stream, self.min_side = container, stream, min_side
@@ -206,18 +217,31 @@ class _FrameDecoder:
         self.keys = np.asarray(sorted(keys), dtype=np.float64)
         self.timed_out = False
         self.rotation = 0
+        self.errors, self.first_error = 0, ""
         self._position: float | None = None  # time of the last frame decoded forward
 
     def take(self, picks: list[tuple[float, bool]], budget: int) -> list[tuple[float, object, bool]]:
+        import av
+
         frames: list[tuple[float, object, bool]] = []
         seen: set[int] = set()
         for target, is_key in picks:
-            if time.monotonic() > self.deadline:
-                self.timed_out = True
+            if self._late():
                 break
             if not is_key and budget <= 0 and len(self.keys):
                 target, is_key = float(self.keys[np.abs(self.keys - target).argmin()]), True
-            found = self._keyframe(target) if is_key else self._forward_to(target)
+            try:
+                found = self._keyframe(target) if is_key else self._forward_to(target, max(budget, 1))
+            except av.error.ExitError:  # a read interrupted by the time limit
+                self.timed_out = True
+                break
+            except (av.error.InvalidDataError, av.error.EOFError, av.error.PatchWelcomeError) as e:
+                self.errors += 1
+                self.first_error = self.first_error or ffmpeg_message(e)
+                self._position = None  # the decoder's state is unknown: seek for the next frame
+                if self.errors > MAX_DECODE_ERRORS:
+                    break
+                continue
             if found is None:
                 continue
             frame, decoded = found
@@ -228,6 +252,11 @@ class _FrameDecoder:
             frames.append(self._image(frame))
         frames.sort(key=lambda f: f[0])
         return frames
+
+    def _late(self) -> bool:
+        if time.monotonic() > self.deadline:
+            self.timed_out = True
+        return self.timed_out
 
     def _seek(self, target: float, skip: str) -> None:
         base = self.stream.time_base
@@ -246,10 +275,13 @@ class _FrameDecoder:
         for packet in self.container.demux(self.stream):
             for frame in packet.decode():
                 return frame, 1
+            if self._late():  # the index's keyframes may not be the decoder's: it skips them all
+                break
         return None
 
-    def _forward_to(self, target: float):
-        """The first frame at or after `target` and how many frames were decoded to reach it."""
+    def _forward_to(self, target: float, budget: int):
+        """The first frame at or after `target` and how many frames were decoded to reach it; the
+        last frame decoded once `budget` frames are spent short of it."""
         between = len(self.keys) and self._position is not None and bool(
             ((self.keys > self._position) & (self.keys <= target)).any())
         if self._position is None or target <= self._position or between:
@@ -259,11 +291,10 @@ class _FrameDecoder:
             for frame in packet.decode():
                 decoded += 1
                 last = frame
-                if frame.time is None or frame.time >= target - 1e-3:
+                if frame.time is None or frame.time >= target - 1e-3 or decoded >= budget:
                     self._position = frame.time
                     return frame, decoded
-            if decoded % 16 == 0 and time.monotonic() > self.deadline:
-                self.timed_out = True
+            if self._late():
                 break
         self._position = None
         return (last, decoded) if last is not None else None
