@@ -6,6 +6,8 @@ one hit per video) and its frames are written in one transaction."""
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import time
 
 import numpy as np
@@ -27,7 +29,12 @@ def hash_file(path: str) -> str:
     """The content hash a photo gets from its bytes (blake2b-128), read a chunk at a time."""
     digest = hashlib.blake2b(digest_size=16)
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: a FIFO put in a video's place since the scan opens at once (and is refused
+        # below) instead of waiting for a writer forever; a regular file ignores the flag.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ImageLoadError("unreadable", "not a regular file")
             while chunk := f.read(HASH_CHUNK):
                 digest.update(chunk)
     except FileNotFoundError as e:
