@@ -1,5 +1,6 @@
 """Duplicate edges that need no embedding: same bytes, same decoded pixels, and rotated or
-mirrored copies found by multi-index hashing over the stored orientation hashes."""
+mirrored copies found by multi-index hashing over the stored orientation hashes. Photos only:
+videos carry no signatures and group by their frames (search.video_dupes)."""
 
 from __future__ import annotations
 
@@ -54,14 +55,15 @@ def signature_edges(store: Store, *, transforms: bool = True) -> SignatureEdges:
         columns = {r[0] for r in con.execute("DESCRIBE images").fetchall()}
         signed = "pixel_hash" in columns
         selected = "id, content_hash" + (", pixel_hash, orientation_hash" if signed else "")
-        table = con.execute(f"SELECT {selected} FROM images WHERE {LIVE} ORDER BY id").fetchnumpy()
+        table = con.execute(f"SELECT {selected} FROM images WHERE {LIVE} AND kind = 'image' ORDER BY id").fetchnumpy()
     ids = np.asarray(table["id"], np.int64)
     identical = _same_value_chains(ids, table["content_hash"])
     if not signed:  # a store older than signatures, opened read-only: its next index run adds them
         empty = np.zeros(0, np.int64)
         return SignatureEdges(identical, (empty, empty), (empty, empty, empty), 0, len(ids))
-    pixel = table["pixel_hash"]
-    has_pixel = np.array([p is not None for p in pixel], bool) if len(ids) else np.zeros(0, bool)
+    # DuckDB hands a column with NULLs over masked: a masked entry is no hash, not a shared one
+    pixel = np.ma.getdata(table["pixel_hash"])
+    has_pixel = ~np.ma.getmaskarray(table["pixel_hash"]) & np.array([p is not None for p in pixel], bool)
     same_pixels = _same_value_chains(ids[has_pixel], pixel[has_pixel])
     orientation = np.ma.getdata(table["orientation_hash"])
     has_hash = ~np.ma.getmaskarray(table["orientation_hash"])
