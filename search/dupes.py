@@ -1,6 +1,7 @@
 """Duplicate groups from a chunked k-NN self-join over the index plus signature matches (same
 bytes, same pixels, rotated or mirrored copies), in connected components, so memory stays
-bounded by k per image. Each member says how it relates to the group's keeper (search.tiers)."""
+bounded by k per image. Each member says how it relates to the group's keeper (search.tiers).
+Videos group among themselves by their frames (search.video_dupes), never with a photo."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from .same_file import hard_link_sets, real_folder, split_aliases, within
 from .signature_edges import LAYOUT_BITS, signature_edges
 from .thresholds import NEAR_DEFAULT, SIMILAR_DEFAULT, thresholds
 from .tiers import TIERS, Member, classify_members, group_reason, group_tier
+from .video_dupes import classify_videos, suggested_video_keeper, video_edges, video_ids
 
 __all__ = ["DuplicateGroup", "Member", "find_duplicates", "nearest_neighbour_scores", "TIERS", "NEAR_DEFAULT",
            "SIMILAR_DEFAULT", "thresholds"]
@@ -27,6 +29,8 @@ CHUNK = 4096
 DUPES_NPROBE_MAX = 16  # duplicates sit in the same or the next list: no need to probe deeper
 SUGGESTION = ("suggested keeper: picked or best rated, then the best measured quality (not clipped, not re-saved "
               "low, the most real detail), then metadata, then the oldest file")
+VIDEO_SUGGESTION = ("suggested keeper: picked or best rated, then the longest, then the most pixels, then the highest "
+                    "bitrate, then the oldest file")
 HARD_LINKS = "one file under {n} names (hard links): moving one frees nothing; never moved"
 _SIGNATURE_WEIGHT = 2.0  # same bytes/pixels/transform edges outrank any cosine when a veto splits a group
 
@@ -44,6 +48,7 @@ class DuplicateGroup:
     reason: str = ""
     unsigned: int = field(default=0, compare=False)  # images without signatures when this was found
     linked: tuple[int, ...] = ()  # files also reached through another path (a link): never moved
+    kind: str = "image"  # or "video": a group holds one kind only
 
     def to_record(self) -> dict:
         record = asdict(self)
@@ -58,12 +63,27 @@ def find_duplicates(index: ImageIndex, *, near: float | None = None, similar: fl
                     tiers: tuple[str, ...] = TIERS, against: str | os.PathLike | None = None,
                     ) -> list[DuplicateGroup]:
     """Groups whose members have a tier in `tiers` (each member's relation to the keeper),
-    honouring the user's recorded decisions. `against` keeps only groups with members both
-    inside and outside that folder."""
+    honouring the user's recorded decisions: groups of photos, then groups of videos. `against`
+    keeps only groups with members both inside and outside that folder."""
     near, similar = thresholds(index.store, near, similar)
     decisions = read_decisions(index.store)
+    videos = video_ids(index.store)
     signatures = signature_edges(index.store)
-    a, b, scores = _edges(index, similar, decisions.not_duplicates)
+    loose = "similar" in tiers or "burst" in tiers
+    groups = _photo_groups(index, signatures, videos, near, similar, loose, decisions)
+    groups += _video_groups(index, near, similar, loose, decisions, signatures.unsigned)
+    wanted = set(tiers)
+    groups = [g for g in (_restrict(g, wanted) for g in groups) if g is not None]
+    if against is not None:
+        folder = real_folder(against, "against")
+        groups = [g for g in groups if _crosses(g, folder)]
+    return groups
+
+
+def _photo_groups(index: ImageIndex, signatures, videos: np.ndarray, near: float, similar: float, loose: bool,
+                  decisions) -> list[DuplicateGroup]:
+    """Groups of photos: k-NN edges among photos plus signature edges (photos have them, videos not)."""
+    a, b, scores = _edges(index, similar, decisions.not_duplicates, videos)
     best = _best_scores(a, b, scores)
     sa, sb = (np.concatenate(parts) for parts in zip(
         signatures.identical, signatures.same_pixels, signatures.transformed[:2], strict=True))
@@ -78,26 +98,56 @@ def find_duplicates(index: ImageIndex, *, near: float | None = None, similar: fl
     weights = np.concatenate([scores, np.full(len(sa), _SIGNATURE_WEIGHT, np.float32)])
     same_layout = signatures.layout_distance(a, b) <= LAYOUT_BITS  # a light crop or edit the model underrates
     strong = np.concatenate([(scores >= near) | same_layout, np.ones(len(sa), bool)])
-    near_components = _components(all_a, all_b, strong, weights, decisions.not_duplicates)
-    components = [(c, "near") for c in near_components]
-    if "similar" in tiers or "burst" in tiers:
-        known = {tuple(c) for c in near_components}
-        loose = _components(all_a, all_b, np.ones(len(all_a), bool), weights, decisions.not_duplicates)
-        components += [(c, "similar") for c in loose if tuple(c) not in known]
-    groups = _build_groups(index, components, best, near, decisions.keepers, signatures.unsigned)
-    wanted = set(tiers)
-    groups = [g for g in (_restrict(g, wanted) for g in groups) if g is not None]
-    if against is not None:
-        folder = real_folder(against, "against")
-        groups = [g for g in groups if _crosses(g, folder)]
+    components = _tiered_components(all_a, all_b, weights, strong, loose, decisions.not_duplicates)
+    return _build_groups(index, components, best, near, decisions.keepers, signatures.unsigned)
+
+
+def _video_groups(index: ImageIndex, near: float, similar: float, loose: bool, decisions,
+                  unsigned: int) -> list[DuplicateGroup]:
+    """Groups of videos by their frames (search.video_dupes): rows like any other."""
+    edges = video_edges(index.store, index.frames(), near=near, similar=similar, loose=loose)
+    allowed = np.array([(int(x), int(y)) not in decisions.not_duplicates
+                        for x, y in zip(edges.a, edges.b, strict=True)], bool).reshape(-1)
+    a, b, weights = edges.a[allowed], edges.b[allowed], edges.weights[allowed]
+    best = _best_scores(a, b, np.minimum(weights, 1.0))
+    groups = []
+    for members, level in _tiered_components(a, b, weights, edges.near[allowed], loose, decisions.not_duplicates):
+        paths = {m: disk_path(edges.facts[m]) for m in members}
+        groups += [_hard_link_group(same, edges.facts, unsigned, "video") for same in hard_link_sets(members, paths)]
+        members, linked = split_aliases(members, paths)
+        if len(members) < 2:
+            continue
+        decided = [m for m in members if m in decisions.keepers]
+        keeper = decided[0] if decided else suggested_video_keeper(members, edges.facts)
+        classified = classify_videos(members, keeper, edges, near=near, similar=similar, level=level)
+        groups.append(DuplicateGroup(
+            group_tier(classified), tuple(members), tuple(edges.facts[m]["path"] for m in members),
+            tuple(round(float(best.get(m, 1.0)), 6) for m in members), keeper, bool(decided), (), tuple(classified),
+            group_reason(classified, "kept by your decision" if decided else VIDEO_SUGGESTION), unsigned,
+            tuple(sorted(linked)), "video"))
     return groups
+
+
+def _tiered_components(a: np.ndarray, b: np.ndarray, weights: np.ndarray, strong: np.ndarray, loose: bool,
+                       cannot_link: set[tuple[int, int]]) -> list[tuple[list[int], str]]:
+    """(members, "near") for the components of the strong edges; with `loose`, (members,
+    "similar") for the components of all edges that are not already a near component."""
+    near_components = _components(a, b, strong, weights, cannot_link)
+    components = [(c, "near") for c in near_components]
+    if loose:
+        known = {tuple(c) for c in near_components}
+        everything = _components(a, b, np.ones(len(a), bool), weights, cannot_link)
+        components += [(c, "similar") for c in everything if tuple(c) not in known]
+    return components
 
 
 def nearest_neighbour_scores(index: ImageIndex) -> np.ndarray:
     """Each image's best similarity to another image: the distribution thresholds cut."""
-    best = []
-    for ids, vectors in index.store.embedding_chunks(CHUNK):
-        scores, found = _search(index, vectors, 2)
+    best, videos = [], video_ids(index.store)
+    for ids, vectors in _photo_chunks(index, videos):
+        if not len(ids):
+            continue
+        scores, found = _photo_neighbours(index, vectors, 2, videos)
         own = found == ids[:, None]
         best.append(np.where(own[:, 0], scores[:, 1], scores[:, 0]))
     return np.concatenate(best) if best else np.zeros(0, np.float32)
@@ -110,11 +160,36 @@ def _search(index: ImageIndex, vectors: np.ndarray, k: int):
     return index.vectors.index.search(vectors, min(k, len(index)), params=params)
 
 
-def _edges(index: ImageIndex, threshold: float, not_duplicates: set[tuple[int, int]]):
-    """Pairs (a < b) of neighbours scoring >= threshold, minus the user's 'not duplicates'."""
-    parts_a, parts_b, parts_s = [], [], []
+def _photo_chunks(index: ImageIndex, videos: np.ndarray):
+    """(ids, embeddings) of the live photos, CHUNK rows at a time (a chunk may come out empty)."""
     for ids, vectors in index.store.embedding_chunks(CHUNK):
-        scores, found = _search(index, vectors, NEIGHBOURS)
+        photos = ~np.isin(ids, videos)
+        yield ids[photos], vectors[photos]
+
+
+def _photo_neighbours(index: ImageIndex, vectors: np.ndarray, k: int, videos: np.ndarray):
+    """The k nearest photos (scores, ids; -1 past the end): videos in the index are searched
+    past, as many as k of them, so a photo's neighbours stay those of a store without videos."""
+    if not len(videos):
+        return _search(index, vectors, k)
+    scores, found = _search(index, vectors, k + min(k, len(videos)))
+    photo = (found >= 0) & ~np.isin(found, videos)
+    order = np.argsort(~photo, axis=1, kind="stable")[:, :k]  # photos first, in score order
+    photo = np.take_along_axis(photo, order, 1)
+    scores = np.where(photo, np.take_along_axis(scores, order, 1), np.finfo(np.float32).min)  # FAISS's "none"
+    return scores, np.where(photo, np.take_along_axis(found, order, 1), -1)
+
+
+def _edges(index: ImageIndex, threshold: float, not_duplicates: set[tuple[int, int]],
+           videos: np.ndarray | None = None):
+    """Pairs (a < b) of neighbouring photos scoring >= threshold, minus the user's 'not
+    duplicates'. `videos`: the live videos' ids, when the caller has them."""
+    videos = video_ids(index.store) if videos is None else videos
+    parts_a, parts_b, parts_s = [], [], []
+    for ids, vectors in _photo_chunks(index, videos):
+        if not len(ids):
+            continue
+        scores, found = _photo_neighbours(index, vectors, NEIGHBOURS, videos)
         a = np.repeat(ids, found.shape[1])
         b, s = found.ravel(), scores.ravel()
         keep = (b >= 0) & (a != b) & (s >= threshold)
@@ -259,14 +334,14 @@ def suggestion_key(fact: dict, row_id: int) -> tuple:
             -row_id)
 
 
-def _hard_link_group(same: list[int], facts: dict, unsigned: int) -> DuplicateGroup:
+def _hard_link_group(same: list[int], facts: dict, unsigned: int, kind: str = "image") -> DuplicateGroup:
     """Hard links reported as what they are: one file, nothing to free, never planned for a move."""
     keeper = same[0]
     members = tuple(Member(i, facts[i]["path"], 1.0, "hardlink", None,
                            "the keeper" if i == keeper else f"the same file as {facts[keeper]['path']} (a hard link)",
                            i == keeper) for i in same)
     return DuplicateGroup("hardlink", tuple(same), tuple(facts[i]["path"] for i in same), (1.0,) * len(same),
-                          keeper, False, (), members, HARD_LINKS.format(n=len(same)), unsigned, tuple(same))
+                          keeper, False, (), members, HARD_LINKS.format(n=len(same)), unsigned, tuple(same), kind)
 
 
 def _restrict(group: DuplicateGroup, wanted: set[str]) -> DuplicateGroup | None:
@@ -283,7 +358,7 @@ def _restrict(group: DuplicateGroup, wanted: set[str]) -> DuplicateGroup | None:
         group_tier(keep, group.kept_with_keeper), tuple(group.ids[n] for n in chosen),
         tuple(group.paths[n] for n in chosen), tuple(group.scores[n] for n in chosen), group.keeper,
         group.keeper_decided, group.kept_with_keeper, tuple(keep), group.reason, group.unsigned,
-        tuple(i for i in group.linked if i in index))
+        tuple(i for i in group.linked if i in index), group.kind)
 
 
 def _crosses(group: DuplicateGroup, folder: str) -> bool:

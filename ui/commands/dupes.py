@@ -14,7 +14,7 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(commands) -> None:
-    dupes = commands.add_parser("dupes", help="groups of identical, near-duplicate and similar images")
+    dupes = commands.add_parser("dupes", help="groups of identical, near-duplicate and similar photos, and of videos")
     store_flag(dupes)
     dupes.add_argument("--tier", action="append", choices=TIERS,
                        help="only members of these tiers (repeatable; default: all, or identical, same-pixels "
@@ -37,7 +37,7 @@ def _cleanup_flags(dupes) -> None:
     dupes.add_argument("--resolve", metavar="RULES",
                        help="plan a cleanup: keeper preferences in order, ties falling to the next, e.g. "
                             "largest-resolution,largest-file,oldest-capture,has-exif,shortest-path,prefer:PATH,"
-                            "keep-raw (a dry run unless --apply)")
+                            "keep-raw; for videos also longest, highest-bitrate (a dry run unless --apply)")
     dupes.add_argument("--protect", action="append", metavar="PATH",
                        help="never move files under PATH; a protected copy is the one kept (repeatable)")
     dupes.add_argument("--apply", action="store_true",
