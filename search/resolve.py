@@ -16,6 +16,7 @@ from ..indexer.store.decisions import read_decisions
 from ..indexer.store.store import MTIME, Store, disk_path
 from .dupes import DuplicateGroup, find_duplicates
 from .quality_rank import best_by_quality, quality_reason
+from .video_dupes import longest
 
 if TYPE_CHECKING:
     from .index import ImageIndex
@@ -53,6 +54,9 @@ RULES: dict[str, tuple[str, Callable[[dict], object]]] = {
     # measured quality with a margin (search.quality_rank.best_by_quality): ties fall to the next rule
     "most-detail": ("the most detail (pixels weighted by the detail they hold)", None),
     "best-quality": ("the best measured quality: not clipped, not re-saved low, the most real detail", None),
+    # videos (search.video_dupes); photos have neither, so among photos these tie
+    "longest": ("the longest video (lengths within 1% are equal: a trim is not kept over its source)", None),
+    "highest-bitrate": ("the highest bitrate (a video's bits per second)", lambda f: f["bitrate"]),
 }
 PREFIX_RULES = ("prefer:", "avoid:")  # prefer:PATH keeps a copy under PATH; avoid:PATH one outside it
 
@@ -164,7 +168,8 @@ def plan_resolution(store: Store, groups: list[DuplicateGroup], rules: list[str]
         f"path, path_bytes, format, size, mtime_ns, coalesce(width * height, 0) AS pixels, captured_at, "
         f"{MTIME} AS modified, (captured_at IS NOT NULL)::INT + (camera IS NOT NULL)::INT AS richness, "
         "rating, pick, keywords, coalesce(len(keywords), 0) AS keyword_count, records_key, sharpness, "
-        "jpeg_quality, detail, coalesce(clipped_shadows + clipped_highlights, 0) AS clipped", ids)
+        "jpeg_quality, detail, coalesce(clipped_shadows + clipped_highlights, 0) AS clipped, "
+        "coalesce(duration, 0) AS duration, coalesce(bitrate, 0) AS bitrate, kind", ids)
     for fact in facts.values():
         fact["disk"] = disk_path(fact)  # the name to look at on disk (a non-UTF-8 name's raw bytes)
     linked = {i for g in groups for i in g.linked}
@@ -215,9 +220,11 @@ def summarize(plans: list[GroupPlan]) -> str:
 
 def _stale_records(facts: dict) -> set[int]:
     """Ids whose sidecars or file changed since their records were read: the plan would decide
-    on ratings and picks the photographer has since changed."""
-    on_disk = disk_records_keys((f["disk"], f["size"], f["mtime_ns"]) for f in facts.values())
-    return {i for i, f in facts.items() if on_disk[f["disk"]] != f["records_key"]}
+    on ratings and picks the photographer has since changed. A video whose records were never
+    read (the indexer does not read a video's XMP yet: docs/videos.md) has none to be stale."""
+    read = {i: f for i, f in facts.items() if f["kind"] != "video" or f["records_key"] is not None}
+    on_disk = disk_records_keys((f["disk"], f["size"], f["mtime_ns"]) for f in read.values())
+    return {i for i, f in read.items() if on_disk[f["disk"]] != f["records_key"]}
 
 
 def _differs(keeper: dict, other: dict, ratio: float) -> bool:
@@ -350,6 +357,8 @@ def _by_rules(group: DuplicateGroup, candidates: list[int], facts: dict, rules: 
     for rule in rules:
         if rule in ("best-quality", "most-detail"):
             candidates = best_by_quality({i: facts[i] for i in candidates}, detail_only=rule == "most-detail")
+        elif rule == "longest":
+            candidates = longest({i: facts[i] for i in candidates})
         else:
             scores = {i: _score(rule, facts[i], folders) for i in candidates}
             best = max(scores.values())
