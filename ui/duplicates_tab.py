@@ -69,7 +69,8 @@ class DuplicateActions:
         self.index.refresh()
         groups = _call(find_duplicates, self.index, near=near, similar=similar, tiers=tuple(tiers or RESOLVE_TIERS),
                        against=against.strip() or None)
-        labels = [f"{i + 1}. {g.tier} · {len(g.ids)} images · {Path(g.paths[0]).name} · {g.reason}"
+        labels = [f"{i + 1}. {g.tier} · {len(g.ids)} {'videos' if g.kind == 'video' else 'images'} · "
+                  f"{Path(g.paths[0]).name} · {g.reason}"
                   for i, g in enumerate(groups)]
         by_tier: dict[str, int] = {}
         for g in groups:
