@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...indexer.sidecar_marks import mark_sidecars
-from ...indexer.store.decisions import record_keeper, record_not_duplicates
+from ...indexer.store.decisions import read_decisions, record_keeper, record_not_duplicates
 from ...indexer.store.quarantine import quarantine_plan, settle_quarantine
 from ...indexer.undo import undo_cleanup
 from ...search import ImageIndex
@@ -138,7 +138,9 @@ def cleanup_router(index: ImageIndex, access: ApiAccess) -> APIRouter:
 
 
 class _GroupCache:
-    """The last groups found, by store generation and filters: paging through them costs no new search."""
+    """The last groups found, by what they depend on: paging through them costs no new search.
+    Decisions and calibrated thresholds change the groups without a new store generation, so
+    the key holds them too (the manifest, generation included, and the decisions, both small)."""
 
     def __init__(self):
         self._key, self._groups = None, []
@@ -147,7 +149,9 @@ class _GroupCache:
     def get(self, index: ImageIndex, tiers, near, similar, against) -> list:
         with self._lock:
             index.refresh()
-            key = (int(index.manifest.get("generation", 0)), tiers, near, similar, against)
+            decisions = read_decisions(index.store)
+            key = (json.dumps(index.store.manifest(), sort_keys=True, default=str),
+                   frozenset(decisions.not_duplicates), frozenset(decisions.keepers), tiers, near, similar, against)
             if key != self._key:
                 self._groups = find_duplicates(index, near=near, similar=similar, tiers=tiers, against=against)
                 self._key = key
