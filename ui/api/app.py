@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from ...search import ImageIndex
+from ..limits import BodyLimit
 from ..thumbnails import ThumbnailCache
 from .access import ApiAccess, RequireCredentials
 from .cleanup_routes import cleanup_router
@@ -25,6 +26,10 @@ def build_api(index: ImageIndex, access: ApiAccess, thumbs: ThumbnailCache | Non
     api = FastAPI(title="vitsearch", version=VERSION, openapi_url="/openapi.json", docs_url=None, redoc_url=None,
                   description="Image and video similarity search and duplicate cleanup over one vitsearch store.")
     install_error_handlers(api)
+    # The page's body limits again, inside the API: a body streamed past its limit is refused here,
+    # 413 in JSON. Raised out of the API, Starlette's outermost error middleware would answer it
+    # 500 before the page's own limit could.
+    api.add_middleware(BodyLimit)
     api.include_router(search_router(index), tags=["search"])
     api.include_router(library_router(index, thumbs or ThumbnailCache()), tags=["library"])
     api.include_router(cleanup_router(index, access), tags=["duplicates"])

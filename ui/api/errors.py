@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from ...indexer.errors import ConfigError, ImageLoadError, StoreInUseError, StoreMismatchError, VitsearchError
 from ..text import shown
 
-__all__ = ["ApiError", "install_error_handlers", "error_response"]
+__all__ = ["ApiError", "install_error_handlers", "error_response", "AnswerInternalErrors", "CODES"]
 
 log = logging.getLogger("vitsearch.api")
 
@@ -41,7 +41,7 @@ def install_error_handlers(api: FastAPI) -> None:
     api.add_exception_handler(RequestValidationError, _invalid)
     api.add_exception_handler(HTTPException, _http)
     api.add_exception_handler(VitsearchError, _vitsearch)
-    api.add_exception_handler(Exception, _internal)
+    api.add_middleware(AnswerInternalErrors)  # the first added: innermost, inside access and CORS
 
 
 async def _api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -72,6 +72,44 @@ async def _vitsearch(request: Request, error: VitsearchError) -> JSONResponse:
     return error_response("bad_request", message)
 
 
-async def _internal(request: Request, error: Exception) -> JSONResponse:
-    log.exception("internal error answering %s %s", request.method, shown(request.url.path))
-    return error_response("internal", f"internal error ({type(error).__name__}); the server log has the details")
+class AnswerInternalErrors:
+    """ASGI middleware: an unexpected error is logged and answered 500 `internal` here, inside the
+    API. Starlette's catch-all handler would answer and then re-raise it into the page's server,
+    which drops the connection (and the client's next request on it).
+
+    An error raised by `receive` belongs to the server around the API (the body limit answers it
+    413) and goes out in place of whatever the route answers next: FastAPI turns any error
+    reading a body into its own 400."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, from_receive = False, None
+
+        async def watched_receive():
+            nonlocal from_receive
+            try:
+                return await receive()
+            except Exception as e:
+                from_receive = e
+                raise
+
+        async def watched_send(message):
+            nonlocal started
+            if from_receive is not None and not started:
+                raise from_receive
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, watched_receive, watched_send)
+        except Exception as error:
+            if error is from_receive or started:
+                raise
+            log.exception("internal error answering %s %s", scope.get("method"), shown(scope.get("path", "")))
+            response = error_response("internal", f"internal error ({type(error).__name__}); "
+                                                  "the server log has the details")
+            await response(scope, receive, send)

@@ -11,14 +11,19 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ...indexer.errors import ImageLoadError
+from ...indexer.imaging.images import inspect_image
 from ...search import ImageIndex
 from .errors import ApiError
 
-__all__ = ["SearchRequest", "search_router", "MAX_QUERIES", "MAX_K"]
+__all__ = ["SearchRequest", "search_router", "run_search", "MAX_QUERIES", "MAX_K", "UPLOAD_MAX_PIXELS"]
 
 MAX_QUERIES = 100  # ids or paths in one request: a combined query of more means nothing more
 MAX_K = 1000
 FORM_FIELDS = 16
+# The page's bound on a query image (ui.app.UPLOAD_MAX_PIXELS; repeated so the API imports no
+# Gradio): formats that cannot be decoded at reduced size are refused above it, before decoding.
+UPLOAD_MAX_PIXELS = 40_000_000
 
 
 class SearchRequest(BaseModel):
@@ -63,6 +68,8 @@ def run_search(index: ImageIndex, options: SearchRequest, upload: bytes | None =
                upload_name: str | None = None) -> list[dict]:
     """The search the command line makes of the same query, its hits as `search --json` writes them."""
     index.refresh()
+    if upload is not None:
+        _check_upload(upload)
     positives, names = _positives(index, options, upload, upload_name)
     negatives = [_indexed(index, q) for q in options.negatives]
     common = {"k": options.k, "where": options.where, "min_score": options.min_score, "label": options.label,
@@ -97,6 +104,17 @@ def _positives(index, options, upload, upload_name) -> tuple[list, list[str]]:
     return positives, names
 
 
+def _check_upload(data: bytes) -> None:
+    """Refuse, from its header alone, an upload that is no image or that would decode too big."""
+    try:
+        info = inspect_image(data).info
+    except ImageLoadError as e:
+        raise ApiError("unreadable_image", f"query image unusable: {e}") from None
+    if info.width * info.height > UPLOAD_MAX_PIXELS and info.format not in ("JPEG", "MPO"):
+        raise ApiError("unreadable_image", f"this {info.format} is {info.width}x{info.height} pixels; a query image "
+                                           f"may have at most {UPLOAD_MAX_PIXELS // 1_000_000} MP: send a smaller copy")
+
+
 def _name(query: int | str) -> str:
     return f"id:{query}" if isinstance(query, int) else query
 
@@ -116,7 +134,7 @@ def _indexed(index: ImageIndex, query: int | str) -> int | str:
 async def _json(request: Request) -> SearchRequest:
     try:
         body = await request.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested past Python's limit
         raise ApiError("invalid_request",
                        "the body is not JSON (or send multipart/form-data with an `image`)") from None
     return _validated(body)
