@@ -17,7 +17,7 @@ __all__ = [
     "INDEX_TYPES", "IndexChoice", "choose_index_type", "build_ann", "build_ann_streamed", "new_index", "index_ids",
     "set_search_depth", "search_parameters", "measure_recall", "exact_neighbours",
     "DEFAULT_MEMORY_BUDGET", "FLAT_MAX", "SMALL_SUBSET", "IVF_MIN_VECTORS", "bytes_per_vector", "lists_on_disk",
-    "choose_layout",
+    "choose_layout", "LayeredIndex",
 ]
 
 INDEX_TYPES = ("flat", "ivf-flat", "ivf-sq8", "ivf-pq")
@@ -30,6 +30,21 @@ IVF_MIN_VECTORS = 1000  # fewer than this cannot train an IVF layout: such an in
 SMALL_SUBSET = 20_000  # filtered sets up to this size: every list is scanned (exact candidates)
 STREAM_CHUNK = 16_384  # vectors read and added per step (32 MB of float32 at 512-d, ~4x that while converted)
 TRAIN_SAMPLE_MAX = 262_144  # 64 points per list up to 4,096 lists, fewer past (faiss asks >= 39)
+
+
+class LayeredIndex:
+    """An IVF index (`base`) with more searched beside it, which makes its own search parameters
+    and lists its own ids: what search_parameters, index_ids and set_search_depth hand such an
+    index to (delta.DeltaIndex, an on-disk index and its changes since)."""
+
+    base: object
+
+    def parameters(self, choice: IndexChoice | None, *, allowed: np.ndarray | None = None,
+                   max_nprobe: int | None = None):
+        raise NotImplementedError
+
+    def ids(self) -> np.ndarray:
+        raise NotImplementedError
 
 
 @dataclass
@@ -263,15 +278,18 @@ def set_search_depth(index, params: dict) -> None:
     import faiss
 
     if "nprobe" in params and not isinstance(index, faiss.IndexIDMap2):
-        faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
+        faiss.extract_index_ivf(index.base if isinstance(index, LayeredIndex) else index).nprobe = int(params["nprobe"])
 
 
 def search_parameters(index, choice: IndexChoice, *, allowed: np.ndarray | None = None,
                       max_nprobe: int | None = None):
     """FAISS search parameters for one search: the tuned depth (at most `max_nprobe`), and a
-    filter pushed in as an id selector. None when the index's own settings will do."""
+    filter pushed in as an id selector. None when the index's own settings will do. For an
+    on-disk index with its delta, parameters for both parts (delta.MergedParameters)."""
     import faiss
 
+    if isinstance(index, LayeredIndex):
+        return index.parameters(choice, allowed=allowed, max_nprobe=max_nprobe)
     if allowed is None and (choice.index_type == "flat" or max_nprobe is None):
         return None
     selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
@@ -295,9 +313,12 @@ def search_parameters(index, choice: IndexChoice, *, allowed: np.ndarray | None 
 
 
 def index_ids(index) -> np.ndarray:
-    """Every id held by an index, in insertion order (IDMap) or list order (IVF)."""
+    """Every id held by an index, in insertion order (IDMap) or list order (IVF); sorted for an
+    on-disk index with its delta."""
     import faiss
 
+    if isinstance(index, LayeredIndex):
+        return index.ids()
     if isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
         return faiss.vector_to_array(index.id_map).astype(np.int64)
     ivf = faiss.extract_index_ivf(index)

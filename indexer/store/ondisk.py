@@ -5,9 +5,9 @@ bounded footprint).
 The data file holds, list after list, each list's codes then its ids (faiss's
 OnDiskInvertedLists layout, capacity = size); the index file keeps the list sizes and the data
 file's name. A data file is written whole and flushed before any index file names it, and is
-never changed after: a change to the collection writes a new one (the old lists minus removed
-ids, plus the added vectors). So a reader that mapped the old file keeps a complete one, and a
-crash at any instant leaves the saved pair intact.
+never changed after: changes to the collection go to a delta beside it (delta.py), folded past a
+bound into a new file (the old lists minus removed ids, plus the added vectors). So a reader that
+mapped the old file keeps a complete one, and a crash at any instant leaves the saved pair intact.
 
 Building streams the collection twice (count each list's size, then encode each chunk and
 write its entries at their lists' places): the process holds one chunk and the list table,
@@ -85,9 +85,10 @@ def write_lists(index, chunks: Chunks, path: Path, *, each_chunk=None) -> None:
     map_lists(index, path, sizes)
 
 
-def rewrite_lists(index, removed: np.ndarray, added_ids: np.ndarray, added: np.ndarray, path: Path) -> None:
+def rewrite_lists(index, removed: np.ndarray, added_ids: np.ndarray, added: np.ndarray, path: Path) -> int:
     """A new data file at `path`: the index's current lists without `removed`, plus `added`
-    (ids, vectors); the index's lists are then mapped from it. The old file is left as it was."""
+    (ids, vectors); the index's lists are then mapped from it. The old file is left as it was.
+    Returns the new file's checksum (see file_crc32), taken as it is written in order."""
     import faiss
 
     ivf = faiss.extract_index_ivf(index)
@@ -97,20 +98,22 @@ def rewrite_lists(index, removed: np.ndarray, added_ids: np.ndarray, added: np.n
     bounds = np.searchsorted(new_lists[order], np.arange(ivf.nlist + 1))
     removed = np.asarray(removed, np.int64)
     sizes = np.zeros(ivf.nlist, np.uint64)
+    crc = 0
     with _new_data_file(path) as fd:
         with os.fdopen(fd, "wb", closefd=False) as out:
             for j in range(ivf.nlist):
                 ids, codes = _read_list(ivf.invlists, j, ivf.code_size)
                 keep = ~np.isin(ids, removed)
                 rows = order[bounds[j]:bounds[j + 1]]
-                out.write(codes[keep].tobytes())
-                out.write(new_codes[rows].tobytes())
-                out.write(ids[keep].tobytes())
-                out.write(np.ascontiguousarray(added_ids[rows], np.int64).tobytes())
+                for part in (codes[keep], new_codes[rows], ids[keep], np.asarray(added_ids[rows], np.int64)):
+                    block = np.ascontiguousarray(part).tobytes()
+                    out.write(block)
+                    crc = zlib.crc32(block, crc)
                 sizes[j] = int(keep.sum()) + len(rows)
                 if j == ivf.nlist // 2:
                     fault_point("ondisk_write")
     map_lists(index, path, sizes)
+    return crc
 
 
 @contextmanager

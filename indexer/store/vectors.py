@@ -1,10 +1,13 @@
 """The FAISS index file: derived from DuckDB, saved atomically, checked and repaired on open.
 
-File layout: magic, header length, a JSON header (generation, count, crc32, index choice, data
-file), then the serialized FAISS index. The header's generation says which committed DuckDB state
-it holds; DuckDB's vector_log lists the ids changed since, so a file that is behind is caught up.
-An index too big for the memory budget keeps its lists in a data file beside it (ondisk.py),
-written before the index file that names it and removed once no saved index names it.
+File layout: magic (the format's version), header length, a JSON header (generation, count,
+crc32 of all that follows, index choice, data file, payload length, delta counts), the serialized
+FAISS index, then an on-disk index's delta (ids, vectors, masked ids; see delta.py). The header's
+generation says which committed DuckDB state it holds; DuckDB's vector_log lists the ids changed
+since, so a file that is behind is caught up. An index too big for the memory budget keeps its
+lists in a data file beside it (ondisk.py), written before the index file that names it, never
+changed after, and removed once no saved index names it: changes since its build go to the delta,
+folded into a new data file at a writer's save once past its bound (delta.fold_due).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from .ann import (
     index_ids,
     set_search_depth,
 )
+from .delta import DeltaIndex, delta_section, fold_due, read_delta
 from .ondisk import DATA_SUFFIX, data_file, file_crc32, new_data_path, private_data_dir, reopen_mapped, rewrite_lists
 from .store import Store
 
@@ -40,20 +44,22 @@ __all__ = [
 ]
 
 FAISS_NAME = "vectors.faiss"
-_MAGIC = b"VITSRCH2"
+_MAGIC = b"VITSRCH3"
+_MAGIC_V2 = b"VITSRCH2"  # before the delta: the FAISS payload is all that follows the header; still read
 RETRAIN_GROWTH = 4  # an IVF trained on n vectors is rebuilt once the collection passes 4n
 
 
 @dataclass
 class VectorIndex:
-    index: object  # ids are DuckDB ids; inner product on unit vectors = cosine
+    index: object  # ids are DuckDB ids; inner product on unit vectors = cosine; a DeltaIndex when on disk
     generation: int
     choice: IndexChoice
     trained_on: int = 0  # collection size when the layout was chosen
     repair: str | None = None  # what open_vector_index had to do, for the report
     rebuilt: bool = False  # rebuilt from DuckDB when opened or refreshed: its file, if any, is stale
     saved_data: str | None = None  # name of the lists' data file the saved index file names
-    data_crc32: int | None = None  # that file's checksum, known once computed for a save
+    data_crc32: int | None = None  # the checksum of the data file named `crc_of`, known once computed
+    crc_of: str | None = None
 
     @property
     def count(self) -> int:
@@ -64,7 +70,8 @@ class VectorIndex:
         return self.choice.index_type
 
     def ids(self) -> np.ndarray:
-        return np.sort(index_ids(self.index))
+        ids = index_ids(self.index)
+        return ids if isinstance(self.index, DeltaIndex) else np.sort(ids)  # a DeltaIndex's come sorted
 
 
 def open_for_writing(store: Store, manifest: dict) -> VectorIndex:
@@ -131,22 +138,46 @@ class DeferredSaves:
         self.vectors.repair, self.vectors.rebuilt = None, False
 
 
+def fold_delta(store: Store, vectors: VectorIndex) -> None:
+    """Write an on-disk index's lists with its delta into a new data file, mapped from then on;
+    the delta starts empty. Only the save that follows names the new file: until then the saved
+    index file names the old one, which stays as it was."""
+    delta = vectors.index
+    old, new = data_file(delta.base), new_data_path(store.dir)
+    crc = rewrite_lists(delta.base, delta.masked, delta.delta_ids, delta.delta_vectors, new)
+    vectors.index = DeltaIndex(delta.base, base_ids=delta.ids())
+    vectors.data_crc32, vectors.crc_of = crc, new.name
+    if old is not None and old.name != vectors.saved_data:  # ours alone, superseded
+        old.unlink(missing_ok=True)
+    fault_point("delta_fold")  # a kill here leaves a data file that no saved index names
+
+
 def save_vector_index(store: Store, vectors: VectorIndex) -> None:
-    """Write to a temporary file, flush it to disk, then rename over the old one."""
+    """Write to a temporary file, flush it to disk, then rename over the old one. An on-disk
+    index's delta past its bound is folded into a new data file first (a writer's save alone)."""
     import faiss
 
-    payload = faiss.serialize_index(vectors.index)
-    data = data_file(vectors.index)  # written and flushed when it was made: only named here
-    if data is not None and (vectors.data_crc32 is None or data.name != vectors.saved_data):
-        vectors.data_crc32 = file_crc32(data)
+    if isinstance(vectors.index, DeltaIndex) and fold_due(vectors.index):
+        fold_delta(store, vectors)
+    base = vectors.index.base if isinstance(vectors.index, DeltaIndex) else vectors.index
+    payload = faiss.serialize_index(base)
+    data = data_file(base)  # written and flushed when it was made: only named here
+    if data is not None and vectors.crc_of != data.name:
+        vectors.data_crc32, vectors.crc_of = file_crc32(data), data.name
+    delta, parts = delta_section(vectors.index) if isinstance(vectors.index, DeltaIndex) else (None, [])
+    crc = zlib.crc32(payload)
+    for part in parts:
+        crc = zlib.crc32(part, crc)
     header = json.dumps({
         "generation": vectors.generation,
         "count": vectors.count,
-        "crc32": zlib.crc32(payload),
+        "crc32": crc,
         "choice": asdict(vectors.choice),
         "trained_on": vectors.trained_on,
         "data_file": data.name if data is not None else None,
         "data_crc32": vectors.data_crc32 if data is not None else None,
+        "payload_bytes": len(payload),
+        "delta": delta,
     }).encode()
     final = store.dir / FAISS_NAME
     temporary = store.dir / f"{FAISS_NAME}.tmp-{os.getpid()}"
@@ -156,43 +187,54 @@ def save_vector_index(store: Store, vectors: VectorIndex) -> None:
         f.write(memoryview(payload)[:half])
         fault_point("faiss_save")  # a kill here must leave the old file intact
         f.write(memoryview(payload)[half:])
+        for part in parts:
+            f.write(part)
         f.flush()
         os.fsync(f.fileno())
     os.replace(temporary, final)
     _fsync_dir(store.dir)
     vectors.saved_data = data.name if data is not None else None
+    fault_point("faiss_renamed")  # a kill here leaves a data file no saved index names
     _drop_data_files(store.dir, keep=vectors.saved_data)  # a reader mapping one keeps its pages
 
 
-def load_vector_file(path: Path, *, verify_data: bool = False) -> VectorIndex:
+def load_vector_file(path: Path, *, verify_data: bool = False,
+                     known: tuple[str, np.ndarray] | None = None) -> VectorIndex:
     """Read and verify one index file; ValueError says what is wrong with it. The lists' data
     file of an on-disk index is checked for its size, and with `verify_data` (a writer, about to
-    build on it) read through for its checksum too."""
+    build on it) read through for its checksum too. `known`: (name, sorted ids) of a data file
+    whose ids need not be read again if this index file names it (a reader reloading)."""
     import faiss
 
     data = np.memmap(path, dtype=np.uint8, mode="r")  # mapped, not copied: one index in memory
-    header, payload = _split(data)
+    header, tail = _split(data)
     try:
         choice = IndexChoice(**header["choice"])
-    except (KeyError, TypeError) as e:
+        length = int(header.get("payload_bytes", len(tail)))  # a version-2 file: the payload alone
+    except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"damaged header: {e}") from e
-    if zlib.crc32(payload) != header.get("crc32"):
+    if zlib.crc32(tail) != header.get("crc32") or not 0 <= length <= len(tail):
         raise ValueError("checksum mismatch (truncated or corrupted)")
-    index = faiss.deserialize_index(payload, faiss.IO_FLAG_SKIP_IVF_DATA if choice.on_disk else 0)
+    index = faiss.deserialize_index(tail[:length], faiss.IO_FLAG_SKIP_IVF_DATA if choice.on_disk else 0)
+    set_search_depth(index, choice.params)
     if choice.on_disk:
         mapped = reopen_mapped(index, path.parent)
         if verify_data and header.get("data_crc32") is not None and file_crc32(mapped) != header["data_crc32"]:
             raise ValueError(f"list data file {mapped.name} damaged (checksum mismatch)")
+        base_ids = known[1] if known is not None and known[0] == header.get("data_file") else None
+        index = read_delta(index, header.get("delta") or {"vectors": 0, "masked": 0}, tail[length:], base_ids)
+    elif length != len(tail):
+        raise ValueError("damaged header: bytes after an in-memory index")
     if index.ntotal != header.get("count"):
         raise ValueError("vector count does not match its header")
-    set_search_depth(index, choice.params)
     return VectorIndex(index, int(header["generation"]), choice, int(header.get("trained_on", 0)),
-                       saved_data=header.get("data_file"), data_crc32=header.get("data_crc32"))
+                       saved_data=header.get("data_file"), data_crc32=header.get("data_crc32"),
+                       crc_of=header.get("data_file"))
 
 
 def _split(data) -> tuple[dict, np.ndarray]:
     """(JSON header, FAISS payload) of an index file's mapped bytes; ValueError if not ours."""
-    if len(data) < len(_MAGIC) + 4 or bytes(data[:len(_MAGIC)]) != _MAGIC:
+    if len(data) < len(_MAGIC) + 4 or bytes(data[:len(_MAGIC)]) not in (_MAGIC, _MAGIC_V2):
         raise ValueError("not a vitsearch index file of this version")
     (length,) = struct.unpack_from("<I", bytes(data[len(_MAGIC):len(_MAGIC) + 4]))
     start = len(_MAGIC) + 4
@@ -205,16 +247,20 @@ def _split(data) -> tuple[dict, np.ndarray]:
     return header, data[start + length:]
 
 
-def _load(path: Path, verify_data: bool = False) -> VectorIndex:
+def _load(path: Path, verify_data: bool = False, known: VectorIndex | None = None) -> VectorIndex:
     """load_vector_file, again if the data file it names was replaced by a writer's save between
-    reading the index file and mapping the data (the new index file names the new one)."""
+    reading the index file and mapping the data (the new index file names the new one). `known`:
+    an index in memory whose data file's ids need not be read again if the file names it too."""
+    ids = None
+    if known is not None and isinstance(known.index, DeltaIndex) and (mapped := data_file(known.index.base)):
+        ids = (mapped.name, known.index.base_ids())
     for _ in range(2):
         try:
-            return load_vector_file(path, verify_data=verify_data)
+            return load_vector_file(path, verify_data=verify_data, known=ids)
         except FileNotFoundError:
             if not path.exists():
                 raise
-    return load_vector_file(path, verify_data=verify_data)
+    return load_vector_file(path, verify_data=verify_data, known=ids)
 
 
 def open_vector_index(store: Store, manifest: dict) -> VectorIndex:
@@ -241,7 +287,7 @@ def refresh_vector_index(store: Store, vectors: VectorIndex | None, manifest: di
         if _caught_up_by_log(store, vectors, manifest):
             repair = repair or f"caught up from generation {behind} to {generation}"
         else:  # the log was cut past it (a writer saved since): the saved file, caught up, else a rebuild
-            vectors = _load_or_none(store.dir / FAISS_NAME)
+            vectors = _load_or_none(store.dir / FAISS_NAME, vectors)
             if vectors is None or not _caught_up_by_log(store, vectors, manifest):
                 repair = f"rebuilt: index is at generation {behind}, store at {generation}"
                 vectors = None
@@ -267,9 +313,9 @@ def _caught_up_by_log(store: Store, vectors: VectorIndex, manifest: dict) -> boo
     return True
 
 
-def _load_or_none(path: Path) -> VectorIndex | None:
+def _load_or_none(path: Path, known: VectorIndex | None = None) -> VectorIndex | None:
     try:
-        return _load(path)
+        return _load(path, known=known)
     except (OSError, ValueError, RuntimeError):
         return None
 
@@ -285,6 +331,8 @@ def rebuild(store: Store, manifest: dict, index_type: str | None = None) -> Vect
     index, choice = build_ann_streamed(ids, lambda: store.embedding_chunks(STREAM_CHUNK, ids), dim, index_type,
                                        data_path=data)
     _release_private(store, data)
+    if choice.on_disk:
+        index = DeltaIndex(index)
     return VectorIndex(index, int(manifest.get("generation", 0)), choice, len(ids))
 
 
@@ -308,13 +356,8 @@ def _catch_up(store: Store, vectors: VectorIndex) -> None:
     if not len(changed):
         return
     ids, embeddings = store.embeddings(changed)
-    if vectors.choice.on_disk:  # a mapped data file is never changed: a new one replaces it
-        old = data_file(vectors.index)
-        new = new_data_path(_data_dir(store))
-        rewrite_lists(vectors.index, changed, ids, embeddings, new)
-        _release_private(store, new)
-        if old is not None and old.name != vectors.saved_data:  # ours alone, superseded
-            old.unlink(missing_ok=True)
+    if isinstance(vectors.index, DeltaIndex):  # a mapped data file is never changed: the delta takes it
+        vectors.index.apply(changed, ids, embeddings)
         return
     vectors.index.remove_ids(changed)
     if len(ids):
