@@ -13,18 +13,19 @@ from .model.encoder import Encoder, check_model_options, encoder_identity, load_
 from .model.labels import label_rows
 from .model.precision import record_precision, reuse_precision_check
 from .model.weights import MODEL_NAME, weights_from_manifest
-from .plan import SyncPlan, plan_sync
+from .plan import StoredRows, SyncPlan, plan_sync, reusable_hashes
 from .prefetch import Prefetch, start_prefetch
 from .recorded_model import recorded_model_if_idle
-from .records import refresh_records
+from .records import read_stale_records
 from .report import FileFailure, IndexReport, Progress
-from .scan import UnreadableFolder, normalize_roots, scan_folders
+from .scan import UnreadableFolder, normalize_roots, scan_folders, settle_scope
+from .scope import Scope
 from .store.lock import WriterLock
 from .store.store import open_store
-from .store.vectors import DeferredSaves, open_for_writing, sync_and_save
+from .store.vectors import FAISS_NAME, DeferredSaves, VectorIndex, needs_new_layout, open_for_writing, sync_and_save
 from .video_ingest import index_videos
 
-__all__ = ["build_index", "load_store_encoder", "save_deferred", "IndexReport", "FileFailure"]
+__all__ = ["build_index", "load_store_encoder", "save_deferred", "IndexReport", "FileFailure", "Scope"]
 
 
 def load_store_encoder(store_dir: str | os.PathLike | None = None, weights: str | None = None, *,
@@ -63,14 +64,25 @@ def save_deferred(store_dir: str | os.PathLike | None, deferred: DeferredSaves) 
     return True
 
 
-def _early_plan(store, scanned, roots, unreadable) -> tuple[SyncPlan, dict] | None:
+def _early_plan(store, scanned, roots, unreadable, scope) -> tuple[SyncPlan, StoredRows] | None:
     """The plan (and rows) before the model loads; None for a store this cannot read yet (an
     older layout, damage): initialize() upgrades or names it, and the plan is made after."""
     try:
-        rows = store.rows() if store.exists() else {}
+        rows = StoredRows.read(store, scope)
     except Exception:  # noqa: BLE001 - see above
         return None
-    return plan_sync(scanned, rows, roots, unreadable), rows
+    return plan_sync(scanned, rows, roots, unreadable, scope), rows
+
+
+def _save_vectors(store, vectors: VectorIndex) -> None:
+    """sync_and_save, unless the run changed no vector: open_for_writing checked the file
+    against this very generation (and saved any repair), so a no-op run writes nothing (at
+    100k images of 768 floats that file is 300 MB)."""
+    manifest = store.manifest()
+    if (int(manifest.get("generation", 0)) == vectors.generation and (store.dir / FAISS_NAME).exists()
+            and not needs_new_layout(vectors, manifest)):
+        return
+    sync_and_save(store, vectors)
 
 
 def record_unreadable(store, plan: SyncPlan, unreadable: list[UnreadableFolder], report: IndexReport) -> None:
@@ -122,6 +134,8 @@ def build_index(
     workers: int | None = None,
     progress: Progress | None = None,
     deferred: DeferredSaves | None = None,
+    only: Scope | None = None,
+    links: list[str] | None = None,
 ) -> IndexReport:
     """Index the images under `roots` into the store at `store_dir`, doing only what changed since
     the last run.
@@ -129,6 +143,9 @@ def build_index(
     Weights: `weights` (a file or "random") > what the store recorded > timm's pretrained download.
     `batch_size` and `workers` default to what suits the encoder's device (see run.default_workers).
     `deferred`: for repeated syncs (--watch), keeps FAISS in memory and saves it when due.
+    `only`: a targeted sync (the watcher's) of the files that Scope covers, which ends as a
+    whole sync would for them; stored rows outside it are neither read nor removed. `links`:
+    appended with the symlinks the scan followed (where a change may show under two names).
     """
     started = time.perf_counter()
     roots = normalize_roots(roots)
@@ -136,8 +153,11 @@ def build_index(
     store.dir.mkdir(parents=True, exist_ok=True)
     with WriterLock(store.dir / "writer.lock"):
         unreadable: list[UnreadableFolder] = []
-        scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden, unreadable=unreadable))
-        early = _early_plan(store, scanned, roots, unreadable)
+        if only is not None:
+            only = settle_scope(only, roots, links)
+        scanned = list(scan_folders(roots, exclude=exclude, include_hidden=include_hidden, unreadable=unreadable,
+                                    scope=only, links=links))
+        early = _early_plan(store, scanned, roots, unreadable, only)
         if progress and early and early[0].to_read:
             progress("index", 0, len(early[0].to_read))  # the work ahead is shown while the model loads
         prefetch = None
@@ -150,18 +170,19 @@ def build_index(
         vectors = deferred.open(store, manifest) if deferred else open_for_writing(store, manifest)
         report = IndexReport(repair=vectors.repair, store=str(store.dir))
         if early is None:  # the store could not be read before initialize() upgraded it
-            rows = store.rows()
-            early = plan_sync(scanned, rows, roots, unreadable), rows
+            rows = StoredRows.read(store, only)
+            early = plan_sync(scanned, rows, roots, unreadable, only), rows
         plan, rows = early
         report.unchanged = plan.unchanged
         batch_size = batch_size or encoder.default_batch_size
-        run = IndexRun(store, encoder, rows, plan.missing, report, batch_size, prefetch=prefetch)
+        run = IndexRun(store, encoder, plan.touched, plan.missing, report, batch_size, prefetch=prefetch)
+        run.hashes = reusable_hashes(store, plan)  # a copy or a rename of any stored file reuses its embedding
         run.read_all(plan.to_read, workers or default_workers(encoder), progress)
         index_videos(run, plan.videos, progress)
         report.embedded += report.embedded_videos
         run.remove_missing()
         record_unreadable(store, plan, unreadable, report)
-        report.records_read = refresh_records(store, scanned, progress, report.record_notes)
+        report.records_read = read_stale_records(store, plan.stale_records, progress, report.record_notes)
         _record_precision(store, encoder, report)
         report.signed = backfill_signatures(store, roots, encoder.draft_size,
                                             workers=workers or default_workers(encoder), progress=progress)
@@ -171,7 +192,7 @@ def build_index(
         if deferred:
             deferred.finish(store, vectors)
         else:
-            sync_and_save(store, vectors)
+            _save_vectors(store, vectors)
     report.seconds = round(time.perf_counter() - started, 3)
     report.images_per_s = round(report.embedded / report.seconds, 3) if report.seconds else 0.0
     return report

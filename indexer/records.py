@@ -29,7 +29,7 @@ from .store.companions import XMP_EXTENSION
 from .store.companions import records_key as companion_records_key
 from .store.store import Store, encode_path
 
-__all__ = ["records_key", "read_records", "refresh_records"]
+__all__ = ["records_key", "read_records", "refresh_records", "records_stale", "read_stale_records"]
 
 CHUNK = 256  # rows per transaction of a refresh
 
@@ -71,17 +71,30 @@ def refresh_records(store: Store, scanned: Iterable[ScannedFile], progress: Prog
                     notes: list[tuple[str, str]] | None = None) -> int:
     """Read the records of live images whose key differs from what is on disk now (a sidecar
     added, edited or removed; a store from before records); returns how many were read. What
-    could not be read is appended to `notes` as (path, why)."""
+    could not be read is appended to `notes` as (path, why). (build_index has its plan find
+    them: indexer.plan's stale_records.)"""
     with store.connect() as con:
-        known = {path: (row_id, key) for row_id, path, key in con.execute(
-            "SELECT id, path, records_key FROM images WHERE status = 'ok'").fetchall()}
+        found = con.execute("SELECT id, path, records_key FROM images WHERE status = 'ok'").fetchnumpy()
+    ids, keys = found["id"].tolist(), found["records_key"].tolist()
+    known = dict(zip(found["path"].tolist(), zip(ids, keys, strict=True), strict=True))
     stale = []
     for file in scanned:
-        if has_video_extension(file.path):
-            continue  # a video's XMP is not read yet (docs/videos.md)
         row = known.get(encode_path(file.path)[0])
-        if row is not None and row[1] != records_key(file):
+        if row is not None and records_stale(row[1], file):
             stale.append((row[0], file))
+    return read_stale_records(store, stale, progress, notes)
+
+
+def records_stale(stored_key: str | None, file: ScannedFile) -> bool:
+    """Whether a live row's records, read from what `stored_key` says, are stale for the image
+    as scanned now (a video's XMP is not read yet: docs/videos.md)."""
+    return stored_key != records_key(file) and not has_video_extension(file.path)
+
+
+def read_stale_records(store: Store, stale: list[tuple[int, ScannedFile]], progress: Progress | None = None,
+                       notes: list[tuple[str, str]] | None = None) -> int:
+    """Read the records of these (row id, file) again and write them, CHUNK rows a transaction;
+    returns how many."""
     for start in range(0, len(stale), CHUNK):
         chunk = stale[start:start + CHUNK]
         rows = [{"id": row_id, **read_records(file, None)} for row_id, file in chunk]
