@@ -278,8 +278,11 @@ def index_measured(folder: Path, store: Path, *, cli: bool = False) -> tuple[dic
     fake encoder: its report, its stderr and its peak resident memory in MB."""
     run = (["-m", "vitsearch.ui.cli", "index", str(folder), "--store", str(store), "--weights", "random", "--json"]
            if cli else ["-c", FAKE_INDEX, str(folder), str(store)])
+    # A cache of its own: once the CLI has filled the session's, an encoder loaded in this process
+    # is the plain ViT, whose timm data config test_videos.py's reference pipeline cannot resolve.
+    env = {**os.environ, "VITSEARCH_CACHE": str(store.parent / "model-cache")} if cli else None
     done = subprocess.run([sys.executable, "-c", MEASURED, sys.executable, *run], cwd=REPO, capture_output=True,
-                          text=True, timeout=600, check=True)
+                          text=True, timeout=600, check=True, env=env)
     code, out, err, peak = json.loads(done.stdout)
     assert code == 0, err[-3000:]
     return json.loads(out), err, peak
