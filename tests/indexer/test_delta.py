@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import FakeEncoder
 from tests.search.test_search import write_varied_images
@@ -57,7 +58,7 @@ def data_files(store) -> list[tuple[str, int]]:
 
 
 def change_images(folder: Path, *, add: int = 0, remove: int = 0, change: int = 0, seed: int = 5) -> None:
-    """Add new images (under new/), delete and overwrite (new pixels, same path) existing ones."""
+    """Add new images (under new-SEED/), delete and overwrite (new pixels, same path) existing ones."""
     if add:
         write_varied_images(folder / f"new-{seed}", add, seed=seed)
     existing = sorted(p for p in folder.rglob("img-*.png") if not p.parent.name.startswith("new"))
@@ -66,8 +67,6 @@ def change_images(folder: Path, *, add: int = 0, remove: int = 0, change: int = 
     for i in picked[:remove]:
         existing[i].unlink()
     for n, i in enumerate(picked[remove:]):
-        from PIL import Image
-
         pixels = rng.integers(0, 256, (4, 4, 3)).astype(np.uint8)
         Image.fromarray(pixels).resize((20 + n, 20), Image.Resampling.NEAREST).save(existing[i])
 
