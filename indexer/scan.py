@@ -154,7 +154,8 @@ class _Walk:
             entries = self._list(folder)
             if entries is None:
                 continue
-            subfolders = yield from self._files_in(folder, entries, root, cut)
+            found, subfolders = self._files_in(folder, entries, root, cut)
+            yield from found
             if recursive:
                 stack.extend(reversed(subfolders))
 
@@ -172,11 +173,11 @@ class _Walk:
             self.unreadable.append(UnreadableFolder(folder, f"cannot list folder: {e.strerror or e}"))
             return None
 
-    def _files_in(self, folder, entries, root, cut):
-        """Yield the folder's files; return its subfolders to walk. The loop runs once per file
-        of the library on every sync: each name's extension is taken once, and the companion
-        lookup is built only for a folder that has companion candidates."""
-        reported, subfolders = False, []
+    def _files_in(self, folder, entries, root, cut) -> tuple[list[ScannedFile], list[str]]:
+        """The folder's files and the subfolders to walk. The loop runs once per file of the
+        library on every sync: each name's extension is taken once, and the companion lookup is
+        built only for a folder that has companion candidates."""
+        reported, subfolders, found = False, [], []
         extensions = [_extension(e.name) for e in entries]
         candidates = [e for e, x in zip(entries, extensions, strict=True) if x in COMPANION_EXTENSIONS]
         companions_here = _FolderStats(candidates) if candidates else None
@@ -196,15 +197,15 @@ class _Walk:
                 elif extension in IMAGE_EXTENSIONS and entry.is_file():
                     st = entry.stat()
                     companions = companions_here.of(name) if companions_here is not None else ()
-                    yield ScannedFile(entry.path, root, st.st_size, st.st_mtime_ns,
-                                      _readable(entry.path, st, self.euid), companions)
+                    found.append(ScannedFile(entry.path, root, st.st_size, st.st_mtime_ns,
+                                             _readable(entry.path, st, self.euid), companions))
                 elif extension in VIDEO_EXTENSIONS and entry.is_file():
                     if live_videos is None:
                         live_videos = live_photo_videos(e.name for e in entries)
                     if name not in live_videos:
                         st = entry.stat()
-                        yield ScannedFile(entry.path, root, st.st_size, st.st_mtime_ns,
-                                          _readable(entry.path, st, self.euid))
+                        found.append(ScannedFile(entry.path, root, st.st_size, st.st_mtime_ns,
+                                                 _readable(entry.path, st, self.euid)))
                 else:
                     continue
                 if linked:
@@ -215,7 +216,7 @@ class _Walk:
                     reported = True
             except OSError:
                 continue  # vanished since the listing, or a broken link
-        return subfolders
+        return found, subfolders
 
 
 def _extension(name: str) -> str:

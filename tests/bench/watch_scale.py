@@ -158,10 +158,11 @@ def run(args, pid: int, folder: Path, store: Path) -> None:
     reader = ImageIndex.open(store, encoder=FakeEncoder())
     folders = sorted(p for p in folder.iterdir() if p.is_dir())
     rng = random.Random(34)
+    run_id = time.time_ns()  # new names and contents on every run of a reused workdir
     latencies, cpus, writes = [], [], []
     for i in range(args.changes):
-        data, vector = photo(10_000_000 + i)
-        target = rng.choice(folders) / f"new-{i:04d}.png"
+        data, vector = photo(run_id + i)
+        target = rng.choice(folders) / f"new-{run_id}-{i:04d}.png"
         cpu, written = cpu_seconds(pid), written_bytes(pid)
         target.write_bytes(data)
         written_at = time.perf_counter()

@@ -68,6 +68,16 @@ def test_settled_is_spelled_alike_in_python_and_sql():
             assert in_sql == _settled(status, error), (status, error)
 
 
+def test_the_plain_records_key_is_the_companions_one():
+    from vitsearch.indexer.records import records_key
+    from vitsearch.indexer.store.companions import records_key as companion_records_key
+
+    for size, mtime in [(0, 0), (10, 5), (123_456_789, 1_700_000_000_123_456_789), (1, -1)]:
+        assert records_key(ScannedFile("/r/a.jpg", "/r", size, mtime)) == companion_records_key(size, mtime, ())
+    with_sidecar = ScannedFile("/r/a.jpg", "/r", 10, 5, companions=(("a.xmp", 3, 4),))
+    assert records_key(with_sidecar) == companion_records_key(10, 5, with_sidecar.companions)
+
+
 def test_the_plan_of_a_scope_removes_only_rows_it_covers():
     def row(i, path):
         return RowState(i, path, "/r", 10, 5, f"h{i}", "ok", None)
