@@ -130,7 +130,10 @@ def plan_sync(scanned: list[ScannedFile], rows: StoredRows | Mapping[str, RowSta
                 plan.stale_records.append((row[2], f))
         else:
             changed.append((key, f))
-    gone = rows.gone(seen)
+    # rows of files gone from what was scanned: those under another root, or outside the scope
+    # of a targeted sync, were not looked for
+    gone = [key for key in rows.gone(seen) if any(is_within(key, r) for r in roots)
+            and (scope is None or scope.covers(key))]
     states = rows.states([key for key, _ in changed] + gone)
     for key, f in changed:
         (plan.videos if has_video_extension(f.path) else plan.to_read).append((f, states.get(key)))
@@ -141,10 +144,8 @@ def plan_sync(scanned: list[ScannedFile], rows: StoredRows | Mapping[str, RowSta
     unlisted = [(encode_path(u.path)[0].removesuffix(NOT_UTF8_MARK), u) for u in unreadable]
     for key in gone:
         row = states[key]
-        if row.status == "quarantined" or not any(is_within(key, r) for r in roots):
-            continue  # quarantined: moved aside on purpose, the row waits for an undo
-        if scope is not None and not scope.covers(key):
-            continue
+        if row.status == "quarantined":
+            continue  # moved aside on purpose, the row waits for an undo
         folder = next((u for prefix, u in unlisted if is_within(key, prefix)), None)
         if folder is None:
             plan.missing[row.id] = row

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
-from .locations import is_within
 from .store.store import NOT_UTF8_MARK, encode_path
 
 __all__ = ["Scope"]
@@ -26,12 +25,10 @@ class Scope:
 
     @classmethod
     def of(cls, folders: Iterable[str] = (), subtrees: Iterable[str] = ()) -> Scope:
-        trees: list[str] = []
-        for tree in sorted({os.path.abspath(os.fsdecode(t)) for t in subtrees}):
-            if not any(is_within(tree, kept) for kept in trees):  # sorted: a parent comes before its children
-                trees.append(tree)
-        loose = sorted({os.path.abspath(os.fsdecode(f)) for f in folders})
-        return cls(tuple(f for f in loose if not _under(f, trees)), tuple(trees))
+        named = {os.path.abspath(os.fsdecode(t)) for t in subtrees}
+        trees = {t for t in named if not _under(t, named, strictly=True)}
+        loose = {os.path.abspath(os.fsdecode(f)) for f in folders}
+        return cls(tuple(sorted(f for f in loose if not _under(f, trees))), tuple(sorted(trees)))
 
     def __or__(self, other: Scope) -> Scope:
         return Scope.of(self.folders + other.folders, self.subtrees + other.subtrees)
@@ -51,10 +48,10 @@ class Scope:
         """A predicate over the `images` table's `path` (the rows' keys) selecting the rows the
         scope covers, and its parameters."""
         clauses, params = [], []
-        for tree in self._tree_keys:
+        for tree in sorted(self._tree_keys):
             clauses.append("(path = ? OR starts_with(path, ?))")
             params += [tree, tree.rstrip("/") + "/"]
-        for folder in self._folder_keys:
+        for folder in sorted(self._folder_keys):
             prefix = folder.rstrip("/") + "/"
             clauses.append("(starts_with(path, ?) AND NOT contains(substr(path, ?), '/'))")
             params += [prefix, len(prefix) + 1]
@@ -65,8 +62,8 @@ class Scope:
         return frozenset(_key(f) for f in self.folders)
 
     @cached_property
-    def _tree_keys(self) -> tuple[str, ...]:
-        return tuple(_key(t) for t in self.subtrees)
+    def _tree_keys(self) -> frozenset[str]:
+        return frozenset(_key(t) for t in self.subtrees)
 
 
 def _key(path: str) -> str:
@@ -74,5 +71,14 @@ def _key(path: str) -> str:
     return encode_path(path)[0].removesuffix(NOT_UTF8_MARK)
 
 
-def _under(path: str, trees: Iterable[str]) -> bool:
-    return any(is_within(path, tree) for tree in trees)
+def _under(path: str, trees: set[str] | frozenset[str], *, strictly: bool = False) -> bool:
+    """Whether `path` is one of `trees` (unless `strictly`) or lies under one: a look-up per
+    folder above it, whatever the number of trees (a burst can name thousands)."""
+    if not strictly and path in trees:
+        return True
+    parent = os.path.dirname(path)
+    while parent != path:
+        if parent in trees:
+            return True
+        path, parent = parent, os.path.dirname(parent)
+    return False

@@ -122,14 +122,15 @@ def watch_folders(roots: list[str], sync: Callable[[Scope | None], IndexReport],
     """Run `sync(scope)` whenever the roots changed and settled, until `stop` is set; returns
     passes. `scope` is what the events named, None for the whole tree (see the module). Events
     under `ignore` (the store's own folder) are not changes. A sync that fails (a root deleted,
-    the store busy) is logged and tried again at the next change or rescan."""
+    the store busy) is logged, and the tree is synced whole at the next change or after
+    DEFAULT_POLL_SECONDS."""
     settings = settings or WatchSettings()
     changed = _Changes()
     watches = None if settings.poll else _Watches.start(roots, changed, log, ignore)
     if watches is None:
         interval = settings.poll or DEFAULT_POLL_SECONDS
         log(f"watch: rescanning every {interval:g} s")
-    passes, last_whole = 0, time.monotonic()
+    passes, last_whole, retry_at = 0, time.monotonic(), None
     try:
         while not stop.is_set():
             if watches is None:
@@ -140,9 +141,10 @@ def watch_folders(roots: list[str], sync: Callable[[Scope | None], IndexReport],
             else:
                 stop.wait(TICK_SECONDS)
                 watches.check()
-                if time.monotonic() - last_whole >= settings.full_rescan:
+                now = time.monotonic()
+                if now - last_whole >= settings.full_rescan or (retry_at is not None and now >= retry_at):
                     changed.note(whole=True)
-                    last_whole = time.monotonic()
+                    last_whole, retry_at = now, None
                 if not changed.due(settings.settle, settings.max_delay):
                     continue
                 scope = changed.take()
@@ -152,6 +154,8 @@ def watch_folders(roots: list[str], sync: Callable[[Scope | None], IndexReport],
                 _log_report(sync(scope), log)
             except VitsearchError as e:
                 log(f"watch: sync failed: {e}")
+                changed.owe_whole()  # what it was to cover is synced by the next, whole
+                retry_at = time.monotonic() + DEFAULT_POLL_SECONDS
             passes += 1
     finally:
         if watches is not None:
@@ -186,6 +190,11 @@ class _Changes:
             if self.first is None:
                 return False
             return now - self.last >= settle or now - self.first >= max_delay
+
+    def owe_whole(self) -> None:
+        """Make the next sync whole, whenever it comes (a sync failed: its scope is not lost)."""
+        with self._lock:
+            self._whole = True
 
     def take(self) -> Scope | None:
         """What to sync now (None: the whole tree), forgetting it: events from here on are the next sync's."""

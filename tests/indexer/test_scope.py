@@ -195,25 +195,26 @@ def test_too_many_folders_or_dropped_events_make_a_whole_sync():
         _DroppedEvents.detach()
 
 
-def test_the_watch_loop_syncs_what_events_name_and_the_whole_tree_on_its_period(tmp_path):
+def follow(root, sync, full_rescan: float = 3600):
+    """watch_folders on a thread (settle 0.3 s): (stop, thread)."""
     import threading
 
-    from vitsearch.indexer.report import IndexReport
     from vitsearch.indexer.watch import WatchSettings, watch_folders
+
+    stop = threading.Event()
+    settings = WatchSettings(settle=0.3, full_rescan=full_rescan)
+    thread = threading.Thread(target=watch_folders, args=([str(root)], sync, stop, settings, lambda _: None))
+    thread.start()
+    time.sleep(0.5)
+    return stop, thread
+
+
+def test_the_watch_loop_syncs_what_events_name_and_the_whole_tree_on_its_period(tmp_path):
+    from vitsearch.indexer.report import IndexReport
 
     (tmp_path / "a").mkdir()
     calls: list[Scope | None] = []
-
-    def follow(full_rescan: float) -> threading.Event:
-        stop = threading.Event()
-        settings = WatchSettings(settle=0.3, full_rescan=full_rescan)
-        thread = threading.Thread(target=watch_folders, args=([str(tmp_path)], lambda s: calls.append(s)
-                                                              or IndexReport(), stop, settings, lambda _: None))
-        thread.start()
-        time.sleep(0.5)
-        return stop, thread
-
-    stop, thread = follow(full_rescan=3600)
+    stop, thread = follow(tmp_path, lambda s: calls.append(s) or IndexReport())
     try:
         (tmp_path / "a" / "1.jpg").write_bytes(b"x")
         wait_for(lambda: calls)
@@ -226,10 +227,34 @@ def test_the_watch_loop_syncs_what_events_name_and_the_whole_tree_on_its_period(
         stop.set()
         thread.join()
     calls.clear()
-    stop, thread = follow(full_rescan=0.5)
+    stop, thread = follow(tmp_path, lambda s: calls.append(s) or IndexReport(), full_rescan=0.5)
     try:
         wait_for(lambda: len(calls) >= 2)
         assert calls[:2] == [None, None], "idle, the tree is still synced whole every period"
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_after_a_failed_sync_the_next_is_whole(tmp_path):
+    from vitsearch.indexer.errors import StoreInUseError
+    from vitsearch.indexer.report import IndexReport
+
+    calls: list[Scope | None] = []
+
+    def sync(scope):
+        calls.append(scope)
+        if len(calls) == 1:
+            raise StoreInUseError("the store is busy", pid=1)
+        return IndexReport()
+
+    stop, thread = follow(tmp_path, sync)
+    try:
+        (tmp_path / "1.jpg").write_bytes(b"x")
+        wait_for(lambda: calls)
+        (tmp_path / "2.jpg").write_bytes(b"x")
+        wait_for(lambda: len(calls) == 2)
+        assert calls == [Scope.of(folders=[tmp_path]), None], "the failed sync's change is not lost"
     finally:
         stop.set()
         thread.join()
