@@ -17,7 +17,8 @@ from vitsearch.indexer.plan import _SETTLED_SQL, TRANSIENT_ERRORS, _settled, pla
 from vitsearch.indexer.scan import ScannedFile
 from vitsearch.indexer.scope import Scope
 from vitsearch.indexer.store.store import RowState, Store, encode_path
-from vitsearch.indexer.watch import MAX_SCOPE, _Changes, _DroppedEvents, named
+from vitsearch.indexer.watch import MAX_SCOPE, _Changes
+from vitsearch.indexer.watch_events import DroppedEvents, named
 
 
 def stored(store) -> dict[str, tuple]:
@@ -186,13 +187,13 @@ def test_too_many_folders_or_dropped_events_make_a_whole_sync():
     changed.note([f"/r/{n}" for n in range(MAX_SCOPE + 1)])
     assert changed.take() is None
     said = []
-    _DroppedEvents.attach(changed, said.append)
+    DroppedEvents.attach(changed, said.append)
     try:
         changed.note(["/r/a"])
         logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; events were lost")
         assert changed.take() is None and "dropped events" in said[0]
     finally:
-        _DroppedEvents.detach()
+        DroppedEvents.detach()
 
 
 def follow(root, sync, full_rescan: float = 3600):
