@@ -18,6 +18,7 @@ from PIL import Image
 
 from ..indexer.errors import ImageLoadError, first_line
 from ..indexer.imaging.video import MAX_PIXELS
+from ..indexer.imaging.video_open import open_video
 
 __all__ = ["still_at", "TIME_LIMIT_S", "MAX_FORWARD_FRAMES"]
 
@@ -27,9 +28,6 @@ TIME_LIMIT_S = 10.0
 # Frames decoded forward from the keyframe before the time: 20 s of 60 fps footage, more than the
 # keyframe spacing of phone and camera encoders (x264's default is 10 s of still footage).
 MAX_FORWARD_FRAMES = 1200
-# FFmpeg's names for the demuxers of VIDEO_EXTENSIONS (mov serves .mp4 .mov .m4v .3gp .3g2).
-_DEMUXERS = "mov,mp4,matroska,webm,avi,mpegts"
-_OPTIONS = {"format_whitelist": _DEMUXERS, "protocol_whitelist": "file"}
 
 
 def still_at(path: str, seconds: float | None = None, max_side: int = 768) -> Image.Image:
@@ -40,10 +38,9 @@ def still_at(path: str, seconds: float | None = None, max_side: int = 768) -> Im
 
     _require_regular_file(path)
     deadline = time.monotonic() + TIME_LIMIT_S
-    try:
-        container = av.open(path, options=_OPTIONS, timeout=(TIME_LIMIT_S, TIME_LIMIT_S))
-    except (av.error.FFmpegError, OSError) as e:
-        raise ImageLoadError("unidentified", f"not a video FFmpeg can read here: {first_line(e)}") from e
+    # the indexer's safe open: its containers and local files only, and its pixel limit set on
+    # every decoder FFmpeg opens (a stream may declare a larger frame than its container)
+    container = open_video(path, TIME_LIMIT_S)
     try:
         frame = _frame_at(container, seconds, deadline)
         return _upright(frame, max_side)
