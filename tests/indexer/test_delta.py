@@ -281,6 +281,7 @@ KILLS = [("ondisk_write:1", 30), ("delta_fold:1", 30), ("faiss_save:1", 30), ("f
          ("faiss_save:1", 3), ("faiss_renamed:1", 3)]
 
 
+@pytest.mark.slow  # six killed child processes, each loading the store: the slow step runs them
 @pytest.mark.parametrize("fault, changes", KILLS)
 def test_a_kill_while_the_delta_is_folded_or_saved_leaves_a_store_equal_to_duckdb(store, tmp_path, fault, changes):
     folder = tmp_path / "photos"

@@ -123,7 +123,11 @@ def reference_embedding(model, image: Image.Image) -> np.ndarray:
     """timm's own pipeline on a still: its eval transform, forward_features, forward_head(pre_logits)."""
     import timm
 
-    config = timm.data.resolve_model_data_config(model)
+    from vitsearch.indexer.model.weights import MODEL_NAME
+
+    # the config of timm's own model of that name: the encoder's model may come from the model
+    # cache as a plain ViT, whose config timm no longer knows (it would resolve 224 px)
+    config = timm.data.resolve_model_data_config(timm.create_model(MODEL_NAME, pretrained=False, num_classes=0))
     transform = timm.data.create_transform(**config, is_training=False)
     with torch.no_grad():
         vector = model.forward_head(model.forward_features(transform(image).unsqueeze(0)), pre_logits=True)[0]
