@@ -24,11 +24,11 @@ from tests.conftest import REPO, run_cli, scene_bytes, write_scenes
 from tests.e2e.test_crash import assert_invariants
 from tests.e2e.test_ui import bomb_png, free_port, peak_rss_mb, with_gps_exif
 from tests.videos import scene_shots, write_clip
+from vitsearch.ui.api.errors import CODES
 
 # Real serve processes over a random-weight store (~100 s): the slow step runs it; the inner loop has
 # tests/ui/test_api_answers.py and test_api_errors.py.
 pytestmark = pytest.mark.slow
-from vitsearch.ui.api.errors import CODES
 
 TOKEN = "api-token-" + "7" * 32
 LOGIN = ("ann", "correct-horse-battery")
