@@ -25,6 +25,7 @@ from ..search.region import parse_box
 from ..search.video_stills import still_at
 from .duplicates_tab import duplicates_tab
 from .filters import FORMATS, KINDS, build_where
+from .limits import oversized_query
 from .map_tab import map_tab
 from .quality import quality_facts
 from .records import stars
@@ -32,11 +33,7 @@ from .refused import refused
 from .thumbnails import PREVIEW_SIDE, ThumbnailCache
 from .video_hits import at_time, frame_note, is_video, video_facts
 
-__all__ = ["build_app", "SearchActions", "plain_markdown", "UPLOAD_MAX_PIXELS"]
-
-# A query needs no more than a few megapixels. Formats that cannot be decoded at reduced size
-# (PNG, TIFF, WebP, ...) are refused above this, so four concurrent uploads stay within ~1 GB.
-UPLOAD_MAX_PIXELS = 40_000_000
+__all__ = ["build_app", "SearchActions", "plain_markdown"]
 
 def _uploaded_path(payload) -> str | None:
     """Stands in for the query image's preprocess: the uploaded file's path and nothing else.
@@ -368,10 +365,8 @@ def _uploaded_bytes(upload: str, upload_dir: str) -> bytes:
     if not is_within(str(Path(upload).resolve()), str(Path(upload_dir).resolve())):
         raise refused("Only uploaded images can be searched with.")
     data = read_image_bytes(upload)
-    info = inspect_image(data).info
-    if info.width * info.height > UPLOAD_MAX_PIXELS and info.format not in ("JPEG", "MPO"):
-        raise refused(f"This {info.format} is {info.width}x{info.height} pixels; a query image "
-                       f"may have at most {UPLOAD_MAX_PIXELS // 1_000_000} MP. Upload a smaller copy.")
+    if too_big := oversized_query(inspect_image(data).info):
+        raise refused(f"{too_big[0].upper()}{too_big[1:]}. Upload a smaller copy.")
     return data
 
 

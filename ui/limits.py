@@ -9,13 +9,27 @@ from __future__ import annotations
 import json
 import logging
 
-__all__ = ["BodyLimit", "bound_log_lines", "MAX_BODY_BYTES", "MAX_UPLOAD_BODY_BYTES", "MAX_LOG_LINE"]
+__all__ = ["BodyLimit", "bound_log_lines", "oversized_query", "MAX_BODY_BYTES", "MAX_UPLOAD_BODY_BYTES",
+           "MAX_LOG_LINE", "UPLOAD_MAX_PIXELS"]
 
 MAX_BODY_BYTES = 1 << 20  # JSON calls carry settings and file references, never pixels
 MAX_UPLOAD_BODY_BYTES = 26 << 20  # the 25 MB upload limit plus multipart framing
 MAX_LOG_LINE = 2000
 API_ROUTES = "/api/"  # the JSON API (ui.api) answers a refusal in JSON
 UPLOAD_ROUTES = frozenset({"/api/v1/search"})  # besides Gradio's /upload: the API's image upload
+# A query needs no more than a few megapixels. Formats that cannot be decoded at reduced size
+# (PNG, TIFF, WebP, ...) are refused above this, so four concurrent uploads stay within ~1 GB.
+UPLOAD_MAX_PIXELS = 40_000_000
+DRAFT_FORMATS = ("JPEG", "MPO")  # decoded at a fraction of their size, whatever they declare
+
+
+def oversized_query(info) -> str | None:
+    """Why an uploaded query image, by its header (`inspect_image(...).info`), would decode too
+    big for a query, else None. The page and the API both refuse it before any pixel is decoded."""
+    if info.width * info.height <= UPLOAD_MAX_PIXELS or info.format in DRAFT_FORMATS:
+        return None
+    return (f"this {info.format} is {info.width}x{info.height} pixels; a query image "
+            f"may have at most {UPLOAD_MAX_PIXELS // 1_000_000} MP")
 
 
 class BodyLimit:

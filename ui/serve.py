@@ -40,7 +40,7 @@ def serve(store=None, *, host: str = "127.0.0.1", port: int = 7860, auth: str | 
             "(or --insecure-no-auth if you really mean it)"
         )
     credentials = _parse_auth(auth) if auth else None
-    from .api import API_PREFIX, ApiAccess, build_api, read_token
+    from .api import API_PREFIX, ApiAccess, api_ahead_lifespan, build_api, read_token
 
     access = ApiAccess(token=read_token(api_token_file), login=credentials, writes=not read_only,
                        cors_origins=tuple(cors_origins))
@@ -74,7 +74,8 @@ def serve(store=None, *, host: str = "127.0.0.1", port: int = 7860, auth: str | 
             blocked_paths=[str(index.store.dir), *roots],
             enable_monitoring=False, show_error=True, ssr_mode=False, mcp_server=False, pwa=False,
             prevent_thread_lock=True, quiet=True,
-            app_kwargs={"middleware": [Middleware(BodyLimit)], "routes": [Mount(API_PREFIX, app=api)]},
+            app_kwargs={"middleware": [Middleware(BodyLimit)], "routes": [Mount(API_PREFIX, app=api)],
+                        "lifespan": api_ahead_lifespan(API_PREFIX)},
         )
     except OSError as e:
         raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror or 'port in use'}): "

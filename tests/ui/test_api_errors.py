@@ -29,13 +29,6 @@ def code_of(response: httpx.Response) -> str:
     return body["code"]
 
 
-def test_the_upload_bound_is_the_pages():
-    from vitsearch.ui.api.search_routes import UPLOAD_MAX_PIXELS
-    from vitsearch.ui.app import UPLOAD_MAX_PIXELS as PAGE_MAX_PIXELS
-
-    assert UPLOAD_MAX_PIXELS == PAGE_MAX_PIXELS
-
-
 def test_a_png_past_the_query_bound_is_refused_before_decoding(api):
     refused = api["http"].post("/search", files={"image": ("big.png", bomb_png(7000))})  # 49 MP, a few KB
     assert code_of(refused) == "unreadable_image" and "at most 40 MP" in refused.json()["message"]

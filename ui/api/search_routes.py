@@ -14,16 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ...indexer.errors import ImageLoadError
 from ...indexer.imaging.images import inspect_image
 from ...search import ImageIndex
+from ..limits import oversized_query
 from .errors import ApiError
 
-__all__ = ["SearchRequest", "search_router", "run_search", "MAX_QUERIES", "MAX_K", "UPLOAD_MAX_PIXELS"]
+__all__ = ["SearchRequest", "search_router", "run_search", "MAX_QUERIES", "MAX_K"]
 
 MAX_QUERIES = 100  # ids or paths in one request: a combined query of more means nothing more
 MAX_K = 1000
 FORM_FIELDS = 16
-# The page's bound on a query image (ui.app.UPLOAD_MAX_PIXELS; repeated so the API imports no
-# Gradio): formats that cannot be decoded at reduced size are refused above it, before decoding.
-UPLOAD_MAX_PIXELS = 40_000_000
 
 
 class SearchRequest(BaseModel):
@@ -110,9 +108,8 @@ def _check_upload(data: bytes) -> None:
         info = inspect_image(data).info
     except ImageLoadError as e:
         raise ApiError("unreadable_image", f"query image unusable: {e}") from None
-    if info.width * info.height > UPLOAD_MAX_PIXELS and info.format not in ("JPEG", "MPO"):
-        raise ApiError("unreadable_image", f"this {info.format} is {info.width}x{info.height} pixels; a query image "
-                                           f"may have at most {UPLOAD_MAX_PIXELS // 1_000_000} MP: send a smaller copy")
+    if too_big := oversized_query(info):
+        raise ApiError("unreadable_image", f"{too_big}: send a smaller copy")
 
 
 def _name(query: int | str) -> str:
