@@ -7,7 +7,8 @@ writes them), indexed with the automatic choice under a 16 MB budget: IVF-SQ8 wi
 a data file (indexer/store/ondisk.py). Then `changes` single-vector changes in a row (a third
 each added, changed, removed), each committed by its own store transaction and synced as `index
 --watch` syncs (DeferredSaves: the index in memory, its file saved when due, once a minute, and
-at the end); then as many again with a save after each (as one `vitsearch index` run per change
+at the end; its DuckDB connection closed after each, as the watcher's lease expires between
+changes seconds apart); then as many again with a save after each (as one `vitsearch index` run per change
 would). Figures: the build; bytes written (/proc/self/io write_bytes, the whole process: DuckDB's
 commits and the index's sync apart); the data file's name and mtime before and after; recall@10
 against brute force during the changes (the index's own answers, and its candidates re-scored
@@ -38,6 +39,7 @@ from tests.bench.synthetic import clustered_unit_vectors
 from vitsearch.indexer.reindex import reindex
 from vitsearch.indexer.store import vectors as vector_file
 from vitsearch.indexer.store.ann import STREAM_CHUNK, measure_recall, search_parameters
+from vitsearch.indexer.store.connections import close_lease
 from vitsearch.indexer.store.lock import WriterLock
 from vitsearch.indexer.store.ondisk import DATA_SUFFIX, data_file, write_lists
 from vitsearch.indexer.store.store import Store
@@ -194,6 +196,8 @@ def run_changes(store: Store, vectors, collection: Collection, steps: range, rng
                 vectors = deferred.vectors
             else:
                 vectors = sync_and_save(store, vectors)
+            # The watcher's changes come seconds apart: its writer's connection has closed in between.
+            close_lease(str(store.db_path))
         after = write_bytes()
         seconds.append(time.perf_counter() - started)
         commit_bytes += committed - before
