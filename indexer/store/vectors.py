@@ -2,7 +2,9 @@
 
 File layout: magic (the format's version), header length, a JSON header (generation, count,
 crc32 of all that follows, index choice, data file, payload length, delta counts), the serialized
-FAISS index, then an on-disk index's delta (ids, vectors, masked ids; see delta.py). The header's
+FAISS index, then an on-disk index's delta (ids, vectors, masked ids; see delta.py). An on-disk
+index's FAISS index (its quantizer: 8 MB at 1M) is not in that file but in a base file beside its
+data file, written once with it, so a save of the delta writes the delta alone. The header's
 generation says which committed DuckDB state it holds; DuckDB's vector_log lists the ids changed
 since, so a file that is behind is caught up. An index too big for the memory budget keeps its
 lists in a data file beside it (ondisk.py), written before the index file that names it, never
@@ -35,7 +37,17 @@ from .ann import (
     set_search_depth,
 )
 from .delta import DeltaIndex, delta_section, fold_due, read_delta
-from .ondisk import DATA_SUFFIX, data_file, file_crc32, new_data_path, private_data_dir, reopen_mapped, rewrite_lists
+from .ondisk import (
+    BASE_SUFFIX,
+    DATA_SUFFIX,
+    base_path,
+    data_file,
+    file_crc32,
+    new_data_path,
+    private_data_dir,
+    reopen_mapped,
+    rewrite_lists,
+)
 from .store import Store
 
 __all__ = [
@@ -44,8 +56,10 @@ __all__ = [
 ]
 
 FAISS_NAME = "vectors.faiss"
-_MAGIC = b"VITSRCH3"
-_MAGIC_V2 = b"VITSRCH2"  # before the delta: the FAISS payload is all that follows the header; still read
+_MAGIC = b"VITSRCH4"
+# Still read: 3, an on-disk index's FAISS payload in the file; 2, before the delta (the FAISS
+# payload is all that follows the header).
+_OLDER_MAGICS = (b"VITSRCH3", b"VITSRCH2")
 RETRAIN_GROWTH = 4  # an IVF trained on n vectors is rebuilt once the collection passes 4n
 
 
@@ -60,6 +74,8 @@ class VectorIndex:
     saved_data: str | None = None  # name of the lists' data file the saved index file names
     data_crc32: int | None = None  # the checksum of the data file named `crc_of`, known once computed
     crc_of: str | None = None
+    base_crc32: int | None = None  # the checksum of the base file named `base_of`, once written or read
+    base_of: str | None = None
 
     @property
     def count(self) -> int:
@@ -160,10 +176,11 @@ def save_vector_index(store: Store, vectors: VectorIndex) -> None:
     if isinstance(vectors.index, DeltaIndex) and fold_due(vectors.index):
         fold_delta(store, vectors)
     base = vectors.index.base if isinstance(vectors.index, DeltaIndex) else vectors.index
-    payload = faiss.serialize_index(base)
     data = data_file(base)  # written and flushed when it was made: only named here
     if data is not None and vectors.crc_of != data.name:
         vectors.data_crc32, vectors.crc_of = file_crc32(data), data.name
+    payload = b"" if data is not None else faiss.serialize_index(base)
+    base_file = _save_base(store, vectors, base, data) if data is not None else None
     delta, parts = delta_section(vectors.index) if isinstance(vectors.index, DeltaIndex) else (None, [])
     crc = zlib.crc32(payload)
     for part in parts:
@@ -176,6 +193,8 @@ def save_vector_index(store: Store, vectors: VectorIndex) -> None:
         "trained_on": vectors.trained_on,
         "data_file": data.name if data is not None else None,
         "data_crc32": vectors.data_crc32 if data is not None else None,
+        "base_file": base_file.name if base_file is not None else None,
+        "base_crc32": vectors.base_crc32 if base_file is not None else None,
         "payload_bytes": len(payload),
         "delta": delta,
     }).encode()
@@ -198,6 +217,35 @@ def save_vector_index(store: Store, vectors: VectorIndex) -> None:
     _drop_data_files(store.dir, keep=vectors.saved_data)  # a reader mapping one keeps its pages
 
 
+def _save_base(store: Store, vectors: VectorIndex, base, data: Path) -> Path:
+    """The base file of an on-disk index (its FAISS index without the lists), written once per
+    data file: to a temporary file, flushed, renamed. Its name follows the data file's."""
+    import faiss
+
+    path = base_path(data)
+    if vectors.base_of == path.name and path.exists():
+        return path
+    payload = faiss.serialize_index(base)
+    temporary = store.dir / f"{path.name}.tmp-{os.getpid()}"
+    with open(temporary, "wb") as f:
+        f.write(memoryview(payload))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+    _fsync_dir(store.dir)
+    fault_point("base_saved")  # a kill here leaves a base file no saved index names
+    vectors.base_crc32, vectors.base_of = zlib.crc32(payload), path.name
+    return path
+
+
+def _read_base(path: Path, crc: int | None) -> np.ndarray:
+    """A base file's bytes, mapped and checked against the checksum its index file recorded."""
+    data = np.memmap(path, dtype=np.uint8, mode="r")
+    if zlib.crc32(data) != crc:
+        raise ValueError(f"index base file {path.name} damaged (checksum mismatch)")
+    return data
+
+
 def load_vector_file(path: Path, *, verify_data: bool = False,
                      known: tuple[str, np.ndarray] | None = None) -> VectorIndex:
     """Read and verify one index file; ValueError says what is wrong with it. The lists' data
@@ -215,7 +263,11 @@ def load_vector_file(path: Path, *, verify_data: bool = False,
         raise ValueError(f"damaged header: {e}") from e
     if zlib.crc32(tail) != header.get("crc32") or not 0 <= length <= len(tail):
         raise ValueError("checksum mismatch (truncated or corrupted)")
-    index = faiss.deserialize_index(tail[:length], faiss.IO_FLAG_SKIP_IVF_DATA if choice.on_disk else 0)
+    base_file = header.get("base_file")
+    if base_file is not None and (not choice.on_disk or length or Path(base_file).name != base_file):
+        raise ValueError("damaged header: a base file where none belongs")
+    payload = _read_base(path.parent / base_file, header.get("base_crc32")) if base_file else tail[:length]
+    index = faiss.deserialize_index(payload, faiss.IO_FLAG_SKIP_IVF_DATA if choice.on_disk else 0)
     set_search_depth(index, choice.params)
     if choice.on_disk:
         mapped = reopen_mapped(index, path.parent)
@@ -229,12 +281,12 @@ def load_vector_file(path: Path, *, verify_data: bool = False,
         raise ValueError("vector count does not match its header")
     return VectorIndex(index, int(header["generation"]), choice, int(header.get("trained_on", 0)),
                        saved_data=header.get("data_file"), data_crc32=header.get("data_crc32"),
-                       crc_of=header.get("data_file"))
+                       crc_of=header.get("data_file"), base_crc32=header.get("base_crc32"), base_of=base_file)
 
 
 def _split(data) -> tuple[dict, np.ndarray]:
     """(JSON header, FAISS payload) of an index file's mapped bytes; ValueError if not ours."""
-    if len(data) < len(_MAGIC) + 4 or bytes(data[:len(_MAGIC)]) not in (_MAGIC, _MAGIC_V2):
+    if len(data) < len(_MAGIC) + 4 or bytes(data[:len(_MAGIC)]) not in (_MAGIC, *_OLDER_MAGICS):
         raise ValueError("not a vitsearch index file of this version")
     (length,) = struct.unpack_from("<I", bytes(data[len(_MAGIC):len(_MAGIC) + 4]))
     start = len(_MAGIC) + 4
@@ -377,8 +429,10 @@ def _release_private(store: Store, data: Path | None) -> None:
 
 
 def _drop_data_files(directory: Path, keep: str | None) -> None:
-    for stale in directory.glob(f"*{DATA_SUFFIX}"):
-        if stale.name != keep:
+    """Data files other than `keep`, and base files other than its base file."""
+    keep_base = base_path(Path(keep)).name if keep else None
+    for stale in [*directory.glob(f"*{DATA_SUFFIX}"), *directory.glob(f"*{BASE_SUFFIX}")]:
+        if stale.name not in (keep, keep_base):
             stale.unlink(missing_ok=True)
 
 
@@ -394,7 +448,7 @@ def _saved_data_name(path: Path) -> tuple[bool, str | None]:
 def clean_leftovers(store: Store) -> None:
     """Remove temporary files of saves that were killed midway, and data files no saved index
     names (a killed rebuild's, or one superseded before it was saved)."""
-    for leftover in store.dir.glob(f"{FAISS_NAME}.tmp-*"):
+    for leftover in [*store.dir.glob(f"{FAISS_NAME}.tmp-*"), *store.dir.glob(f"*{BASE_SUFFIX}.tmp-*")]:
         leftover.unlink(missing_ok=True)
     saved = store.dir / FAISS_NAME
     readable, keep = _saved_data_name(saved) if saved.exists() else (True, None)

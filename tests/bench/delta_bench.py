@@ -41,7 +41,7 @@ from vitsearch.indexer.store import vectors as vector_file
 from vitsearch.indexer.store.ann import STREAM_CHUNK, measure_recall, search_parameters
 from vitsearch.indexer.store.connections import close_lease
 from vitsearch.indexer.store.lock import WriterLock
-from vitsearch.indexer.store.ondisk import DATA_SUFFIX, data_file, write_lists
+from vitsearch.indexer.store.ondisk import BASE_SUFFIX, DATA_SUFFIX, base_path, data_file, write_lists
 from vitsearch.indexer.store.store import Store
 from vitsearch.indexer.store.vectors import (
     FAISS_NAME,
@@ -72,17 +72,23 @@ def write_bytes() -> int:
 
 
 class IndexWrites:
-    """Bytes the vector index writes (its index file at each save, a fold's new data file),
+    """Bytes the vector index writes (its index file at each save, a fold's new data and base files),
     counted at the source, so that DuckDB's writes in the same process can be told apart."""
 
-    def __init__(self):
+    def __init__(self, store_dir: Path):
         self.bytes = 0
         self._save, self._fold = vector_file.save_vector_index, vector_file.fold_delta
+        self._bases = {(p.name, p.stat().st_mtime_ns) for p in store_dir.glob(f"*{BASE_SUFFIX}")}  # already there
 
     def __enter__(self):
         def save(store, vectors):
             self._save(store, vectors)
             self.bytes += (store.dir / FAISS_NAME).stat().st_size
+            for base in store.dir.glob(f"*{BASE_SUFFIX}"):  # written with a new data file, else left as it is
+                made = (base.name, base.stat().st_mtime_ns)
+                if made not in self._bases:
+                    self._bases.add(made)
+                    self.bytes += base.stat().st_size
 
         def fold(store, vectors):
             self._fold(store, vectors)
@@ -182,7 +188,7 @@ def run_changes(store: Store, vectors, collection: Collection, steps: range, rng
     returns (vectors, figures)."""
     commit_bytes = sync_bytes = 0
     seconds, saves, recalls = [], 0, {}
-    writes = IndexWrites().__enter__()
+    writes = IndexWrites(store.dir).__enter__()
     for done, step in enumerate(steps, 1):
         saved = _file_id(store.dir / FAISS_NAME)
         started, before = time.perf_counter(), write_bytes()
@@ -259,7 +265,8 @@ def main() -> None:
          index_type=built.index_type, on_disk=built.choice.on_disk, nlist=built.choice.nlist,
          params=built.choice.params, tuned_recall_at_10=built.choice.recall,
          data_file_mb=round(data.stat().st_size / 2**20, 1),
-         index_file_mb=round((store_dir / FAISS_NAME).stat().st_size / 2**20, 2))
+         index_file_mb=round((store_dir / FAISS_NAME).stat().st_size / 2**20, 2),
+         base_file_mb=round(base_path(data).stat().st_size / 2**20, 2))
     del built
     collection = Collection(vectors0, args.n, room=2 * args.changes)
     del vectors0
@@ -273,7 +280,7 @@ def main() -> None:
     vectors, watcher = run_changes(store, deferred.vectors, collection, range(args.changes), rng, deferred=deferred,
                                    next_id=next_id, queries=args.queries, checkpoints=(args.changes // 2, args.changes))
     io = write_bytes()
-    with WriterLock(store_dir / "writer.lock"), IndexWrites() as writes:
+    with WriterLock(store_dir / "writer.lock"), IndexWrites(store_dir) as writes:
         deferred.finish(store, deferred.open(store, store.manifest()), force=True)  # the watch's end
     watcher["final_save_mb"] = round((write_bytes() - io) / 2**20, 2)
     watcher["final_save_index_file_mb"] = round(writes.bytes / 2**20, 2)

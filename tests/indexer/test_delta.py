@@ -26,7 +26,7 @@ from vitsearch.indexer.reindex import reindex
 from vitsearch.indexer.store import delta as delta_module
 from vitsearch.indexer.store import vectors as vector_file
 from vitsearch.indexer.store.delta import DeltaIndex, fold_due
-from vitsearch.indexer.store.ondisk import DATA_SUFFIX, data_file
+from vitsearch.indexer.store.ondisk import BASE_SUFFIX, DATA_SUFFIX, base_path, data_file
 from vitsearch.indexer.store.store import LIVE, Store
 from vitsearch.indexer.store.vectors import (
     FAISS_NAME,
@@ -221,20 +221,45 @@ def test_a_reader_sees_a_writers_change_without_a_new_data_file(store, tmp_path,
     assert_equals_store(store)
 
 
-def write_version_2(path: Path) -> None:
-    """Rewrite an index file as the format before the delta wrote it (no delta, no payload length)."""
+def inline_payload(path: Path) -> tuple[dict, bytes]:
+    """(header, FAISS payload) of a saved on-disk index file, its base file's payload read in."""
     raw = path.read_bytes()
     (length,) = struct.unpack_from("<I", raw, 8)
     header = json.loads(raw[12:12 + length])
-    payload = raw[12 + length:12 + length + header.pop("payload_bytes")]
+    assert header.pop("payload_bytes") == 0, "an on-disk index keeps its FAISS index in the base file"
+    base = path.parent / header.pop("base_file")
+    assert zlib.crc32(base.read_bytes()) == header.pop("base_crc32")
+    return header, base.read_bytes()
+
+
+def write_version_2(path: Path) -> None:
+    """Rewrite an index file as the format before the delta wrote it (no delta, no payload length)."""
+    header, payload = inline_payload(path)
     assert header.pop("delta") == {"vectors": 0, "masked": 0}
     header["crc32"] = zlib.crc32(payload)
     encoded = json.dumps(header).encode()
     path.write_bytes(b"VITSRCH2" + struct.pack("<I", len(encoded)) + encoded + payload)
 
 
-def test_an_index_file_of_the_format_before_the_delta_loads_and_catches_up(store, tmp_path):
-    write_version_2(store / FAISS_NAME)
+def write_version_3(path: Path) -> None:
+    """Rewrite an index file as the format before the base file wrote it (the payload inline)."""
+    header, payload = inline_payload(path)
+    raw = path.read_bytes()
+    delta = raw[12 + struct.unpack_from("<I", raw, 8)[0]:]
+    header["payload_bytes"], header["crc32"] = len(payload), zlib.crc32(delta, zlib.crc32(payload))
+    encoded = json.dumps(header).encode()
+    path.write_bytes(b"VITSRCH3" + struct.pack("<I", len(encoded)) + encoded + payload + delta)
+
+
+@pytest.mark.parametrize("older", [write_version_2, write_version_3])
+def test_an_index_file_of_an_older_format_loads_and_catches_up(store, tmp_path, older):
+    if older is write_version_3:  # a delta in the file, to be read after the inline payload
+        change_images(tmp_path / "photos", add=2, remove=1)
+        build_index([tmp_path / "photos"], store, encoder=FakeEncoder())
+    count = len(Store(store).live_ids())
+    older(store / FAISS_NAME)
+    for base in store.glob(f"*{BASE_SUFFIX}"):
+        base.unlink()  # an older vitsearch wrote none
     reader = ImageIndex.open(store, encoder=FakeEncoder())
     assert reader.vectors.repair is None and isinstance(reader.vectors.index, DeltaIndex)
     gone = Store(store).live_ids()[:3]
@@ -243,7 +268,41 @@ def test_an_index_file_of_the_format_before_the_delta_loads_and_catches_up(store
     assert_equals_store(store)  # the old file, caught up from the log
     report = build_index([tmp_path / "photos"], store, encoder=FakeEncoder())  # the 3 files come back
     assert report.repair.startswith("caught up"), "the writer built on the old file: no rebuild"
-    assert (store / FAISS_NAME).read_bytes()[:8] == b"VITSRCH3"
+    assert (store / FAISS_NAME).read_bytes()[:8] == b"VITSRCH4" and len(Store(store).live_ids()) == count
+    assert_equals_store(store)
+
+
+def test_a_save_of_the_delta_writes_the_delta_alone(store, tmp_path):
+    """The FAISS index over the lists is in a base file written with the data file; each save
+    rewrites the index file, which then holds a header and the delta only."""
+    folder = tmp_path / "photos"
+    bases = sorted((p.name, p.stat().st_mtime_ns) for p in store.glob(f"*{BASE_SUFFIX}"))
+    assert len(bases) == 1 and bases[0][0] == base_path(Path(data_files(store)[0][0])).name
+    for round_ in range(2):
+        change_images(folder, add=2, remove=1, change=1, seed=20 + round_)
+        build_index([folder], store, encoder=FakeEncoder())
+        assert sorted((p.name, p.stat().st_mtime_ns) for p in store.glob(f"*{BASE_SUFFIX}")) == bases
+    saved = load_vector_file(store / FAISS_NAME)
+    delta_bytes = len(saved.index.delta_ids) * (8 + 4 * saved.index.d) + len(saved.index.masked) * 8
+    assert (store / FAISS_NAME).stat().st_size < delta_bytes + 4096 < (store / bases[0][0]).stat().st_size
+    assert_equals_store(store)
+
+
+@pytest.mark.parametrize("harm", ["damage", "remove"])
+def test_a_damaged_or_missing_base_file_is_found_and_rebuilt(store, tmp_path, harm):
+    (base,) = store.glob(f"*{BASE_SUFFIX}")
+    if harm == "damage":
+        raw = bytearray(base.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        base.write_bytes(bytes(raw))
+    else:
+        base.unlink()
+    reader = ImageIndex.open(store, encoder=FakeEncoder())
+    assert reader.vectors.rebuilt and len(reader) == COUNT
+    assert ("checksum mismatch" if harm == "damage" else "No such file") in reader.vectors.repair
+    report = build_index([tmp_path / "photos"], store, encoder=FakeEncoder())
+    assert report.repair.startswith("rebuilt")
+    assert len(list(store.glob(f"*{BASE_SUFFIX}"))) == 1
     assert_equals_store(store)
 
 
@@ -274,11 +333,12 @@ def index_in_child(store, folder, fault: str | None = None) -> subprocess.Comple
                           capture_output=True, text=True, timeout=120)
 
 
-# (fault point, changes): mid-way through the fold's new data file, after it and before the index
-# file names it, halfway through the index file's save, after its rename and before the old data
-# file goes; and the save of a small delta (no fold), halfway and after the rename.
-KILLS = [("ondisk_write:1", 30), ("delta_fold:1", 30), ("faiss_save:1", 30), ("faiss_renamed:1", 30),
-         ("faiss_save:1", 3), ("faiss_renamed:1", 3)]
+# (fault point, changes): mid-way through the fold's new data file, after it, after its base file
+# (neither named yet by the index file), halfway through the index file's save, after its rename
+# and before the old data file goes; and the save of a small delta (no fold), halfway and after
+# the rename.
+KILLS = [("ondisk_write:1", 30), ("delta_fold:1", 30), ("base_saved:1", 30), ("faiss_save:1", 30),
+         ("faiss_renamed:1", 30), ("faiss_save:1", 3), ("faiss_renamed:1", 3)]
 
 
 @pytest.mark.slow  # six killed child processes, each loading the store: the slow step runs them
@@ -289,7 +349,7 @@ def test_a_kill_while_the_delta_is_folded_or_saved_leaves_a_store_equal_to_duckd
     write_varied_images(folder / "new", changes, seed=31)
     killed = index_in_child(store, folder, fault)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    if fault.startswith(("ondisk_write", "delta_fold", "faiss_save")):
+    if fault.startswith(("ondisk_write", "delta_fold", "base_saved", "faiss_save")):
         assert (store / FAISS_NAME).read_bytes() == saved_index, "the saved index file is untouched"
     assert first[0] in data_files(store), "and so is the data file it named"
     assert len(ImageIndex.open(store, encoder=FakeEncoder())) == COUNT + changes
@@ -299,5 +359,6 @@ def test_a_kill_while_the_delta_is_folded_or_saved_leaves_a_store_equal_to_duckd
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(data_files(store)) == 1 and (data_files(store) == first) == (changes < 24)
     assert not list(store.glob(f"{FAISS_NAME}.tmp-*")), "the killed save's leftovers are cleaned"
+    assert [p.name for p in store.glob(f"*{BASE_SUFFIX}")] == [base_path(Path(data_files(store)[0][0])).name]
     assert_equals_store(store)
     assert load_vector_file(store / FAISS_NAME).generation == int(Store(store).manifest()["generation"])
