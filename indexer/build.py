@@ -22,7 +22,17 @@ from .scan import UnreadableFolder, normalize_roots, scan_folders, settle_scope
 from .scope import Scope
 from .store.lock import WriterLock
 from .store.store import open_store
-from .store.vectors import FAISS_NAME, DeferredSaves, VectorIndex, needs_new_layout, open_for_writing, sync_and_save
+from .store.vectors import (
+    FAISS_NAME,
+    DeferredSaves,
+    VectorIndex,
+    clean_leftovers,
+    load_saved,
+    needs_new_layout,
+    open_for_writing,
+    saved_index_current,
+    sync_and_save,
+)
 from .video_ingest import index_videos
 
 __all__ = ["build_index", "load_store_encoder", "save_deferred", "IndexReport", "FileFailure", "Scope"]
@@ -74,15 +84,30 @@ def _early_plan(store, scanned, roots, unreadable, scope) -> tuple[SyncPlan, Sto
     return plan_sync(scanned, rows, roots, unreadable, scope), rows
 
 
-def _save_vectors(store, vectors: VectorIndex) -> None:
-    """sync_and_save, unless the run changed no vector: open_for_writing checked the file
-    against this very generation (and saved any repair), so a no-op run writes nothing (at
-    100k images of 768 floats that file is 300 MB)."""
+def _open_vectors(store, manifest: dict) -> VectorIndex | None:
+    """A run's index: None while the saved file is current and intact (saved_index_current), to be
+    loaded only if the run changes a vector; else opened (and repaired) at once."""
+    if saved_index_current(store, manifest):
+        clean_leftovers(store)
+        return None
+    return open_for_writing(store, manifest)
+
+
+def _save_vectors(store, vectors: VectorIndex | None, generation: int) -> str | None:
+    """sync_and_save, unless the run changed no vector (the store is still at `generation`, which
+    the saved file was checked to hold), so a no-op run reads and writes nothing of it (at 100k
+    images of 512 floats that file is 200 MB). Returns what had to be repaired, if anything."""
     manifest = store.manifest()
-    if (int(manifest.get("generation", 0)) == vectors.generation and (store.dir / FAISS_NAME).exists()
+    repair = None
+    if vectors is None:
+        if int(manifest.get("generation", 0)) == generation:
+            return None
+        vectors, repair = load_saved(store)  # as it was at `generation`: the sync catches it up
+    elif (int(manifest.get("generation", 0)) == vectors.generation and (store.dir / FAISS_NAME).exists()
             and not needs_new_layout(vectors, manifest)):
-        return
+        return None
     sync_and_save(store, vectors)
+    return repair
 
 
 def record_unreadable(store, plan: SyncPlan, unreadable: list[UnreadableFolder], report: IndexReport) -> None:
@@ -167,8 +192,8 @@ def build_index(
         manifest = store.initialize(encoder_identity(encoder))
         expire_stale_signatures(store, manifest, encoder.draft_size)  # backfill_signatures below signs them
         reuse_precision_check(manifest, encoder)
-        vectors = deferred.open(store, manifest) if deferred else open_for_writing(store, manifest)
-        report = IndexReport(repair=vectors.repair, store=str(store.dir))
+        vectors = deferred.open(store, manifest) if deferred else _open_vectors(store, manifest)
+        report = IndexReport(repair=vectors and vectors.repair, store=str(store.dir))
         if early is None:  # the store could not be read before initialize() upgraded it
             rows = StoredRows.read(store, only)
             early = plan_sync(scanned, rows, roots, unreadable, only), rows
@@ -192,7 +217,7 @@ def build_index(
         if deferred:
             deferred.finish(store, vectors)
         else:
-            _save_vectors(store, vectors)
+            report.repair = _save_vectors(store, vectors, int(manifest.get("generation", 0))) or report.repair
     report.seconds = round(time.perf_counter() - started, 3)
     report.images_per_s = round(report.embedded / report.seconds, 3) if report.seconds else 0.0
     return report
