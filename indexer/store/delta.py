@@ -12,7 +12,8 @@ import numpy as np
 
 from .ann import IndexChoice, LayeredIndex, index_ids, search_parameters
 
-__all__ = ["DeltaIndex", "MergedParameters", "FOLD_FRACTION", "FOLD_MAX", "fold_due", "delta_section", "read_delta"]
+__all__ = ["DeltaIndex", "MergedParameters", "FOLD_FRACTION", "FOLD_MAX", "fold_due", "past_fold_bound",
+           "delta_section", "section_of", "parse_section", "read_delta"]
 
 # A delta is folded once it holds more than 2% of the collection or 50,000 entries, whichever is
 # fewer. Below that it is cheap to keep: each query scans it exactly (20k vectors, 2% of 1M, in
@@ -188,22 +189,37 @@ class DeltaIndex(LayeredIndex):
 
 def fold_due(index: DeltaIndex) -> bool:
     """Whether the delta is past its bound (see FOLD_FRACTION, FOLD_MAX)."""
-    pending = index.pending
-    return pending > 0 and pending > min(FOLD_FRACTION * index.ntotal, FOLD_MAX)
+    return past_fold_bound(index.pending, index.ntotal)
+
+
+def past_fold_bound(pending: int, total: int) -> bool:
+    return pending > 0 and pending > min(FOLD_FRACTION * total, FOLD_MAX)
 
 
 def delta_section(index: DeltaIndex) -> tuple[dict, list[bytes]]:
     """What an index file carries of the delta: counts for its header, and the bytes (ids,
     vectors, masked ids) that follow the FAISS payload."""
     state = index._state
-    header = {"vectors": len(state.ids), "masked": len(state.masked)}
-    return header, [state.ids.tobytes(), state.vectors.tobytes(), state.masked.tobytes()]
+    return section_of(state.ids, state.vectors, state.masked)
+
+
+def section_of(ids: np.ndarray, vectors: np.ndarray, masked: np.ndarray) -> tuple[dict, list[bytes]]:
+    """A delta section: counts for the header, and the bytes of ids, vectors (rows of ids) and masked ids."""
+    ids, masked = np.asarray(ids, np.int64), np.asarray(masked, np.int64)
+    header = {"vectors": len(ids), "masked": len(masked)}
+    return header, [ids.tobytes(), np.ascontiguousarray(vectors, np.float32).tobytes(), masked.tobytes()]
 
 
 def read_delta(base, header: dict, section, base_ids: np.ndarray | None = None) -> DeltaIndex:
     """The DeltaIndex an index file holds: `section` is the bytes after its FAISS payload;
     ValueError when they do not hold what the header says."""
-    d = int(base.d)
+    ids, vectors, masked = parse_section(int(base.d), header, section)
+    return DeltaIndex(base, ids, vectors, masked, base_ids=base_ids)
+
+
+def parse_section(d: int, header: dict, section) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, vectors, masked ids) of a delta section; ValueError when it does not hold what the
+    header says."""
     try:
         n, m = int(header["vectors"]), int(header["masked"])
     except (KeyError, TypeError, ValueError) as e:
@@ -215,7 +231,7 @@ def read_delta(base, header: dict, section, base_ids: np.ndarray | None = None) 
     ids = raw[:sizes[0]].copy().view(np.int64)
     vectors = raw[sizes[0]:sizes[0] + sizes[1]].copy().view(np.float32).reshape(n, d)
     masked = raw[sizes[0] + sizes[1]:].copy().view(np.int64)
-    return DeltaIndex(base, ids, vectors, masked, base_ids=base_ids)
+    return ids, vectors, masked
 
 
 def _state(ids: np.ndarray, vectors: np.ndarray, masked: np.ndarray) -> _State:

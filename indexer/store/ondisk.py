@@ -28,12 +28,13 @@ import numpy as np
 
 from ..faults import fault_point
 
-__all__ = ["DATA_SUFFIX", "BASE_SUFFIX", "base_path", "new_data_path", "write_lists", "rewrite_lists",
+__all__ = ["DATA_SUFFIX", "BASE_SUFFIX", "base_path", "new_base_path", "new_data_path", "write_lists", "rewrite_lists",
            "map_lists", "reopen_mapped", "data_file", "private_data_dir", "file_crc32"]
 
 DATA_SUFFIX = ".ivfdata"
-# The FAISS index (quantizer, codec, list offsets) of the lists in a data file of the same name:
-# as fixed as the data file, so written once beside it, not again at each save of the delta.
+# A saved FAISS index (vectors.py): for lists in a data file of the same name, the quantizer,
+# codec and list offsets, as fixed as the data file, so written once beside it; for an index in
+# memory, all of it, as of when it was written (the changes since are saved as a delta).
 BASE_SUFFIX = ".ivfbase"
 _ID_BYTES = 8  # faiss ids are int64
 
@@ -47,6 +48,11 @@ def new_data_path(directory: Path) -> Path:
 def base_path(data: Path) -> Path:
     """Where the index over the lists of data file `data` is kept."""
     return data.with_suffix(BASE_SUFFIX)
+
+
+def new_base_path(directory: Path) -> Path:
+    """A new base file for an index held in memory (no data file)."""
+    return Path(directory) / f"vectors-{uuid.uuid4().hex[:16]}{BASE_SUFFIX}"
 
 
 def private_data_dir() -> Path:

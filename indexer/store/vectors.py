@@ -2,9 +2,12 @@
 
 File layout: magic (the format's version), header length, a JSON header (generation, count,
 crc32 of all that follows, index choice, data file, payload length, delta counts), the serialized
-FAISS index, then an on-disk index's delta (ids, vectors, masked ids; see delta.py). An on-disk
-index's FAISS index (its quantizer: 8 MB at 1M) is not in that file but in a base file beside its
-data file, written once with it, so a save of the delta writes the delta alone. The header's
+FAISS index, then the delta (ids, vectors, masked ids; see delta.py). The FAISS index itself is
+not in that file but in a base file, so a save writes the changes since the base, not the
+collection: an on-disk index's base (its quantizer: 4 MB at 1M) is written once with its data
+file; an in-memory index's (all of it: 200 MB at 100k, 520 MB at 1M as IVF-SQ8) is written anew
+only once the ids changed since pass the delta's bound (2% or 50,000), and is loaded with the
+delta applied. The header's
 generation says which committed DuckDB state it holds; DuckDB's vector_log lists the ids changed
 since, so a file that is behind is caught up. An index too big for the memory budget keeps its
 lists in a data file beside it (ondisk.py), written before the index file that names it, never
@@ -19,7 +22,7 @@ import os
 import struct
 import time
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +39,14 @@ from .ann import (
     index_ids,
     set_search_depth,
 )
-from .delta import DeltaIndex, delta_section, fold_due, read_delta
+from .delta import DeltaIndex, delta_section, fold_due, parse_section, past_fold_bound, read_delta, section_of
 from .ondisk import (
     BASE_SUFFIX,
     DATA_SUFFIX,
     base_path,
     data_file,
     file_crc32,
+    new_base_path,
     new_data_path,
     private_data_dir,
     reopen_mapped,
@@ -77,6 +81,7 @@ class VectorIndex:
     crc_of: str | None = None
     base_crc32: int | None = None  # the checksum of the base file named `base_of`, once written or read
     base_of: str | None = None
+    since_base: set[int] = field(default_factory=set)  # in memory: the ids changed since base_of was written
 
     @property
     def count(self) -> int:
@@ -172,17 +177,19 @@ def fold_delta(store: Store, vectors: VectorIndex) -> None:
 def save_vector_index(store: Store, vectors: VectorIndex) -> None:
     """Write to a temporary file, flush it to disk, then rename over the old one. An on-disk
     index's delta past its bound is folded into a new data file first (a writer's save alone)."""
-    import faiss
-
     if isinstance(vectors.index, DeltaIndex) and fold_due(vectors.index):
         fold_delta(store, vectors)
     base = vectors.index.base if isinstance(vectors.index, DeltaIndex) else vectors.index
     data = data_file(base)  # written and flushed when it was made: only named here
     if data is not None and vectors.crc_of != data.name:
         vectors.data_crc32, vectors.crc_of = file_crc32(data), data.name
-    payload = b"" if data is not None else faiss.serialize_index(base)
-    base_file = _save_base(store, vectors, base, data) if data is not None else None
-    delta, parts = delta_section(vectors.index) if isinstance(vectors.index, DeltaIndex) else (None, [])
+    if data is not None:
+        base_file = _save_base(store, vectors, base, base_path(data))
+        delta, parts = delta_section(vectors.index)
+    else:
+        base_file = _memory_base(store, vectors)
+        delta, parts = _memory_delta(store, vectors)
+    payload = b""  # the FAISS index is in the base file (older formats carried it here)
     crc = zlib.crc32(payload)
     for part in parts:
         crc = zlib.crc32(part, crc)
@@ -195,8 +202,8 @@ def save_vector_index(store: Store, vectors: VectorIndex) -> None:
         "data_file": data.name if data is not None else None,
         "data_crc32": vectors.data_crc32 if data is not None else None,
         "data_bytes": data.stat().st_size if data is not None else None,
-        "base_file": base_file.name if base_file is not None else None,
-        "base_crc32": vectors.base_crc32 if base_file is not None else None,
+        "base_file": base_file.name,
+        "base_crc32": vectors.base_crc32,
         "payload_bytes": len(payload),
         "delta": delta,
     }).encode()
@@ -215,16 +222,33 @@ def save_vector_index(store: Store, vectors: VectorIndex) -> None:
     os.replace(temporary, final)
     _fsync_dir(store.dir)
     vectors.saved_data = data.name if data is not None else None
-    fault_point("faiss_renamed")  # a kill here leaves a data file no saved index names
-    _drop_data_files(store.dir, keep=vectors.saved_data)  # a reader mapping one keeps its pages
+    fault_point("faiss_renamed")  # a kill here leaves a data or base file no saved index names
+    _drop_data_files(store.dir, keep={vectors.saved_data, base_file.name})  # a reader mapping one keeps its pages
 
 
-def _save_base(store: Store, vectors: VectorIndex, base, data: Path) -> Path:
-    """The base file of an on-disk index (its FAISS index without the lists), written once per
-    data file: to a temporary file, flushed, renamed. Its name follows the data file's."""
+def _memory_base(store: Store, vectors: VectorIndex) -> Path:
+    """An in-memory index's base file: the one it was loaded from or last saved to, until the ids
+    changed since pass the delta's bound; then the whole index, written anew."""
+    path = store.dir / vectors.base_of if vectors.base_of else None
+    if path is None or not path.exists() or past_fold_bound(len(vectors.since_base), vectors.count):
+        path = _save_base(store, vectors, vectors.index, new_base_path(store.dir))
+        vectors.since_base = set()
+    return path
+
+
+def _memory_delta(store: Store, vectors: VectorIndex) -> tuple[dict, list[bytes]]:
+    """The changes since an in-memory index's base file: every id changed is masked in the base,
+    and those still live are carried with their vectors, read from DuckDB (the saved generation's)."""
+    changed = np.asarray(sorted(vectors.since_base), np.int64)
+    ids, embeddings = store.embeddings(changed) if len(changed) else (changed, np.zeros((0, vectors.index.d)))
+    return section_of(ids, embeddings, changed)
+
+
+def _save_base(store: Store, vectors: VectorIndex, base, path: Path) -> Path:
+    """A base file (the FAISS index; an on-disk one's without its lists), written once: to a
+    temporary file, flushed, renamed. An on-disk index's is named after its data file."""
     import faiss
 
-    path = base_path(data)
     if vectors.base_of == path.name and path.exists():
         return path
     payload = faiss.serialize_index(base)
@@ -266,24 +290,33 @@ def load_vector_file(path: Path, *, verify_data: bool = False,
     if zlib.crc32(tail) != header.get("crc32") or not 0 <= length <= len(tail):
         raise ValueError("checksum mismatch (truncated or corrupted)")
     base_file = header.get("base_file")
-    if base_file is not None and (not choice.on_disk or length or Path(base_file).name != base_file):
-        raise ValueError("damaged header: a base file where none belongs")
+    if base_file is not None and (length or Path(base_file).name != base_file):
+        raise ValueError("damaged header: a base file beside a payload")
     payload = _read_base(path.parent / base_file, header.get("base_crc32")) if base_file else tail[:length]
     index = faiss.deserialize_index(payload, faiss.IO_FLAG_SKIP_IVF_DATA if choice.on_disk else 0)
     set_search_depth(index, choice.params)
+    since_base: set[int] = set()
     if choice.on_disk:
         mapped = reopen_mapped(index, path.parent)
         if verify_data and header.get("data_crc32") is not None and file_crc32(mapped) != header["data_crc32"]:
             raise ValueError(f"list data file {mapped.name} damaged (checksum mismatch)")
         base_ids = known[1] if known is not None and known[0] == header.get("data_file") else None
         index = read_delta(index, header.get("delta") or {"vectors": 0, "masked": 0}, tail[length:], base_ids)
+    elif base_file is not None:  # in memory: the base, then the changes since
+        ids, vectors, masked = parse_section(int(index.d), header.get("delta") or {}, tail)
+        if len(masked):
+            index.remove_ids(masked)
+        if len(ids):
+            index.add_with_ids(vectors, ids)
+        since_base = set(masked.tolist())
     elif length != len(tail):
         raise ValueError("damaged header: bytes after an in-memory index")
     if index.ntotal != header.get("count"):
         raise ValueError("vector count does not match its header")
     return VectorIndex(index, int(header["generation"]), choice, int(header.get("trained_on", 0)),
                        saved_data=header.get("data_file"), data_crc32=header.get("data_crc32"),
-                       crc_of=header.get("data_file"), base_crc32=header.get("base_crc32"), base_of=base_file)
+                       crc_of=header.get("data_file"), base_crc32=header.get("base_crc32"), base_of=base_file,
+                       since_base=since_base)
 
 
 def saved_index_current(store: Store, manifest: dict) -> bool:
@@ -452,6 +485,7 @@ def _catch_up(store: Store, vectors: VectorIndex) -> None:
     vectors.index.remove_ids(changed)
     if len(ids):
         vectors.index.add_with_ids(embeddings, ids)
+    vectors.since_base.update(changed.tolist())  # the next save carries them beside the base file
 
 
 def _data_dir(store: Store) -> Path:
@@ -466,30 +500,29 @@ def _release_private(store: Store, data: Path | None) -> None:
         data.unlink(missing_ok=True)
 
 
-def _drop_data_files(directory: Path, keep: str | None) -> None:
-    """Data files other than `keep`, and base files other than its base file."""
-    keep_base = base_path(Path(keep)).name if keep else None
+def _drop_data_files(directory: Path, keep: set[str | None]) -> None:
+    """Data and base files other than those named in `keep`."""
     for stale in [*directory.glob(f"*{DATA_SUFFIX}"), *directory.glob(f"*{BASE_SUFFIX}")]:
-        if stale.name not in (keep, keep_base):
+        if stale.name not in keep:
             stale.unlink(missing_ok=True)
 
 
-def _saved_data_name(path: Path) -> tuple[bool, str | None]:
-    """(readable, the data file named by the index file at `path`), from its header alone."""
+def _saved_file_names(path: Path) -> tuple[bool, set[str | None]]:
+    """(readable, the data and base files named by the index file at `path`), from its header alone."""
     try:
         header, _ = _split(np.memmap(path, dtype=np.uint8, mode="r"))
     except (OSError, ValueError):
-        return False, None
-    return True, header.get("data_file")
+        return False, set()
+    return True, {header.get("data_file"), header.get("base_file")}
 
 
 def clean_leftovers(store: Store) -> None:
-    """Remove temporary files of saves that were killed midway, and data files no saved index
-    names (a killed rebuild's, or one superseded before it was saved)."""
+    """Remove temporary files of saves that were killed midway, and data and base files no saved
+    index names (a killed rebuild's, or one superseded before it was saved)."""
     for leftover in [*store.dir.glob(f"{FAISS_NAME}.tmp-*"), *store.dir.glob(f"*{BASE_SUFFIX}.tmp-*")]:
         leftover.unlink(missing_ok=True)
     saved = store.dir / FAISS_NAME
-    readable, keep = _saved_data_name(saved) if saved.exists() else (True, None)
+    readable, keep = _saved_file_names(saved) if saved.exists() else (True, set())
     if readable:  # else the index is rebuilt, and its save clears them
         _drop_data_files(store.dir, keep)
 
