@@ -26,6 +26,7 @@ from .errors import VitsearchError
 from .report import IndexReport
 from .scan import normalize_roots
 from .scope import Scope
+from .store.store import open_store
 from .store.vectors import DeferredSaves
 from .watch_events import RootWatches
 
@@ -60,8 +61,7 @@ def watch_index(roots: list[str], store_dir: str | os.PathLike | None = None, *,
     """Index `roots` into the store, then follow their changes until `stop` is set; returns the
     syncs after the first. `options` are IndexWatcher's (weights, device, batch_size, exclude...)."""
     watcher = IndexWatcher(roots, store_dir, **options)
-    watcher.sync(progress)
-    return 0 if stop.is_set() else watcher.follow(stop, settings, log)
+    return watcher.follow(stop, settings, log, first=lambda: watcher.sync(progress))
 
 
 class IndexWatcher:
@@ -100,29 +100,35 @@ class IndexWatcher:
         return report
 
     def follow(self, stop: threading.Event, settings: WatchSettings | None = None,
-               log: Callable[[str], None] = print) -> int:
+               log: Callable[[str], None] = print, first: Callable[[], object] | None = None) -> int:
         """Sync after each settled change until `stop` is set (see watch_folders), then write the
-        FAISS index kept in memory; returns the passes. A KeyboardInterrupt skips that write: the
-        change log has it all."""
-        if self.store is None:
-            self.sync()
-        if self.links:
-            log(f"watch: the folders hold symlinks the scan follows ({self.links[0]}...): each sync rescans "
-                "the whole tree")
+        FAISS index kept in memory; returns the passes. `first`: the whole sync to run once the
+        watches are set (by default one, unless this watcher has synced already). A
+        KeyboardInterrupt skips that write: the change log has it all."""
+        def start() -> None:
+            if first is not None:
+                first()
+            elif self.store is None:
+                self.sync()
+            if self.links:
+                log(f"watch: the folders hold symlinks the scan follows ({self.links[0]}...): each sync rescans "
+                    "the whole tree")
+
         passes = watch_folders(self.roots, lambda scope: self.sync(only=scope), stop, settings, log=log,
-                               ignore=(self.store,))
+                               ignore=(str(open_store(self.store_dir).dir),), first=start)
         save_deferred(self.store_dir, self._deferred)
         return passes
 
 
 def watch_folders(roots: list[str], sync: Callable[[Scope | None], IndexReport], stop: threading.Event,
                   settings: WatchSettings | None = None, log: Callable[[str], None] = print,
-                  ignore: tuple[str, ...] = ()) -> int:
+                  ignore: tuple[str, ...] = (), first: Callable[[], object] | None = None) -> int:
     """Run `sync(scope)` whenever the roots changed and settled, until `stop` is set; returns
     passes. `scope` is what the events named, None for the whole tree (see the module). Events
-    under `ignore` (the store's own folder) are not changes. A sync that fails (a root deleted,
-    the store busy) is logged, and the tree is synced whole at the next change or after
-    DEFAULT_POLL_SECONDS."""
+    under `ignore` (the store's own folder) are not changes. `first` (the start's whole sync)
+    runs once the watches are set: a change made while it runs is an event, synced after it. A
+    sync that fails (a root deleted, the store busy) is logged, and the tree is synced whole at
+    the next change or after DEFAULT_POLL_SECONDS."""
     settings = settings or WatchSettings()
     changed = _Changes()
     watches = None if settings.poll else RootWatches.start(roots, changed, log, ignore)
@@ -131,6 +137,9 @@ def watch_folders(roots: list[str], sync: Callable[[Scope | None], IndexReport],
         log(f"watch: rescanning every {interval:g} s")
     passes, last_whole, retry_at = 0, time.monotonic(), None
     try:
+        if first is not None:
+            first()
+            last_whole = time.monotonic()
         while not stop.is_set():
             if watches is None:
                 stop.wait(interval)

@@ -266,3 +266,31 @@ def wait_for(condition, limit: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_a_change_made_during_the_first_whole_sync_is_synced_after_it(tmp_path):
+    """The watches are set before the start's whole sync: what changes while it runs (it may
+    embed for hours) is an event, not a change left for the 6-hour rescan."""
+    import threading
+
+    from vitsearch.indexer.report import IndexReport
+    from vitsearch.indexer.watch import WatchSettings, watch_folders
+
+    (tmp_path / "a").mkdir()
+    calls: list[Scope | None] = []
+
+    def first_sync():
+        calls.append("first")
+        (tmp_path / "a" / "late.jpg").write_bytes(b"x")  # written after the scan, before the sync ends
+
+    stop = threading.Event()
+    thread = threading.Thread(target=watch_folders, args=([str(tmp_path)], lambda s: calls.append(s) or IndexReport(),
+                                                         stop, WatchSettings(settle=0.3), lambda _: None),
+                              kwargs={"first": first_sync})
+    thread.start()
+    try:
+        wait_for(lambda: len(calls) == 2)
+        assert calls == ["first", Scope.of(folders=[tmp_path / "a"])]
+    finally:
+        stop.set()
+        thread.join()
