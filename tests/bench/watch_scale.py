@@ -2,15 +2,17 @@
 watcher's CPU-seconds and bytes written per change, and its CPU and writes when idle.
 
     python tests/bench/watch_scale.py [--files 100000] [--per-folder 10] [--changes 40] [--idle 60]
-                                      [--workdir DIR] [--source DIR]
+                                      [--dim 512] [--workdir DIR] [--source DIR]
 
 The library is `--files` tiny PNGs in folders of `--per-folder` (tests/bench/noop_reindex.py's).
 `--source DIR` reuses a noop_reindex.py workdir (its images/ and a store of them made with the fake
 encoder): the tree is hard-linked into this run's workdir (only new files are written) and the store
-copied, its rows renamed to the links. The watcher is IndexWatcher with the fake encoder, in a child
-process: at this scale the model is not the point, and a real one adds its own embedding time to each
-photo (watch_latency.py measures that). A reader holds the store as `serve` does (ImageIndex,
-refreshed before each search); a photo is searchable once a search with its own vector finds it.
+copied, its rows renamed to the links (made with the same --dim). The watcher is IndexWatcher with
+the fake encoder (its vectors projected to the model's 512 dimensions, so the index the watcher keeps
+and saves is the real size), in a child process: at this scale the model is not the point, and a
+real one adds its own embedding time to each photo (watch_latency.py measures that). A reader
+holds the store as `serve` does (ImageIndex, refreshed before each search); a photo is searchable
+once a search with its own vector finds it.
 The latency includes the 1.5 s of quiet the watcher waits for. For each change the watcher's
 CPU-seconds (utime+stime of all its threads, /proc/PID/stat) and write_bytes (/proc/PID/io) are
 counted from the write until it has been quiet for 1 s. One JSON line per figure.
@@ -37,7 +39,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np
 from PIL import Image
 
-from tests.bench.noop_reindex import write_tiny_images
+from tests.bench.noop_reindex import WideFakeEncoder, write_tiny_images
 from tests.conftest import FakeEncoder
 from tests.e2e.test_watch_targeted import cpu_seconds, written_bytes
 
@@ -46,11 +48,15 @@ def emit(**figure) -> None:
     print(json.dumps(figure), flush=True)
 
 
-def child(root: str, store: str, ready: str) -> None:
+def fake_encoder(dim: int) -> FakeEncoder:
+    return WideFakeEncoder(dim) if dim != FakeEncoder.dim else FakeEncoder()
+
+
+def child(root: str, store: str, ready: str, dim: str) -> None:
     """The watcher: IndexWatcher with the fake encoder, until SIGTERM."""
     import vitsearch.indexer.watch as watch
 
-    watch.load_store_encoder = lambda *args, **kwargs: FakeEncoder()
+    watch.load_store_encoder = lambda *args, **kwargs: fake_encoder(int(dim))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     watcher = watch.IndexWatcher([root], store)
@@ -61,12 +67,12 @@ def child(root: str, store: str, ready: str) -> None:
     watcher.follow(stop, log=lambda line: print(line, file=sys.stderr, flush=True))
 
 
-def photo(seed: int) -> tuple[bytes, np.ndarray]:
+def photo(seed: int, dim: int) -> tuple[bytes, np.ndarray]:
     """A tiny PNG like the library's and the vector the fake encoder gives it."""
     pixels = np.random.default_rng(seed).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "PNG")
-    encoder = FakeEncoder()
+    encoder = fake_encoder(dim)
     return buffer.getvalue(), encoder.encode([encoder.preprocess(Image.fromarray(pixels))])[0]
 
 
@@ -117,9 +123,10 @@ def main() -> None:
     parser.add_argument("--per-folder", type=int, default=10)
     parser.add_argument("--changes", type=int, default=40)
     parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle watcher measured")
+    parser.add_argument("--dim", type=int, default=512, help="of the fake vectors (the model's: 512)")
     parser.add_argument("--workdir")
     parser.add_argument("--source", help="a noop_reindex.py workdir to reuse (images/ and store/)")
-    parser.add_argument("--child", nargs=3, metavar=("ROOT", "STORE", "READY"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, metavar=("ROOT", "STORE", "READY", "DIM"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(*args.child)
@@ -127,7 +134,8 @@ def main() -> None:
     ready = folder.parent / "ready.json"
     ready.unlink(missing_ok=True)
     started = time.perf_counter()
-    watcher = subprocess.Popen([sys.executable, __file__, "--child", str(folder), str(store), str(ready)],
+    watcher = subprocess.Popen([sys.executable, __file__, "--child", str(folder), str(store), str(ready),
+                                str(args.dim)],
                                cwd=REPO, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(watcher.stderr), daemon=True).start()
@@ -155,13 +163,13 @@ def run(args, pid: int, folder: Path, store: Path) -> None:
     seconds = time.monotonic() - started
     emit(figure="watch_idle", seconds=round(seconds, 1), cpu_percent_of_a_core=round(
         100 * (cpu_seconds(pid) - cpu) / seconds, 3), bytes_written=written_bytes(pid) - written)
-    reader = ImageIndex.open(store, encoder=FakeEncoder())
+    reader = ImageIndex.open(store, encoder=fake_encoder(args.dim))
     folders = sorted(p for p in folder.iterdir() if p.is_dir())
     rng = random.Random(34)
     run_id = time.time_ns()  # new names and contents on every run of a reused workdir
     latencies, cpus, writes = [], [], []
     for i in range(args.changes):
-        data, vector = photo(run_id + i)
+        data, vector = photo(run_id + i, args.dim)
         target = rng.choice(folders) / f"new-{run_id}-{i:04d}.png"
         cpu, written = cpu_seconds(pid), written_bytes(pid)
         target.write_bytes(data)
