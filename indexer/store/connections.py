@@ -173,12 +173,10 @@ def _open(path: str, *, read_only: bool, sandboxed: bool = False):
         while True:
             try:
                 con = duckdb.connect(path, read_only=read_only, config=config)
-                if not read_only:
-                    con.execute("PRAGMA disable_checkpoint_on_shutdown")
-                return con
+                break
             except duckdb.IOException as e:  # another process holds the file
                 if "lock" not in str(e).lower() or time.monotonic() > deadline:
-                    raise StoreError(f"cannot open {path}: {e}") from e
+                    raise StoreError(f"cannot open {path}: {e}{_wal_hint(e, path)}") from e
                 if not read_only and not flagged:
                     Path(path + WAITING_SUFFIX).write_text(str(os.getpid()))
                     flagged = True
@@ -187,6 +185,21 @@ def _open(path: str, *, read_only: bool, sandboxed: bool = False):
     finally:
         if flagged:
             Path(path + WAITING_SUFFIX).unlink(missing_ok=True)
+    if not read_only:
+        try:
+            con.execute("PRAGMA disable_checkpoint_on_shutdown")
+        except BaseException:
+            con.close()
+            raise
+    return con
+
+
+def _wal_hint(error: Exception, path: str) -> str:
+    """What to do when DuckDB cannot replay the write-ahead log beside the file."""
+    if "WAL" not in str(error):
+        return ""
+    return (f". Its write-ahead log {Path(path).name}.wal does not fit it: were the two copied or restored "
+            "apart? They are one store: restore or copy both, or neither")
 
 
 def _writer_waiting(path: str) -> bool:

@@ -150,6 +150,12 @@ def fetch_records(con, query: str, params=()) -> list[dict]:
     return [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]
 
 
+def _schema_shape(con) -> tuple[int, int]:
+    """(tables, columns) of the store's schema: what a migration changes."""
+    return con.execute("SELECT (SELECT count(*) FROM duckdb_tables()), (SELECT count(*) FROM duckdb_columns())"
+                       ).fetchone()
+
+
 class Store:
     """A store directory: metadata.duckdb, vectors.faiss and writer.lock."""
 
@@ -200,7 +206,13 @@ class Store:
         """Create the schema and manifest if new; refuse an incompatible existing store."""
         self.dir.mkdir(parents=True, exist_ok=True)
         with self.connect() as con:
+            before = _schema_shape(con)
             con.execute(_SCHEMA.format(dim=int(identity["dim"])))
+            if _schema_shape(con) != before:
+                # DDL goes into the data file at once rather than the write-ahead log, which a
+                # writer's close no longer folds in (connections.py): a log that replays DDL is
+                # where DuckDB has had bugs, and a new schema is written once.
+                con.execute("CHECKPOINT")
             stored = _read_manifest(con)
             if not stored:
                 fresh = dict(identity, schema_version=SCHEMA_VERSION, generation=0, log_floor=0, next_id=1,

@@ -335,8 +335,10 @@ def saved_index_current(store: Store, manifest: dict) -> bool:
         if (int(header["generation"]) != int(manifest.get("generation", 0)) or zlib.crc32(tail) != header["crc32"]
                 or saved.count != len(store.live_ids()) or needs_new_layout(saved, manifest)):
             return False
-        if header.get("base_file"):
-            _read_base(path.parent / header["base_file"], header.get("base_crc32"))
+        if (base_file := header.get("base_file")) is not None:
+            if Path(base_file).name != base_file:
+                return False
+            _read_base(path.parent / base_file, header.get("base_crc32"))
         if header.get("data_file"):  # read through, as a writer always has: a flipped code byte shows nowhere else
             data = path.parent / header["data_file"]
             return header.get("data_bytes") in (None, data.stat().st_size) and file_crc32(data) == header["data_crc32"]

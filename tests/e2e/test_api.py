@@ -405,7 +405,8 @@ def test_the_page_keeps_its_own_cors_rules(server):
 
 def probe_targets(lib) -> list[str]:
     photos, store = lib["photos"], lib["store"]
-    return ["/etc/passwd", str(store / "metadata.duckdb"), str(store / "vectors.faiss"), str(photos / "scene-001.jpg"),
+    return ["/etc/passwd", str(store / "metadata.duckdb"), str(store / "metadata.duckdb.wal"),
+            str(store / "vectors.faiss"), str(photos / "scene-001.jpg"),
             str(photos / "passwd-link.jpg"), str(photos / "clip.mp4"), f"{photos}/../photos/scene-001.jpg",
             f"{photos}/../../../../../etc/passwd", "../../../../etc/passwd", "file:///etc/passwd",
             str(photos / "scene-001.jpg").replace("/", "//")]

@@ -205,8 +205,8 @@ def test_server_side_paths_are_not_accepted_as_uploads(served):
 
 def probe_urls(served) -> list[str]:
     photos, store = served["photos"], served["store"]
-    targets = ["/etc/passwd", str(store / "metadata.duckdb"), str(store / "vectors.faiss"),
-               str(photos / "scene-001.jpg"), str(photos / "passwd-link.jpg"),
+    targets = ["/etc/passwd", str(store / "metadata.duckdb"), str(store / "metadata.duckdb.wal"),
+               str(store / "vectors.faiss"), str(photos / "scene-001.jpg"), str(photos / "passwd-link.jpg"),
                f"{photos}/../photos/scene-001.jpg", f"{photos}/../../../../etc/passwd"]
     urls = []
     for target in targets:

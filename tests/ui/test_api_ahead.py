@@ -35,6 +35,14 @@ def page_app() -> Starlette:
                      middleware=[Middleware(StampPage)], lifespan=api_ahead_lifespan(API_PREFIX))
 
 
+def test_behind_a_proxy_prefix_the_api_still_skips_the_page_middleware():
+    """With a root path (a proxy serving the page under /photos), routes match without it."""
+    with TestClient(page_app(), root_path="/photos") as client:
+        api = client.get("/photos" + API_PREFIX + "/info")
+        assert api.status_code == 200 and "x-page-middleware" not in api.headers
+        assert client.get("/photos/config").headers["x-page-middleware"] == "1"
+
+
 def test_api_requests_skip_the_page_middleware_and_the_rest_keep_it():
     with TestClient(page_app()) as client:
         api = client.get(API_PREFIX + "/info")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 
+from starlette.routing import get_route_path
+
 __all__ = ["ApiAhead", "api_ahead_lifespan"]
 
 
@@ -24,7 +26,8 @@ class ApiAhead:
         return path == self.prefix or path.startswith(self.prefix + "/")
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] in ("http", "websocket") and self.owns(scope.get("path", "")):
+        # The path as the router matches it: a root path (a proxy's prefix) taken off, as Mount does.
+        if scope["type"] in ("http", "websocket") and self.owns(get_route_path(scope)):
             await self.router(scope, receive, send)
         else:
             await self.page(scope, receive, send)
