@@ -186,6 +186,7 @@ def test_poll_needs_a_positive_number(tmp_path, value):
     assert result.returncode == 2 and "--poll" in result.stderr
 
 
+@pytest.mark.slow  # 30+ s of polling
 def test_past_the_os_watch_limit_it_falls_back_to_rescanning(tmp_path):
     """In a user namespace allowed 50 inotify watches, a tree of 120 folders cannot be watched:
     the watcher says so, rescans instead, and still follows changes."""

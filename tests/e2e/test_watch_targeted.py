@@ -11,9 +11,13 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.test_crash import assert_invariants
 from tests.e2e.test_watch import equals_a_fresh_index, rows, start_watcher, stop, wait_until
 from tests.indexer.churn import Churn, seed_tree, small_photo
+
+pytestmark = pytest.mark.slow  # ~2 min of real watchers: the README's run stays near 10 min; CI's slow step runs them
 
 
 def on_disk(folder: Path) -> dict[str, str]:

@@ -369,6 +369,7 @@ def test_buffered_inserts_keep_write_order_and_values(tmp_path):
 
 
 @pytest.mark.e2e  # the real CLI or model in child processes
+@pytest.mark.slow  # many short-lived processes
 def test_exiting_as_a_read_lease_expires_never_aborts(tmp_path):
     """The lease closer runs in a daemon thread; a process that exits while it is inside DuckDB's
     close used to abort (exit 134, "terminate called ... exception not rethrown"): about one
